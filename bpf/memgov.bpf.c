@@ -1,0 +1,390 @@
+// SPDX-License-Identifier: GPL-2.0 OR BSD-3-Clause
+/*
+ * memgov's kernel half: follows every descendant of the build, keeps each
+ * process's and each job's current and peak RSS in maps, reports exec/exit/OOM
+ * through a ring buffer, stops gated execs until the controller admits them,
+ * and resumes every stopped pid if the controller dies.
+ * Kernel facts this relies on are in docs/DESIGN.md §2.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include "memgov/abi.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#define SIGCONT 18
+#define SIGSTOP 19
+#define PEAK_CAS_TRIES 8
+
+/* Settings, fixed at load time by the controller. */
+const volatile __u32 controller_tgid = 0;
+const volatile __u32 pause_job_roots = 0;
+const volatile __u64 page_size = 4096;
+
+struct mg_totals totals = {};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 32768); /* resized by the controller before load */
+	__type(key, __u32);
+	__type(value, struct mg_proc);
+} procs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 8192);
+	__type(key, __u32);
+	__type(value, struct mg_job);
+} jobs SEC(".maps");
+
+struct gate_name {
+	char name[MG_GATE_NAME_LEN];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct gate_name);
+	__type(value, __u8);
+} gate_names SEC(".maps");
+
+/* pid -> time it was stopped; every pid here is SIGCONTed by the crash guard. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 32768);
+	__type(key, __u32);
+	__type(value, __u64);
+} paused SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 8 << 20);
+} events SEC(".maps");
+
+struct exec_record {
+	struct mg_exec_event event;
+	char argv[MG_ARGV_MAX];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct exec_record);
+} exec_scratch SEC(".maps");
+
+struct gate_scratch_value {
+	struct gate_name key;
+	char filename[MG_FILENAME_LEN];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct gate_scratch_value);
+} gate_scratch SEC(".maps");
+
+extern struct task_struct *bpf_task_from_pid(s32 pid) __ksym;
+extern void bpf_task_release(struct task_struct *p) __ksym;
+extern int bpf_send_signal_task(struct task_struct *task, int sig, enum pid_type type,
+				__u64 value) __ksym;
+
+static __always_inline void raise_peak(__u64 *peak, __u64 value)
+{
+	for (int i = 0; i < PEAK_CAS_TRIES; i++) {
+		__u64 seen = *peak;
+		if (value <= seen)
+			return;
+		if (__sync_val_compare_and_swap(peak, seen, value) == seen)
+			return;
+	}
+}
+
+static __always_inline __u64 mm_rss_bytes(struct mm_struct *mm)
+{
+	if (!mm)
+		return 0;
+	/* File + anon + shmem, the sum behind the kernel's own hiwater_rss and ru_maxrss. */
+	__s64 pages = mm->rss_stat[MM_FILEPAGES].count + mm->rss_stat[MM_ANONPAGES].count +
+		      mm->rss_stat[MM_SHMEMPAGES].count;
+	return pages > 0 ? (__u64)pages * page_size : 0;
+}
+
+/* Sets a process's RSS and carries the change into its job's sum and the build's sum. */
+static __always_inline void account_rss(struct mg_proc *proc, __u64 rss)
+{
+	__u64 old = __sync_lock_test_and_set(&proc->rss_bytes, rss);
+	__s64 delta = (__s64)rss - (__s64)old;
+
+	raise_peak(&proc->peak_rss_bytes, rss);
+	if (delta == 0)
+		return;
+	__u32 job_id = proc->job;
+	if (job_id) {
+		struct mg_job *job = bpf_map_lookup_elem(&jobs, &job_id);
+		if (job) {
+			__s64 sum = __sync_add_and_fetch(&job->rss_bytes, delta);
+			if (sum > 0)
+				raise_peak(&job->peak_bytes, sum);
+		}
+	}
+	__s64 total = __sync_add_and_fetch(&totals.rss_bytes, delta);
+	if (total > 0)
+		raise_peak(&totals.peak_bytes, total);
+}
+
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
+{
+	__u32 tgid = child->tgid;
+	if (child->pid != tgid)
+		return 0; /* a new thread: its memory is its process's */
+	__u32 parent_tgid = parent->tgid;
+	struct mg_proc *parent_proc = bpf_map_lookup_elem(&procs, &parent_tgid);
+	if (!parent_proc)
+		return 0;
+
+	struct mg_proc fresh = { .ppid = parent_tgid, .job = parent_proc->job };
+	if (bpf_map_update_elem(&procs, &tgid, &fresh, BPF_NOEXIST)) {
+		__sync_fetch_and_add(&totals.procs_map_full, 1);
+		return 0;
+	}
+	struct mg_proc *proc = bpf_map_lookup_elem(&procs, &tgid);
+	if (!proc)
+		return 0;
+	if (fresh.job) {
+		struct mg_job *job = bpf_map_lookup_elem(&jobs, &fresh.job);
+		if (job)
+			__sync_fetch_and_add(&job->nprocs, 1);
+	}
+	__sync_fetch_and_add(&totals.procs_live, 1);
+	__sync_fetch_and_add(&totals.procs_seen, 1);
+	/* A CLONE_VM child (vfork, posix_spawn) shares its parent's pages: count them once. */
+	struct mm_struct *mm = child->mm;
+	if (mm && mm != parent->mm)
+		account_rss(proc, mm_rss_bytes(mm));
+	return 0;
+}
+
+SEC("tp_btf/rss_stat")
+int BPF_PROG(on_rss_stat, struct mm_struct *mm, int member)
+{
+	struct task_struct *owner = mm->owner;
+	if (!owner)
+		return 0; /* teardown of an mm nobody owns any more */
+	__u32 tgid = owner->tgid;
+	struct mg_proc *proc = bpf_map_lookup_elem(&procs, &tgid);
+	if (!proc)
+		return 0;
+	/* An image being built by exec or torn down after it is not the process's memory. */
+	if (owner->mm != mm)
+		return 0;
+	account_rss(proc, mm_rss_bytes(mm));
+	return 0;
+}
+
+struct basename_search {
+	const char *path;
+	__u32 start;
+};
+
+static long note_slash(__u32 i, void *data)
+{
+	struct basename_search *search = data;
+	char c = search->path[i & (MG_FILENAME_LEN - 1)];
+	if (c == '\0')
+		return 1;
+	if (c == '/')
+		search->start = i + 1;
+	return 0;
+}
+
+/* True when the basename of the exec'd file is in the gate list. */
+static __always_inline bool is_gated(const char *filename)
+{
+	__u32 zero = 0;
+	struct gate_scratch_value *scratch = bpf_map_lookup_elem(&gate_scratch, &zero);
+	if (!scratch)
+		return false;
+	long len = bpf_probe_read_kernel_str(scratch->filename, sizeof(scratch->filename), filename);
+	if (len <= 0)
+		return false;
+
+	/* bpf_loop keeps the verifier from exploring every position of the last '/'. */
+	struct basename_search search = { .path = scratch->filename, .start = 0 };
+	bpf_loop(MG_FILENAME_LEN, note_slash, &search, 0);
+	__builtin_memset(&scratch->key, 0, sizeof(scratch->key));
+	for (__u32 i = 0; i < MG_GATE_NAME_LEN; i++) {
+		__u32 at = search.start + i;
+		if (at >= MG_FILENAME_LEN)
+			break;
+		char c = scratch->filename[at & (MG_FILENAME_LEN - 1)];
+		if (c == '\0')
+			break;
+		scratch->key.name[i] = c;
+	}
+	return bpf_map_lookup_elem(&gate_names, &scratch->key) != NULL;
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(on_exec, struct task_struct *task, pid_t old_pid, struct linux_binprm *bprm)
+{
+	__u32 tgid = task->tgid;
+	struct mg_proc *proc = bpf_map_lookup_elem(&procs, &tgid);
+	if (!proc)
+		return 0;
+	__sync_fetch_and_add(&totals.execs, 1);
+
+	struct mm_struct *mm = task->mm;
+	account_rss(proc, mm_rss_bytes(mm)); /* the new image replaces the old one */
+
+	__u32 flags = 0;
+	if (!proc->job && is_gated(bprm->filename)) {
+		struct mg_job fresh = { .nprocs = 1 };
+		if (bpf_map_update_elem(&jobs, &tgid, &fresh, BPF_NOEXIST) == 0) {
+			proc->job = tgid;
+			flags |= MG_EXEC_JOB_ROOT;
+			struct mg_job *job = bpf_map_lookup_elem(&jobs, &tgid);
+			if (job) {
+				__u64 rss = proc->rss_bytes;
+				__sync_fetch_and_add(&job->rss_bytes, rss);
+				raise_peak(&job->peak_bytes, rss);
+			}
+		} else {
+			__sync_fetch_and_add(&totals.jobs_map_full, 1);
+		}
+	}
+
+	if ((flags & MG_EXEC_JOB_ROOT) && pause_job_roots) {
+		/* Recorded before the stop, so the crash guard can always undo it. Queued before
+		 * the event is visible, so the controller's SIGCONT can never overtake it. */
+		__u64 now = bpf_ktime_get_ns();
+		if (bpf_map_update_elem(&paused, &tgid, &now, BPF_ANY) == 0) {
+			bpf_send_signal(SIGSTOP);
+			flags |= MG_EXEC_PAUSED;
+		}
+	}
+
+	__u32 zero = 0;
+	struct exec_record *record = bpf_map_lookup_elem(&exec_scratch, &zero);
+	if (!record)
+		return 0;
+	struct mg_exec_event *event = &record->event;
+	event->header.kind = MG_EVENT_EXEC;
+	event->header.pid = tgid;
+	event->header.timestamp_ns = bpf_ktime_get_ns();
+	event->ppid = proc->ppid;
+	event->job = proc->job;
+	bpf_get_current_comm(event->comm, sizeof(event->comm));
+	bpf_probe_read_kernel_str(event->filename, sizeof(event->filename), bprm->filename);
+
+	__u64 argv_len = 0;
+	if (mm) {
+		argv_len = mm->arg_end - mm->arg_start;
+		if (argv_len > MG_ARGV_MAX) {
+			argv_len = MG_ARGV_MAX;
+			flags |= MG_EXEC_ARGV_TRUNCATED;
+		}
+		barrier_var(argv_len); /* keeps the clamp visible to the verifier (clang 14) */
+		if (bpf_probe_read_user(record->argv, argv_len, (void *)mm->arg_start)) {
+			argv_len = 0;
+			flags |= MG_EXEC_ARGV_UNREADABLE;
+		}
+	}
+	event->flags = flags;
+	event->argv_len = argv_len;
+	__u64 size = sizeof(*event) + argv_len;
+	barrier_var(size);
+	if (size > sizeof(*record))
+		size = sizeof(*record);
+	if (bpf_ringbuf_output(&events, record, size, 0))
+		__sync_fetch_and_add(&totals.events_dropped, 1);
+	return 0;
+}
+
+static long resume_paused_pid(struct bpf_map *map, __u32 *pid, __u64 *stopped_at, void *ctx)
+{
+	struct task_struct *task = bpf_task_from_pid(*pid);
+	if (task) {
+		bpf_send_signal_task(task, SIGCONT, PIDTYPE_TGID, 0);
+		bpf_task_release(task);
+		__sync_fetch_and_add(&totals.guard_resumed, 1);
+	}
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(on_exit, struct task_struct *task, bool group_dead)
+{
+	if (!group_dead)
+		return 0; /* a thread; its process lives on */
+	__u32 tgid = task->tgid;
+	if (tgid == controller_tgid) {
+		/* The controller is gone (maybe SIGKILLed): nobody else would resume these. */
+		bpf_for_each_map_elem(&paused, resume_paused_pid, NULL, 0);
+		return 0;
+	}
+	struct mg_proc *proc = bpf_map_lookup_elem(&procs, &tgid);
+	if (!proc)
+		return 0;
+
+	account_rss(proc, 0);
+	__u32 job_id = proc->job;
+	__u64 job_peak = 0;
+	if (job_id) {
+		struct mg_job *job = bpf_map_lookup_elem(&jobs, &job_id);
+		if (job) {
+			job_peak = job->peak_bytes;
+			if (__sync_sub_and_fetch(&job->nprocs, 1) == 0)
+				bpf_map_delete_elem(&jobs, &job_id);
+		}
+	}
+	__sync_fetch_and_sub(&totals.procs_live, 1);
+
+	struct mg_exit_event *event = bpf_ringbuf_reserve(&events, sizeof(*event), 0);
+	if (event) {
+		event->header.kind = MG_EVENT_EXIT;
+		event->header.pid = tgid;
+		event->header.timestamp_ns = bpf_ktime_get_ns();
+		event->ppid = proc->ppid;
+		event->job = job_id;
+		event->exit_code = task->exit_code;
+		event->pad = 0;
+		event->peak_rss_bytes = proc->peak_rss_bytes;
+		event->job_peak_bytes = job_peak;
+		bpf_probe_read_kernel_str(event->comm, sizeof(event->comm), task->comm);
+		bpf_ringbuf_submit(event, 0);
+	} else {
+		__sync_fetch_and_add(&totals.events_dropped, 1);
+	}
+	bpf_map_delete_elem(&paused, &tgid);
+	bpf_map_delete_elem(&procs, &tgid);
+	return 0;
+}
+
+SEC("tp_btf/mark_victim")
+int BPF_PROG(on_oom_victim, struct task_struct *task, uid_t uid)
+{
+	__u32 tgid = task->tgid;
+	struct mg_proc *proc = bpf_map_lookup_elem(&procs, &tgid);
+	if (!proc)
+		return 0;
+	__sync_fetch_and_add(&totals.oom_kills, 1);
+	struct mg_oom_event *event = bpf_ringbuf_reserve(&events, sizeof(*event), 0);
+	if (!event) {
+		__sync_fetch_and_add(&totals.events_dropped, 1);
+		return 0;
+	}
+	event->header.kind = MG_EVENT_OOM_KILL;
+	event->header.pid = tgid;
+	event->header.timestamp_ns = bpf_ktime_get_ns();
+	event->job = proc->job;
+	event->pad = 0;
+	event->rss_bytes = proc->rss_bytes;
+	event->peak_rss_bytes = proc->peak_rss_bytes;
+	bpf_probe_read_kernel_str(event->comm, sizeof(event->comm), task->comm);
+	bpf_ringbuf_submit(event, 0);
+	return 0;
+}

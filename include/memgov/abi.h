@@ -1,0 +1,103 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-3-Clause */
+/*
+ * The one contract between bpf/memgov.bpf.c and the C++ controller: map
+ * values, ring-buffer records and limits. Plain C with __u32/__u64 only, so
+ * both clang -target bpf (with vmlinux.h) and g++ (with <linux/types.h>)
+ * read it identically.
+ */
+#ifndef MEMGOV_ABI_H
+#define MEMGOV_ABI_H
+
+#ifndef __VMLINUX_H__
+#include <linux/types.h>
+#endif
+
+#define MG_COMM_LEN 16
+/* Long enough for cross-compiler driver names such as x86_64-linux-gnu-g++-12. */
+#define MG_GATE_NAME_LEN 64
+#define MG_FILENAME_LEN 256
+/* argv beyond this is cut and flagged MG_EXEC_ARGV_TRUNCATED. */
+#define MG_ARGV_MAX 30720 /* header + argv must fit a per-CPU map value (32 KiB) */
+
+/* Record kinds in the ring buffer; every record starts with struct mg_event_header. */
+enum mg_event_kind {
+	MG_EVENT_EXEC = 1,
+	MG_EVENT_EXIT = 2,
+	MG_EVENT_OOM_KILL = 3,
+};
+
+enum mg_exec_flags {
+	MG_EXEC_JOB_ROOT = 1u << 0,        /* program is in the gate list, no job ancestor */
+	MG_EXEC_PAUSED = 1u << 1,          /* SIGSTOPped; waits for the controller */
+	MG_EXEC_ARGV_TRUNCATED = 1u << 2,  /* argv longer than MG_ARGV_MAX */
+	MG_EXEC_ARGV_UNREADABLE = 1u << 3, /* bpf_probe_read_user failed */
+};
+
+struct mg_event_header {
+	__u32 kind;
+	__u32 pid; /* tgid, init pid namespace */
+	__u64 timestamp_ns; /* bpf_ktime_get_ns(), CLOCK_MONOTONIC */
+};
+
+struct mg_exec_event {
+	struct mg_event_header header;
+	__u32 ppid;
+	__u32 job; /* job id = pid of the job's root; 0 = glue, not in a job */
+	__u32 flags;
+	__u32 argv_len; /* bytes of argv[] that follow, NUL-separated */
+	char comm[MG_COMM_LEN];
+	char filename[MG_FILENAME_LEN]; /* bprm->filename as exec'd */
+	/* followed by argv_len bytes of argv, NUL-separated */
+};
+
+struct mg_exit_event {
+	struct mg_event_header header;
+	__u32 ppid;
+	__u32 job;
+	__u32 exit_code; /* wait(2) status word: exit status << 8 | terminating signal */
+	__u32 pad;
+	__u64 peak_rss_bytes; /* this process, all its images (fork → exec → exit) */
+	__u64 job_peak_bytes; /* peak of the job's summed RSS so far; 0 if job == 0 */
+	char comm[MG_COMM_LEN];
+};
+
+struct mg_oom_event {
+	struct mg_event_header header;
+	__u32 job;
+	__u32 pad;
+	__u64 rss_bytes;
+	__u64 peak_rss_bytes;
+	char comm[MG_COMM_LEN];
+};
+
+/* procs map: tgid -> mg_proc. */
+struct mg_proc {
+	__u32 ppid;
+	__u32 job;
+	__u64 rss_bytes;
+	__u64 peak_rss_bytes;
+};
+
+/* jobs map: job id -> mg_job. Sums over the job's live processes. */
+struct mg_job {
+	__s64 rss_bytes;
+	__u64 peak_bytes;
+	__u32 nprocs;
+	__u32 pad;
+};
+
+/* Build-wide counters, kept in the program's .bss and read by mmap. */
+struct mg_totals {
+	__s64 rss_bytes;       /* sum over all tracked processes now */
+	__u64 peak_bytes;      /* peak of that sum */
+	__u64 procs_live;
+	__u64 procs_seen;
+	__u64 execs;
+	__u64 events_dropped;  /* ring buffer full: a record was lost */
+	__u64 procs_map_full;  /* a descendant could not be tracked */
+	__u64 jobs_map_full;   /* a gated exec could not become a job */
+	__u64 oom_kills;
+	__u64 guard_resumed;   /* pids the crash guard SIGCONTed */
+};
+
+#endif /* MEMGOV_ABI_H */

@@ -1,0 +1,65 @@
+#include <doctest/doctest.h>
+
+#include "job_key.h"
+
+using memgov::job_key;
+using memgov::JobKind;
+
+TEST_CASE("a compile is keyed on its absolute source path") {
+    auto key = job_key({"g++", "-O2", "-c", "src/main.cpp", "-o", "obj/main.o"}, "/home/u/proj");
+    CHECK(key.kind == JobKind::compile);
+    CHECK(key.key == "/home/u/proj/src/main.cpp");
+}
+
+TEST_CASE("option values are not mistaken for sources") {
+    auto key = job_key({"gcc", "-include", "pre.h", "-MF", "dep.c", "-o", "x.c", "-c", "../a.c"},
+                       "/p/build");
+    CHECK(key.key == "/p/a.c");
+}
+
+TEST_CASE("several sources key on all of them, sorted and unique") {
+    auto key = job_key({"cc", "b.c", "a.c", "b.c", "-o", "prog"}, "/w");
+    CHECK(key.kind == JobKind::compile);
+    CHECK(key.key == "/w/a.c, /w/b.c");
+}
+
+TEST_CASE("cc1plus under any driver keys on the source, not its temporary output") {
+    auto key = job_key({"/usr/libexec/gcc/x86_64-linux-gnu/12/cc1plus", "-quiet", "-I", "inc",
+                        "src/x.cc", "-quiet", "-dumpbase", "x.cc", "-dumpbase-ext", ".cc",
+                        "-O2", "-o", "/tmp/ccAbc.s"},
+                       "/p");
+    CHECK(key.key == "/p/src/x.cc");
+}
+
+TEST_CASE("a link is keyed on its output") {
+    CHECK(job_key({"g++", "a.o", "b.o", "-o", "bin/app"}, "/p").key == "/p/bin/app");
+    CHECK(job_key({"g++", "a.o", "b.o", "-obin/app"}, "/p").key == "/p/bin/app");
+    CHECK(job_key({"/usr/bin/ld", "a.o"}, "/p").key == "/p/a.out");
+    auto versioned = job_key({"x86_64-linux-gnu-g++-12", "a.o", "-o", "app"}, "/p");
+    CHECK(versioned.kind == JobKind::link);
+    CHECK(versioned.key == "/p/app");
+}
+
+TEST_CASE("rustc keys on its crate root") {
+    auto key = job_key({"rustc", "--crate-name", "foo", "--edition=2021", "src/lib.rs",
+                        "--crate-type", "lib", "--out-dir", "/t/deps", "-C", "opt-level=3"},
+                       "/r");
+    CHECK(key.key == "/r/src/lib.rs");
+}
+
+TEST_CASE("paths are normalised lexically and absolute ones kept") {
+    CHECK(job_key({"gcc", "-c", "./x/../y//z.c"}, "/a/b/").key == "/a/b/y/z.c");
+    CHECK(job_key({"gcc", "-c", "/abs/p.c"}, "/ignored").key == "/abs/p.c");
+    CHECK(job_key({"gcc", "-c", "../../../../up.c"}, "/a").key == "/up.c");
+}
+
+TEST_CASE("odd argv never breaks keying") {
+    CHECK(job_key({}, "/").kind == JobKind::other);
+    CHECK(job_key({"gcc", "-o"}, "/p").key == "/p/a.out");
+    CHECK(job_key({"gcc", "-c", "dir with space/f.c"}, "/p").key == "/p/dir with space/f.c");
+    CHECK(job_key({"gcc", "-c", "new\nline.c"}, "/p").key == "/p/new\nline.c");
+    CHECK(job_key({"gcc", "-c", ".c"}, "/p").key == "/p/a.out");  // a dotfile is no source
+    CHECK(job_key({"javac", "-d", "out", "-o", "x.jar"}, "/p").key == "javac -o /p/x.jar");
+    CHECK(job_key({"mytool", "--flag"}, "/p").key == "mytool --flag");
+    CHECK(job_key({"gcc", "@args.rsp"}, "/p").kind == JobKind::link);
+}

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs memgov's build and test dependencies from Debian 12's archive.
+# Idempotent: packages already present are skipped, so a second run is fast and offline.
+set -euo pipefail
+
+packages=(
+  build-essential cmake pkg-config
+  clang llvm            # clang -target bpf compiles bpf/*.bpf.c; llvm-strip trims the object
+  libbpf-dev bpftool    # skeleton loader and skeleton/vmlinux.h generator
+  libelf-dev zlib1g-dev # libbpf's own link dependencies
+  libcli11-dev          # command line parsing
+  libfmt-dev            # formatting for log lines and reports
+  doctest-dev           # unit tests
+  nlohmann-json3-dev    # JSON for --stats-json and the profile store (escapes argv bytes safely)
+  make ninja-build      # build tools the integration tests govern
+  util-linux procps     # setpriv (unprivileged test), ps
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if ((${#missing[@]})); then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "install-deps: need root to install: ${missing[*]} (run with sudo)" >&2
+    exit 1
+  fi
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi

@@ -1,0 +1,193 @@
+#include "bpf_tracker.h"
+
+#include <bpf/libbpf.h>
+#include <fmt/format.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+
+#include "capabilities.h"
+#include "event_decode.h"
+#include "memgov/abi.h"  // before the skeleton, which names its structs
+#include "memgov.skel.h"
+
+namespace memgov {
+namespace {
+
+constexpr const char* kernel_btf = "/sys/kernel/btf/vmlinux";
+
+bool verbose_libbpf = false;
+
+int print_libbpf(enum libbpf_print_level level, const char* format, va_list args) {
+    // libbpf's own EPERM hint ("try raising ulimit -l") is wrong here; memgov diagnoses instead.
+    if (!verbose_libbpf || level == LIBBPF_DEBUG) return 0;
+    return std::vfprintf(stderr, format, args);
+}
+
+std::uint64_t monotonic_ns() {
+    timespec now{};
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return static_cast<std::uint64_t>(now.tv_sec) * 1'000'000'000ull + now.tv_nsec;
+}
+
+template <typename T>
+std::uint64_t load_relaxed(T& field) {
+    return static_cast<std::uint64_t>(std::atomic_ref<T>(field).load(std::memory_order_relaxed));
+}
+
+void add_gate_name(bpf_map* map, const std::string& name) {
+    char key[MG_GATE_NAME_LEN] = {};
+    std::strncpy(key, name.c_str(), sizeof(key) - 1);
+    std::uint8_t present = 1;
+    if (bpf_map__update_elem(map, key, sizeof(key), &present, sizeof(present), BPF_ANY))
+        throw TrackerError(fmt::format("gate list is full: cannot add '{}'", name));
+}
+
+}  // namespace
+
+std::string diagnose_bpf_failure(int error) {
+    if (access(kernel_btf, R_OK) != 0)
+        return fmt::format("this kernel has no BTF ({} missing): use a kernel built with "
+                           "CONFIG_DEBUG_INFO_BTF=y",
+                           kernel_btf);
+    if (!has_bpf_privilege())
+        return "no permission to load BPF programs: run memgov as root (sudo memgov …) or give "
+               "it CAP_BPF and CAP_PERFMON (sudo setcap cap_bpf,cap_perfmon+ep $(which memgov))";
+    if (error == EPERM || error == EACCES)
+        return "the kernel refused memgov's BPF programs (a security module or "
+               "kernel.unprivileged_bpf_disabled?): run `memgov check -v` for libbpf's details";
+    if (error == ENOENT || error == ESRCH)
+        return "a tracepoint or kfunc memgov needs is missing from this kernel (Linux 6.13 or "
+               "newer is needed): run `memgov check -v` for details";
+    return {};
+}
+
+std::unique_ptr<BpfTracker> BpfTracker::open(const TrackerOptions& options) {
+    verbose_libbpf = options.verbose_libbpf;
+    libbpf_set_print(print_libbpf);
+
+    auto fail = [](const char* step, int error) -> TrackerError {
+        std::string why = diagnose_bpf_failure(error);
+        if (why.empty()) why = fmt::format("{} failed: {}", step, std::strerror(error));
+        return TrackerError(why);
+    };
+
+    std::unique_ptr<BpfTracker> tracker(new BpfTracker());
+    tracker->skeleton_ = memgov_bpf__open();
+    if (!tracker->skeleton_) throw fail("opening the BPF object", errno);
+    auto* skel = tracker->skeleton_;
+
+    skel->rodata->controller_tgid = static_cast<__u32>(getpid());
+    skel->rodata->pause_job_roots = options.pause_job_roots ? 1 : 0;
+    skel->rodata->page_size = static_cast<__u64>(sysconf(_SC_PAGESIZE));
+    bpf_map__set_max_entries(skel->maps.procs, options.max_procs);
+    bpf_map__set_max_entries(skel->maps.paused, options.max_procs);
+    bpf_map__set_max_entries(skel->maps.jobs, options.max_jobs);
+
+    if (int err = memgov_bpf__load(skel)) throw fail("loading the BPF programs", -err);
+    for (const auto& name : options.gate_names) add_gate_name(skel->maps.gate_names, name);
+    if (int err = memgov_bpf__attach(skel)) throw fail("attaching the BPF programs", -err);
+
+    tracker->ring_ = ring_buffer__new(bpf_map__fd(skel->maps.events), &BpfTracker::on_record,
+                                      tracker.get(), nullptr);
+    if (!tracker->ring_) throw fail("opening the ring buffer", errno);
+    return tracker;
+}
+
+BpfTracker::~BpfTracker() {
+    if (skeleton_) resume_all_paused();
+    ring_buffer__free(ring_);
+    memgov_bpf__destroy(skeleton_);
+}
+
+void BpfTracker::resume_all_paused() {
+    bpf_map* map = skeleton_->maps.paused;
+    __u32 key = 0;
+    __u32 next = 0;
+    __u32* previous = nullptr;
+    while (bpf_map__get_next_key(map, previous, &next, sizeof(next)) == 0) {
+        kill(static_cast<pid_t>(next), SIGCONT);
+        key = next;
+        previous = &key;
+    }
+}
+
+void BpfTracker::track(pid_t pid) {
+    __u32 key = static_cast<__u32>(pid);
+    mg_proc proc{};
+    proc.ppid = static_cast<__u32>(getpid());
+    if (bpf_map__update_elem(skeleton_->maps.procs, &key, sizeof(key), &proc, sizeof(proc), BPF_ANY))
+        throw TrackerError(fmt::format("cannot track pid {}: {}", pid, std::strerror(errno)));
+    auto& totals = skeleton_->bss->totals;
+    std::atomic_ref<__u64>(totals.procs_live).fetch_add(1);
+    std::atomic_ref<__u64>(totals.procs_seen).fetch_add(1);
+}
+
+int BpfTracker::on_record(void* self, void* data, std::size_t size) {
+    auto* tracker = static_cast<BpfTracker*>(self);
+    auto event = decode_event({static_cast<const std::byte*>(data), size});
+    if (!event) {
+        ++tracker->undecodable_;
+        return 0;
+    }
+    (*tracker->handler_)(*event);
+    return 0;
+}
+
+int BpfTracker::poll(std::chrono::milliseconds timeout, const EventHandler& handler) {
+    handler_ = &handler;
+    int count = ring_buffer__poll(ring_, static_cast<int>(timeout.count()));
+    handler_ = nullptr;
+    if (count == -EINTR) return 0;
+    if (count < 0) throw TrackerError(fmt::format("ring buffer poll failed: {}", std::strerror(-count)));
+    return count;
+}
+
+void BpfTracker::resume(pid_t pid) {
+    // Continue first, forget second: a crash in between costs a spare SIGCONT, never a stuck job.
+    kill(pid, SIGCONT);
+    __u32 key = static_cast<__u32>(pid);
+    bpf_map__delete_elem(skeleton_->maps.paused, &key, sizeof(key), 0);
+}
+
+void BpfTracker::stop(pid_t pid) {
+    __u32 key = static_cast<__u32>(pid);
+    __u64 now = monotonic_ns();
+    if (bpf_map__update_elem(skeleton_->maps.paused, &key, sizeof(key), &now, sizeof(now), BPF_ANY))
+        return;  // without a guard entry a stop could outlive us: don't stop
+    kill(pid, SIGSTOP);
+}
+
+std::optional<JobUsage> BpfTracker::job_usage(pid_t job) const {
+    __u32 key = static_cast<__u32>(job);
+    mg_job value{};
+    if (bpf_map__lookup_elem(skeleton_->maps.jobs, &key, sizeof(key), &value, sizeof(value), 0))
+        return std::nullopt;
+    return JobUsage{value.rss_bytes > 0 ? static_cast<std::uint64_t>(value.rss_bytes) : 0,
+                    value.peak_bytes, value.nprocs};
+}
+
+TrackerTotals BpfTracker::totals() const {
+    auto& raw = skeleton_->bss->totals;
+    std::int64_t rss = static_cast<std::int64_t>(load_relaxed(raw.rss_bytes));
+    return TrackerTotals{
+        .rss_bytes = rss > 0 ? static_cast<std::uint64_t>(rss) : 0,
+        .peak_bytes = load_relaxed(raw.peak_bytes),
+        .procs_live = load_relaxed(raw.procs_live),
+        .procs_seen = load_relaxed(raw.procs_seen),
+        .execs = load_relaxed(raw.execs),
+        .events_dropped = load_relaxed(raw.events_dropped),
+        .procs_map_full = load_relaxed(raw.procs_map_full),
+        .jobs_map_full = load_relaxed(raw.jobs_map_full),
+        .oom_kills = load_relaxed(raw.oom_kills),
+        .guard_resumed = load_relaxed(raw.guard_resumed),
+    };
+}
+
+}  // namespace memgov

@@ -1,0 +1,52 @@
+// Tracker backed by bpf/memgov.bpf.c: one skeleton, loaded and attached in open(),
+// torn down (after resuming every pid it stopped) in the destructor.
+#pragma once
+
+#include <memory>
+#include <stdexcept>
+
+#include "tracker.h"
+
+struct memgov_bpf;
+struct ring_buffer;
+
+namespace memgov {
+
+// A failure to load or attach, with a one-line diagnosis that says what to do.
+class TrackerError : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+class BpfTracker final : public Tracker {
+public:
+    static std::unique_ptr<BpfTracker> open(const TrackerOptions& options);
+    ~BpfTracker() override;
+    BpfTracker(const BpfTracker&) = delete;
+    BpfTracker& operator=(const BpfTracker&) = delete;
+
+    void track(pid_t pid) override;
+    int poll(std::chrono::milliseconds timeout, const EventHandler& handler) override;
+    void resume(pid_t pid) override;
+    void stop(pid_t pid) override;
+    std::optional<JobUsage> job_usage(pid_t job) const override;
+    TrackerTotals totals() const override;
+
+    // Records that decode_event could not read (should stay 0; counted, never silent).
+    std::uint64_t undecodable_records() const { return undecodable_; }
+
+private:
+    BpfTracker() = default;
+    static int on_record(void* self, void* data, std::size_t size);
+    void resume_all_paused();
+
+    memgov_bpf* skeleton_ = nullptr;
+    ring_buffer* ring_ = nullptr;
+    const EventHandler* handler_ = nullptr;
+    std::uint64_t undecodable_ = 0;
+};
+
+// Why BPF cannot load here, phrased as what to do; empty when nothing obvious is wrong.
+std::string diagnose_bpf_failure(int error);
+
+}  // namespace memgov

@@ -1,0 +1,78 @@
+// What a run learned about the build, assembled from tracker events: every process and
+// every job with its peak, and the build-wide figures. Pure: events in, report out.
+#pragma once
+
+#include <nlohmann/json_fwd.hpp>
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "job_key.h"
+#include "tracker.h"
+
+namespace memgov {
+
+struct ProcessRecord {
+    pid_t pid = 0;
+    pid_t ppid = 0;
+    pid_t job = 0;
+    std::string comm;
+    std::string filename;
+    std::vector<std::string> argv;
+    bool argv_truncated = false;
+    std::uint64_t peak_rss_bytes = 0;
+    std::optional<int> wait_status;  // set when it exited
+    bool oom_killed = false;
+};
+
+struct JobRecord {
+    pid_t job = 0;
+    JobKey key;
+    std::vector<std::string> argv;
+    std::uint64_t started_ns = 0;
+    std::uint64_t ended_ns = 0;
+    std::uint64_t peak_bytes = 0;
+    std::optional<int> wait_status;
+    bool oom_killed = false;
+};
+
+struct BuildSummary {
+    std::vector<std::string> command;
+    int exit_status = 0;
+    double wall_seconds = 0;
+    TrackerTotals totals;
+    std::uint64_t undecodable_records = 0;
+};
+
+class BuildReport {
+public:
+    // `cwd` is the exec'ing process's working directory, which relative paths in argv name.
+    void on_exec(const ExecEvent& event, const std::string& cwd);
+    void on_exit(const ExitEvent& event);
+    void on_oom_kill(const OomKillEvent& event);
+
+    const std::vector<ProcessRecord>& processes() const { return processes_; }
+    const std::vector<JobRecord>& jobs() const { return jobs_; }
+    const JobRecord* job(pid_t job_id) const;
+
+    // Jobs, largest peak first, at most `limit`.
+    std::vector<const JobRecord*> top_jobs(std::size_t limit) const;
+
+    nlohmann::json to_json(const BuildSummary& summary) const;
+    std::string summary_text(const BuildSummary& summary, std::size_t top) const;
+
+private:
+    ProcessRecord& live_process(pid_t pid);
+    JobRecord* live_job(pid_t job_id);
+
+    std::vector<ProcessRecord> processes_;
+    std::vector<JobRecord> jobs_;
+    // Pids are reused over a long build: these map only processes and jobs still running.
+    std::map<pid_t, std::size_t> live_processes_;
+    std::map<pid_t, std::size_t> live_jobs_;
+};
+
+}  // namespace memgov

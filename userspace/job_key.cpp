@@ -1,0 +1,114 @@
+#include "job_key.h"
+
+#include <algorithm>
+#include <array>
+#include <filesystem>
+#include <string_view>
+
+namespace memgov {
+namespace {
+
+// Options of gcc/clang/cc1/ld/rustc whose value is the next argument; skipping them keeps
+// `-o foo.c`, `-include x.h` or `-MF a.d` from being mistaken for inputs.
+constexpr std::array<std::string_view, 52> options_with_separate_value = {
+    "-o", "-MF", "-MT", "-MQ", "-MD", "-MMD", "-include", "-imacros", "-I", "-isystem",
+    "-iquote", "-idirafter", "-iprefix", "-iwithprefix", "-isysroot", "-x", "-D", "-U", "-L",
+    "-Xlinker", "-Xassembler", "-Xpreprocessor", "-Xclang", "-mllvm", "-aux-info", "-dumpbase",
+    "-dumpbase-ext", "-dumpdir", "-auxbase", "-auxbase-strip", "-main-file-name", "--param",
+    "-T", "-z", "-arch", "-target", "-e", "-soname", "-rpath", "-plugin", "-plugin-opt",
+    "--crate-name", "--crate-type", "--edition", "--out-dir", "--emit", "--cfg", "--extern",
+    "--cap-lints", "--target", "--error-format", "-C",
+};
+
+constexpr std::array<std::string_view, 33> source_extensions = {
+    ".c", ".cc", ".cp", ".cpp", ".cxx", ".c++", ".C", ".CPP", ".CC", ".i", ".ii", ".m", ".mm",
+    ".M", ".s", ".S", ".sx", ".f", ".for", ".f77", ".f90", ".f95", ".f03", ".f08", ".F",
+    ".F90", ".rs", ".go", ".java", ".cu", ".cppm", ".ixx", ".c++m",
+};
+
+bool takes_separate_value(std::string_view arg) {
+    return std::find(options_with_separate_value.begin(), options_with_separate_value.end(),
+                     arg) != options_with_separate_value.end();
+}
+
+bool is_source(std::string_view arg) {
+    auto dot = arg.rfind('.');
+    if (dot == std::string_view::npos || dot == 0) return false;
+    auto slash = arg.rfind('/');
+    if (slash != std::string_view::npos && dot < slash) return false;
+    auto extension = arg.substr(dot);
+    return std::find(source_extensions.begin(), source_extensions.end(), extension) !=
+           source_extensions.end();
+}
+
+std::string basename_of(std::string_view path) {
+    auto slash = path.rfind('/');
+    return std::string(slash == std::string_view::npos ? path : path.substr(slash + 1));
+}
+
+// "x86_64-linux-gnu-g++-12" -> "g++": drops a version suffix and a target prefix.
+std::string_view tool_name(std::string_view program) {
+    auto dash = program.rfind('-');
+    if (dash != std::string_view::npos &&
+        program.find_first_not_of("0123456789.", dash + 1) == std::string_view::npos)
+        program = program.substr(0, dash);
+    dash = program.rfind('-');
+    return dash == std::string_view::npos ? program : program.substr(dash + 1);
+}
+
+// With no source among their inputs these link, and write a.out unless told otherwise.
+bool is_linker_or_driver(std::string_view program) {
+    static constexpr std::array<std::string_view, 14> linkers = {
+        "ld", "ld.bfd", "ld.gold", "ld.lld", "lld", "mold", "collect2", "gcc", "g++", "cc",
+        "c++", "clang", "clang++", "gfortran",
+    };
+    return std::find(linkers.begin(), linkers.end(), tool_name(program)) != linkers.end();
+}
+
+}  // namespace
+
+std::string absolute_path(const std::string& path, const std::string& cwd) {
+    std::filesystem::path p(path);
+    if (p.is_relative()) p = std::filesystem::path(cwd.empty() ? "/" : cwd) / p;
+    auto normal = p.lexically_normal().string();
+    if (normal.size() > 1 && normal.back() == '/') normal.pop_back();
+    return normal;
+}
+
+JobKey job_key(const std::vector<std::string>& argv, const std::string& cwd) {
+    if (argv.empty()) return {JobKind::other, "(no argv)"};
+
+    std::vector<std::string> sources;
+    std::string output;
+    for (std::size_t i = 1; i < argv.size(); ++i) {
+        std::string_view arg = argv[i];
+        if (arg == "-o" && i + 1 < argv.size()) {
+            output = argv[++i];
+        } else if (arg.starts_with("-o") && arg.size() > 2 && !arg.starts_with("-o=")) {
+            output = arg.substr(2);
+        } else if (takes_separate_value(arg)) {
+            ++i;
+        } else if (!arg.starts_with("-") && !arg.starts_with("@") && is_source(arg)) {
+            sources.push_back(absolute_path(std::string(arg), cwd));
+        }
+    }
+
+    if (!sources.empty()) {
+        std::sort(sources.begin(), sources.end());
+        sources.erase(std::unique(sources.begin(), sources.end()), sources.end());
+        std::string key = sources.front();
+        for (std::size_t i = 1; i < sources.size(); ++i) key += ", " + sources[i];
+        return {JobKind::compile, key};
+    }
+
+    std::string program = basename_of(argv.front());
+    if (is_linker_or_driver(program))
+        return {JobKind::link, absolute_path(output.empty() ? "a.out" : output, cwd)};
+    if (!output.empty()) return {JobKind::other, program + " -o " + absolute_path(output, cwd)};
+
+    std::string key = program;
+    for (std::size_t i = 1; i < argv.size() && key.size() < 512; ++i) key += " " + argv[i];
+    return {JobKind::other, key};
+}
+
+}  // namespace memgov

@@ -1,0 +1,120 @@
+// memgov: runs a build at full parallelism without letting it run out of memory.
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "run_command.h"
+#include "system_check.h"
+
+namespace {
+
+constexpr const char* examples = R"(
+EXAMPLES
+  sudo memgov -- make -j64              govern a parallel make
+  sudo memgov --no-gate --stats-json s.json -- ninja
+                                        only measure: every process's and job's peak
+  sudo memgov -v --log memgov.log -- cargo build
+                                        write the decision log to a file
+  memgov check                          can this machine run memgov?
+
+Exit status: the command's (128+N if a signal N killed it); 125 if memgov itself failed;
+127 if the command was not found; 2 for a usage error.)";
+
+int run_check(bool verbose) {
+    auto results = memgov::check_system(verbose);
+    bool all_ok = true;
+    for (const auto& result : results) {
+        fmt::print("{:<6}{:<15}{}\n", result.ok ? "ok" : "FAIL", result.what, result.detail);
+        if (!result.ok) fmt::print("{:<21}fix: {}\n", "", result.fix);
+        all_ok = all_ok && result.ok;
+    }
+    fmt::print("{}\n", all_ok ? "memgov can run here." : "memgov cannot run here yet: see the fixes above.");
+    return all_ok ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    CLI::App app{"memgov: an eBPF memory governor for parallel builds"};
+    app.footer(examples);
+    app.set_version_flag("--version", MEMGOV_VERSION);
+    app.require_subcommand(0, 1);
+
+    memgov::RunOptions run;
+    bool no_gate = false;
+    app.add_flag("--no-gate", no_gate,
+                 "Never stop jobs at exec: only measure (jobs are still recognised and reported)")
+        ->envname("MEMGOV_NO_GATE");
+    app.add_option("--gate", run.extra_gates,
+                   "Also start a job at exec of this program (basename; repeatable)")
+        ->envname("MEMGOV_GATE")
+        ->delimiter(',');
+    app.add_option("--stats-json", run.stats_json,
+                   "Write every process's and job's peak memory to FILE as JSON")
+        ->envname("MEMGOV_STATS_JSON");
+    app.add_option("--log", run.log_file, "Write the log to FILE instead of stderr (implies -v)")
+        ->envname("MEMGOV_LOG");
+    app.add_flag("-v,--verbose", run.verbosity,
+                 "Log decisions ([MEMORY] [PREDICT] …); twice adds [DEBUG] and libbpf's messages");
+    app.add_flag("-q,--quiet", run.quiet, "No end-of-run summary")->envname("MEMGOV_QUIET");
+    app.add_option("--top", run.top_jobs, "Jobs listed in the summary")
+        ->envname("MEMGOV_TOP")
+        ->check(CLI::Range(0, 1000));
+    app.add_option("--max-procs", run.max_procs,
+                   "Processes tracked at once; more are counted and reported, not tracked")
+        ->envname("MEMGOV_MAX_PROCS")
+        ->check(CLI::Range(64, 4'194'304));
+    // Everything from the command's name on (or after --) is the command's, never memgov's.
+    app.prefix_command();
+
+    auto* check = app.add_subcommand("check", "Tell whether this machine can run memgov, and how to fix it");
+    bool check_verbose = false;
+    check->add_flag("-v,--verbose", check_verbose, "Show libbpf's messages");
+    auto* version = app.add_subcommand("version", "Print memgov's version");
+
+    // memgov's own options stop at the first "--" (or at the command's name); the rest is the
+    // command's, even when it looks like a subcommand or an option.
+    std::vector<std::string> args(argv + 1, argv + argc);
+    auto separator = std::find(args.begin(), args.end(), std::string("--"));
+    std::vector<std::string> after_separator;
+    if (separator != args.end()) {
+        after_separator.assign(separator, args.end());
+        args.erase(separator, args.end());
+    }
+    try {
+        std::reverse(args.begin(), args.end());  // CLI11 takes its vector last argument first
+        app.parse(args);
+    } catch (const CLI::CallForHelp& e) {
+        return app.exit(e);
+    } catch (const CLI::CallForVersion& e) {
+        return app.exit(e);
+    } catch (const CLI::ParseError& e) {
+        fmt::print(stderr, "memgov: {} (see memgov --help)\n", e.what());
+        return 2;
+    }
+
+    if (*check) return run_check(check_verbose);
+    if (*version) {
+        fmt::print("memgov {}\n", MEMGOV_VERSION);
+        return 0;
+    }
+    run.command = app.remaining();
+    if (!run.command.empty() && run.command.front().starts_with("-")) {
+        fmt::print(stderr, "memgov: unknown option {} (see memgov --help)\n", run.command.front());
+        return 2;
+    }
+    if (!after_separator.empty()) {
+        // "memgov -v -- make" drops the separator; in "memgov make -- x" it is make's.
+        auto from = run.command.empty() ? after_separator.begin() + 1 : after_separator.begin();
+        run.command.insert(run.command.end(), from, after_separator.end());
+    }
+    if (run.command.empty()) {
+        fmt::print(stderr, "memgov: no command given: memgov [options] -- command... (see memgov --help)\n");
+        return 2;
+    }
+    run.gate = !no_gate;
+    return memgov::run_command(run);
+}

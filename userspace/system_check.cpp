@@ -1,0 +1,97 @@
+#include "system_check.h"
+
+#include <fmt/format.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include "bpf_tracker.h"
+#include "capabilities.h"
+
+namespace memgov {
+namespace {
+
+constexpr std::pair<int, int> minimum_kernel{6, 13};  // bpf_send_signal_task kfunc
+
+CheckResult check_kernel() {
+    utsname name{};
+    uname(&name);
+    auto version = kernel_version(name.release);
+    bool ok = version >= minimum_kernel;
+    return {"kernel", ok, fmt::format("Linux {} ({}.{} or newer needed)", name.release,
+                                      minimum_kernel.first, minimum_kernel.second),
+            ok ? "" : "boot a newer kernel (Debian 12: bookworm-backports linux-image-amd64)"};
+}
+
+CheckResult check_btf() {
+    bool ok = access("/sys/kernel/btf/vmlinux", R_OK) == 0;
+    return {"BTF", ok, ok ? "/sys/kernel/btf/vmlinux" : "/sys/kernel/btf/vmlinux missing",
+            ok ? "" : "use a kernel built with CONFIG_DEBUG_INFO_BTF=y"};
+}
+
+CheckResult check_privilege() {
+    bool ok = has_bpf_privilege();
+    return {"privilege", ok,
+            ok ? (geteuid() == 0 ? "root" : "CAP_BPF and CAP_PERFMON")
+               : "neither root nor CAP_BPF+CAP_PERFMON",
+            ok ? "" : "run with sudo, or: sudo setcap cap_bpf,cap_perfmon+ep $(which memgov)"};
+}
+
+CheckResult check_memory_cgroup(const std::string& proc_root) {
+    std::ifstream in(proc_root + "/self/cgroup");
+    std::string line;
+    std::string unified;
+    while (std::getline(in, line)) {
+        // v1: "4:memory:/path"; v2: "0::/path"
+        auto first = line.find(':');
+        auto second = line.find(':', first + 1);
+        if (first == std::string::npos || second == std::string::npos) continue;
+        std::string controllers = line.substr(first + 1, second - first - 1);
+        std::string path = line.substr(second + 1);
+        if (controllers == "memory") return {"memory cgroup", true, "v1 " + path, ""};
+        if (controllers.empty()) unified = path;
+    }
+    if (!unified.empty()) {
+        for (const char* mount : {"/sys/fs/cgroup", "/sys/fs/cgroup/unified"}) {
+            std::ifstream list(std::string(mount) + unified + "/cgroup.controllers");
+            std::string names;
+            std::getline(list, names);
+            if (names.find("memory") != std::string::npos)
+                return {"memory cgroup", true, "v2 " + unified, ""};
+        }
+    }
+    return {"memory cgroup", false, "no memory controller for this process",
+            "memgov still works, using MemAvailable only; enable the memory controller "
+            "(cgroup_enable=memory) to respect container limits"};
+}
+
+CheckResult check_bpf_load(bool verbose_libbpf) {
+    try {
+        TrackerOptions options;
+        options.pause_job_roots = false;
+        options.verbose_libbpf = verbose_libbpf;
+        BpfTracker::open(options);
+        return {"BPF programs", true, "tp_btf fork/exec/exit/rss_stat/mark_victim load and attach", ""};
+    } catch (const TrackerError& error) {
+        return {"BPF programs", false, "cannot load or attach", error.what()};
+    }
+}
+
+}  // namespace
+
+std::pair<int, int> kernel_version(const std::string& release) {
+    int major = 0;
+    int minor = 0;
+    if (std::sscanf(release.c_str(), "%d.%d", &major, &minor) != 2) return {0, 0};
+    return {major, minor};
+}
+
+std::vector<CheckResult> check_system(bool verbose_libbpf, const std::string& proc_root) {
+    return {check_kernel(), check_btf(), check_privilege(), check_memory_cgroup(proc_root),
+            check_bpf_load(verbose_libbpf)};
+}
+
+}  // namespace memgov

@@ -1,0 +1,98 @@
+// The Tracker follows the build's process tree and reports what the kernel saw.
+// Only implementations of this interface know how (BPF today, /proc polling later).
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace memgov {
+
+struct ExecEvent {
+    pid_t pid = 0;
+    pid_t ppid = 0;
+    pid_t job = 0;  // 0: glue (make, sh …), not part of a job
+    bool job_root = false;
+    bool paused = false;  // stopped at exec; waits for Tracker::resume
+    bool argv_truncated = false;
+    bool argv_unreadable = false;
+    std::uint64_t timestamp_ns = 0;
+    std::string comm;
+    std::string filename;
+    std::vector<std::string> argv;
+};
+
+struct ExitEvent {
+    pid_t pid = 0;
+    pid_t ppid = 0;
+    pid_t job = 0;
+    int wait_status = 0;  // as from wait(2)
+    std::uint64_t timestamp_ns = 0;
+    std::uint64_t peak_rss_bytes = 0;
+    std::uint64_t job_peak_bytes = 0;
+    std::string comm;
+};
+
+struct OomKillEvent {
+    pid_t pid = 0;
+    pid_t job = 0;
+    std::uint64_t timestamp_ns = 0;
+    std::uint64_t rss_bytes = 0;
+    std::uint64_t peak_rss_bytes = 0;
+    std::string comm;
+};
+
+using TrackerEvent = std::variant<ExecEvent, ExitEvent, OomKillEvent>;
+
+struct JobUsage {
+    std::uint64_t rss_bytes = 0;
+    std::uint64_t peak_bytes = 0;
+    std::uint32_t nprocs = 0;
+};
+
+struct TrackerTotals {
+    std::uint64_t rss_bytes = 0;
+    std::uint64_t peak_bytes = 0;
+    std::uint64_t procs_live = 0;
+    std::uint64_t procs_seen = 0;
+    std::uint64_t execs = 0;
+    std::uint64_t events_dropped = 0;
+    std::uint64_t procs_map_full = 0;
+    std::uint64_t jobs_map_full = 0;
+    std::uint64_t oom_kills = 0;
+    std::uint64_t guard_resumed = 0;
+};
+
+struct TrackerOptions {
+    std::vector<std::string> gate_names;
+    bool pause_job_roots = true;  // false: jobs are still recognised, never stopped
+    std::uint32_t max_procs = 32768;
+    std::uint32_t max_jobs = 8192;
+    bool verbose_libbpf = false;
+};
+
+class Tracker {
+public:
+    using EventHandler = std::function<void(const TrackerEvent&)>;
+
+    virtual ~Tracker() = default;
+
+    // Starts following `pid` and every process it forks from now on.
+    virtual void track(pid_t pid) = 0;
+    // Waits up to `timeout` for events and hands each to `handler`; returns how many.
+    virtual int poll(std::chrono::milliseconds timeout, const EventHandler& handler) = 0;
+    // Continues a process the gate (or stop()) stopped.
+    virtual void resume(pid_t pid) = 0;
+    // Stops a running process such that a crash of the controller still resumes it.
+    virtual void stop(pid_t pid) = 0;
+    virtual std::optional<JobUsage> job_usage(pid_t job) const = 0;
+    virtual TrackerTotals totals() const = 0;
+};
+
+}  // namespace memgov
