@@ -1,0 +1,41 @@
+// Runs memgov and memhog as real processes and reads what they report.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace harness {
+
+struct Outcome {
+    int exit_status = -1;
+    std::string out;  // the build's stdout
+    std::string err;  // memgov's and the build's stderr
+    nlohmann::json stats;
+};
+
+// Runs `memgov <memgov_args> --stats-json TMP -- <command>`.
+Outcome run_memgov(const std::vector<std::string>& memgov_args, const std::vector<std::string>& command);
+
+// Runs argv, capturing stdout and stderr; returns the shell-style exit status.
+int run(const std::vector<std::string>& argv, std::string* out = nullptr, std::string* err = nullptr);
+
+// pid -> ru_maxrss in bytes, from memhog's "memhog pid=P maxrss_kb=K" lines.
+std::map<pid_t, std::uint64_t> memhog_maxrss(const std::string& out);
+
+// The state letter of /proc/PID/stat ('R', 'S', 'T' …), or 0 if gone.
+char process_state(pid_t pid);
+// utime of /proc/PID/stat in clock ticks, or -1.
+long process_utime(pid_t pid);
+
+std::string memgov_bin();
+std::string memhog_bin();
+
+// Peaks agree within max(1 %, 2 MiB), the tracker's promise.
+bool peaks_agree(std::uint64_t tracked, std::uint64_t kernel);
+
+}  // namespace harness
