@@ -120,6 +120,9 @@ json BuildReport::to_json(const BuildSummary& summary) const {
     out["events_dropped"] = summary.totals.events_dropped;
     out["undecodable_records"] = summary.undecodable_records;
     out["oom_kills"] = summary.totals.oom_kills;
+    out["jobs_waited"] = summary.jobs_waited;
+    out["seconds_waited"] = summary.seconds_waited;
+    out["emergency_stops"] = summary.emergency_stops;
     out["procs_seen"] = summary.totals.procs_seen;
     out["execs"] = summary.totals.execs;
     out["procs_untracked_map_full"] = summary.totals.procs_map_full;
@@ -167,6 +170,9 @@ std::string BuildReport::summary_text(const BuildSummary& summary, std::size_t t
         "memgov: exit {} after {:.1f}s; build peak {} over {} processes, {} jobs\n",
         summary.exit_status, summary.wall_seconds, format_bytes(summary.totals.peak_bytes),
         summary.totals.procs_seen, jobs_.size());
+    if (summary.jobs_waited || summary.emergency_stops)
+        text += fmt::format("memgov: {} jobs waited for memory ({:.1f}s in all), {} emergency stops\n",
+                            summary.jobs_waited, summary.seconds_waited, summary.emergency_stops);
     if (summary.totals.oom_kills)
         text += fmt::format("memgov: {} processes were killed by the OOM killer\n",
                             summary.totals.oom_kills);

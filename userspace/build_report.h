@@ -45,6 +45,9 @@ struct BuildSummary {
     double wall_seconds = 0;
     TrackerTotals totals;
     std::uint64_t undecodable_records = 0;
+    std::size_t jobs_waited = 0;  // jobs the governor held back at least once
+    double seconds_waited = 0;    // summed over those jobs
+    std::size_t emergency_stops = 0;
 };
 
 class BuildReport {

@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -38,7 +40,7 @@ int run_check(bool verbose) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    CLI::App app{"memgov: an eBPF memory governor for parallel builds"};
+    CLI::App app{"memgov: an eBPF memory governor for parallel builds", "memgov"};
     app.footer(examples);
     app.set_version_flag("--version", MEMGOV_VERSION);
     app.require_subcommand(0, 1);
@@ -52,6 +54,30 @@ int main(int argc, char** argv) {
                    "Also start a job at exec of this program (basename; repeatable)")
         ->envname("MEMGOV_GATE")
         ->delimiter(',');
+    app.add_option("--limit", run.limit,
+                   "Memory the build may use: a size (8G) or a share of RAM or of the cgroup limit (75%)")
+        ->envname("MEMGOV_LIMIT");
+    app.add_option("--headroom", run.headroom, "Memory always left free for everything else (default 0)")
+        ->envname("MEMGOV_HEADROOM");
+    app.add_option("--emergency-floor", run.emergency_floor,
+                   "Below this much available memory, stop the youngest running job until memory returns")
+        ->envname("MEMGOV_EMERGENCY_FLOOR")
+        ->capture_default_str();
+    app.add_option("--cold-estimate", run.cold_estimate,
+                   "Predicted peak of a job when nothing is known about any job yet")
+        ->envname("MEMGOV_COLD_ESTIMATE")
+        ->capture_default_str();
+    app.add_option("--profiles-dir", run.profiles_dir,
+                   "Where learned peaks are kept (default: the invoking user's ~/.cache/memgov)")
+        ->envname("MEMGOV_PROFILES_DIR");
+    app.add_option("--jobs", run.max_running, "At most N jobs admitted at once (default: no limit but memory)")
+        ->envname("MEMGOV_JOBS");
+    std::int64_t backfill_ms = run.backfill_window.count();
+    app.add_option("--backfill-window", backfill_ms,
+                   "Milliseconds a waiting job may be passed by smaller jobs before it blocks the queue")
+        ->envname("MEMGOV_BACKFILL_WINDOW")
+        ->check(CLI::Range(std::int64_t{0}, std::int64_t{86'400'000}))
+        ->capture_default_str();
     app.add_option("--stats-json", run.stats_json,
                    "Write every process's and job's peak memory to FILE as JSON")
         ->envname("MEMGOV_STATS_JSON");
@@ -116,5 +142,6 @@ int main(int argc, char** argv) {
         return 2;
     }
     run.gate = !no_gate;
+    run.backfill_window = std::chrono::milliseconds(backfill_ms);
     return memgov::run_command(run);
 }

@@ -3,11 +3,13 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
-#include <chrono>
+#include <ctime>
 #include <filesystem>
+#include <map>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -15,11 +17,23 @@
 #include "build_report.h"
 #include "bytes.h"
 #include "gate_list.h"
+#include "governor.h"
 #include "log.h"
+#include "memory_probe.h"
+#include "predictor.h"
+#include "profile_store.h"
 #include "runner.h"
 
 namespace memgov {
 namespace {
+
+using namespace std::chrono_literals;
+
+// Poll timeout while jobs run: short enough that a job growing at 1 GB/s moves the
+// numbers by ~20 MB between two readings.
+constexpr auto busy_tick = 20ms;
+constexpr auto idle_tick = 200ms;
+constexpr auto store_save_interval = 10s;
 
 std::atomic<int> pending_signal{0};
 std::atomic<bool> pending_signal_from_terminal{false};
@@ -55,6 +69,14 @@ std::string joined(const std::vector<std::string>& argv) {
     return text;
 }
 
+std::string tool_of(const ExecEvent& event) {
+    std::string_view path = event.filename;
+    auto slash = path.rfind('/');
+    return std::string(slash == std::string_view::npos ? path : path.substr(slash + 1));
+}
+
+double seconds(Clock::duration duration) { return std::chrono::duration<double>(duration).count(); }
+
 // Written as the invoking user under sudo, so the build's owner can replace it.
 void write_stats(const std::string& path, const nlohmann::json& stats,
                  const std::optional<Identity>& owner) {
@@ -69,41 +91,129 @@ void write_stats(const std::string& path, const nlohmann::json& stats,
         fmt::print(stderr, "memgov: cannot give {} to {}: {}\n", path, owner->user, std::strerror(errno));
 }
 
-class RunSession {
+struct Settings {
+    MemoryBudget budget;
+    GovernorSettings governor;
+    std::uint64_t cold_estimate = 0;
+};
+
+// Turns the user's size strings into numbers; throws std::invalid_argument with the message.
+Settings resolve_settings(const RunOptions& options, const MemoryReading& reading) {
+    std::uint64_t ram = reading.cgroup ? std::min(reading.cgroup->limit_bytes, reading.total_bytes)
+                                       : reading.total_bytes;
+    auto size = [&](const std::string& option, const std::string& text) {
+        auto bytes = parse_size(text, ram);
+        if (!bytes && text != "0")
+            throw std::invalid_argument(fmt::format(
+                "{} {}: expected a size such as 512M, 4G or 75% (of {}), greater than 0", option,
+                text, format_bytes(ram)));
+        return bytes.value_or(0);
+    };
+    Settings settings;
+    if (options.limit) settings.budget.limit_bytes = size("--limit", *options.limit);
+    settings.budget.headroom_bytes = size("--headroom", options.headroom);
+    settings.governor.emergency_floor_bytes = size("--emergency-floor", options.emergency_floor);
+    settings.governor.backfill_window = options.backfill_window;
+    settings.governor.max_running = options.max_running;
+    settings.cold_estimate = size("--cold-estimate", options.cold_estimate);
+    return settings;
+}
+
+struct GovernorTotals {
+    std::size_t jobs_waited = 0;
+    double seconds_waited = 0;
+    std::size_t emergency_stops = 0;
+    std::uint64_t tightest_available = UINT64_MAX;
+};
+
+// One run: tracker events and memory readings in, governor decisions applied.
+class BuildController {
 public:
-    RunSession(const RunOptions& options, Tracker& tracker, Log& log)
-        : options_(options), tracker_(tracker), log_(log) {}
+    BuildController(const RunOptions& options, const Settings& settings, Tracker& tracker,
+                    MemoryProbe& probe, ProfileStore& store, Log& log)
+        : options_(options),
+          settings_(settings),
+          tracker_(tracker),
+          probe_(probe),
+          store_(store),
+          log_(log),
+          governor_(settings.governor),
+          predictor_(settings.cold_estimate) {
+        for (const auto& [key, profile] : store_.profiles()) predictor_.learn(key, profile.tool, profile.peak_bytes);
+    }
 
     void handle(const TrackerEvent& event) {
         std::visit([this](const auto& e) { on(e); }, event);
     }
 
+    // Reads memory, lets the governor decide, applies what it decided.
+    void tick() {
+        auto now = Clock::now();
+        for (pid_t job : governor_.running_jobs())
+            if (auto usage = tracker_.job_usage(job)) governor_.job_usage(job, usage->rss_bytes, usage->peak_bytes);
+        auto availability = available_for_build(probe_.read(), settings_.budget, tracker_.totals().rss_bytes);
+        totals_.tightest_available = std::min(totals_.tightest_available, availability.bytes);
+        if (!options_.gate) return;
+        for (const auto& decision : governor_.decide(availability.bytes, now)) apply(decision, now);
+        save_store_if_due(now);
+    }
+
+    bool jobs_active() const {
+        auto view = governor_.view();
+        return view.running + view.waiting > 0;
+    }
+
+    void finish() {
+        if (!store_.save()) log_.write(LogCategory::memory, "profile store not saved");
+        for (const auto& warning : store_.take_warnings()) fmt::print(stderr, "memgov: warning: {}\n", warning);
+    }
+
     BuildReport& report() { return report_; }
+    const GovernorTotals& totals() const { return totals_; }
 
 private:
+    struct JobInfo {
+        std::string key;
+        std::string tool;
+        Prediction prediction;
+    };
+
     void on(const ExecEvent& event) {
         std::string cwd = process_cwd(event.pid);
         report_.on_exec(event, cwd);
         log_.write(LogCategory::debug, "exec PID={} PPID={} job={} {}{}", event.pid, event.ppid,
                    event.job, joined(event.argv), event.argv_truncated ? " …(argv truncated)" : "");
         if (!event.job_root) return;
-        const JobRecord* job = report_.job(event.pid);
-        log_.write(LogCategory::monitor, "PID={} job started: {}", event.pid,
-                   job ? job->key.key : event.filename);
-        if (event.paused) {
-            // Admission policy belongs to the governor; until it decides, every job starts.
-            tracker_.resume(event.pid);
-            log_.write(LogCategory::predict, "PID={} {}: admitted - OK", event.pid,
-                       job ? job->key.key : event.filename);
-        }
+        const JobRecord* record = report_.job(event.pid);
+        JobInfo info{record ? record->key.key : event.filename, tool_of(event), {}};
+        info.prediction = predictor_.predict(info.key, info.tool);
+        log_.write(LogCategory::debug, "New job PID={} {} ({}), predicted peak {} ({})", event.pid,
+                   info.key, info.tool, format_mb(info.prediction.bytes), describe(info.prediction.source));
+        if (event.paused) governor_.job_waiting(event.pid, info.prediction.bytes, Clock::now());
+        else governor_.job_running(event.pid, info.prediction.bytes, Clock::now());
+        jobs_[event.pid] = std::move(info);
+        if (event.paused) tick();  // admit at once when it fits
     }
 
     void on(const ExitEvent& event) {
         report_.on_exit(event);
         if (event.pid != event.job) return;
-        const JobRecord* job = report_.job(event.job);
-        log_.write(LogCategory::memory, "PID={} job exited, peak {} for {}", event.pid,
-                   format_mb(event.job_peak_bytes), job ? job->key.key : event.comm);
+        auto it = jobs_.find(event.job);
+        if (it == jobs_.end()) return;
+        const JobInfo& info = it->second;
+        const JobRecord* record = report_.job(event.job);
+        bool complete = WIFEXITED(event.wait_status) && !(record && record->oom_killed);
+        std::uint64_t old_peak = store_.profiles().contains(info.key) ? store_.profiles().at(info.key).peak_bytes : 0;
+        store_.record(info.key, info.tool, event.job_peak_bytes, std::time(nullptr), !complete);
+        predictor_.learn(info.key, info.tool, store_.profiles().at(info.key).peak_bytes);
+        log_.write(LogCategory::memory, "PID={} job exited, final peak for {}: {} -> {}{}", event.pid,
+                   info.key, format_mb(old_peak), format_mb(event.job_peak_bytes),
+                   complete ? "" : " (did not finish: kept as a lower bound)");
+        if (auto waited = governor_.waited(event.job, Clock::now()))
+            log_.write(LogCategory::memory, "Released {} reservation for {} (job completed) (PID={})",
+                       format_mb(std::max(info.prediction.bytes, event.job_peak_bytes)), info.key, event.pid);
+        governor_.job_exited(event.job);
+        jobs_.erase(it);
     }
 
     void on(const OomKillEvent& event) {
@@ -112,10 +222,75 @@ private:
                    event.pid, event.comm, format_mb(event.rss_bytes), format_mb(event.peak_rss_bytes));
     }
 
+    void apply(const Decision& decision, Clock::time_point now) {
+        auto it = jobs_.find(decision.job);
+        std::string key = it == jobs_.end() ? std::to_string(decision.job) : it->second.key;
+        auto free_text = [&] {
+            return fmt::format("{} {} free ({} imminent)",
+                               decision.needed_bytes <= static_cast<std::uint64_t>(std::max<std::int64_t>(decision.effective_free_bytes, 0)) ? "have" : "only",
+                               decision.effective_free_bytes < 0 ? "-" + format_mb(static_cast<std::uint64_t>(-decision.effective_free_bytes))
+                                                                 : format_mb(static_cast<std::uint64_t>(decision.effective_free_bytes)),
+                               format_mb(decision.imminent_bytes));
+        };
+        switch (decision.kind) {
+            case DecisionKind::admit: {
+                tracker_.resume(decision.job);
+                double waited = seconds(governor_.waited(decision.job, now).value_or(Clock::duration{}));
+                if (decision.waited || decision.forced) {
+                    ++totals_.jobs_waited;
+                    totals_.seconds_waited += waited;
+                }
+                std::string verdict = decision.forced   ? fmt::format("PROCEEDING (nothing else running, waited {:.1f}s)", waited)
+                                      : decision.waited ? fmt::format("PROCEEDING (waited {:.1f}s)", waited)
+                                                        : std::string("OK");
+                if (decision.backfill) verdict += " (passes a larger waiting job)";
+                log_.write(LogCategory::predict, "PID={} {}: needs {}, {} - {}", decision.job, key,
+                           format_mb(decision.needed_bytes), free_text(), verdict);
+                auto view = governor_.view();
+                log_.write(LogCategory::memory, "Reserved memory: {} -> {} (+{}) for {} (PID={})",
+                           format_mb(view.reserved_bytes - decision.needed_bytes), format_mb(view.reserved_bytes),
+                           format_mb(decision.needed_bytes), key, decision.job);
+                break;
+            }
+            case DecisionKind::keep_waiting:
+                log_.write(LogCategory::predict, "PID={} {}: needs {}, {} - WAITING", decision.job, key,
+                           format_mb(decision.needed_bytes), free_text());
+                break;
+            case DecisionKind::emergency_stop:
+                ++totals_.emergency_stops;
+                tracker_.stop(decision.job);
+                log_.write(LogCategory::memory, "EMERGENCY: only {} available (floor {}): stopped PID={} {} "
+                           "(youngest running job) until memory returns",
+                           format_mb(static_cast<std::uint64_t>(std::max<std::int64_t>(decision.effective_free_bytes, 0))),
+                           format_mb(settings_.governor.emergency_floor_bytes), decision.job, key);
+                break;
+            case DecisionKind::emergency_resume:
+                tracker_.resume(decision.job);
+                log_.write(LogCategory::memory, "Memory is back ({} free after imminent): resumed PID={} {}",
+                           format_mb(static_cast<std::uint64_t>(std::max<std::int64_t>(decision.effective_free_bytes, 0))),
+                           decision.job, key);
+                break;
+        }
+    }
+
+    void save_store_if_due(Clock::time_point now) {
+        if (!store_.dirty() || now - last_save_ < store_save_interval) return;
+        last_save_ = now;
+        store_.save();
+    }
+
     const RunOptions& options_;
+    const Settings& settings_;
     Tracker& tracker_;
+    MemoryProbe& probe_;
+    ProfileStore& store_;
     Log& log_;
+    Governor governor_;
+    Predictor predictor_;
     BuildReport report_;
+    std::map<pid_t, JobInfo> jobs_;
+    GovernorTotals totals_;
+    Clock::time_point last_save_ = Clock::now();
 };
 
 Log open_log(const RunOptions& options) {
@@ -123,13 +298,25 @@ Log open_log(const RunOptions& options) {
     return Log(options.verbosity, stderr);
 }
 
+std::filesystem::path profiles_dir(const RunOptions& options, const std::optional<Identity>& identity) {
+    if (options.profiles_dir) return *options.profiles_dir;
+    return default_profiles_dir(identity ? std::optional<std::string>(identity->home) : std::nullopt);
+}
+
 }  // namespace
 
 int run_command(const RunOptions& options) {
-    auto started = std::chrono::steady_clock::now();
+    auto started = Clock::now();
+    auto identity = sudo_invoker();
+    MemoryProbe probe;
     std::optional<Log> log;
+    std::optional<Settings> settings;
     std::unique_ptr<BpfTracker> tracker;
+    std::optional<FileOwner> owner;
+    if (identity) owner = FileOwner{identity->uid, identity->gid};
+    ProfileStore store(profiles_dir(options, identity), owner);
     try {
+        settings = resolve_settings(options, probe.read());
         log.emplace(open_log(options));
         TrackerOptions tracker_options;
         tracker_options.gate_names = default_gate_names();
@@ -139,16 +326,22 @@ int run_command(const RunOptions& options) {
         tracker_options.max_procs = options.max_procs;
         tracker_options.verbose_libbpf = options.verbosity >= 2;
         tracker = BpfTracker::open(tracker_options);
+    } catch (const std::invalid_argument& error) {
+        fmt::print(stderr, "memgov: {}\n", error.what());
+        return 2;
     } catch (const std::exception& error) {
         fmt::print(stderr, "memgov: {}\n", error.what());
         return memgov_failure_status;
     }
+    store.load();
+    for (const auto& warning : store.take_warnings()) fmt::print(stderr, "memgov: warning: {}\n", warning);
+    log->write(LogCategory::monitor, "profiles: {} ({} known keys); memory cgroup: {}", store.file().string(),
+               store.profiles().size(), probe.cgroup_dirs().empty() ? "none" : probe.cgroup_dirs().front());
 
     install_signal_handlers();
-    RunSession session(options, *tracker, *log);
-    Tracker::EventHandler handler = [&](const TrackerEvent& event) { session.handle(event); };
+    BuildController controller(options, *settings, *tracker, probe, store, *log);
+    Tracker::EventHandler handler = [&](const TrackerEvent& event) { controller.handle(event); };
 
-    auto identity = sudo_invoker();
     std::optional<Runner> runner;
     try {
         runner.emplace(Runner::Options{options.command, identity});
@@ -162,7 +355,8 @@ int run_command(const RunOptions& options) {
     if (int failed = runner->start()) return failed;
 
     while (!runner->try_wait()) {
-        tracker->poll(std::chrono::milliseconds(100), handler);
+        tracker->poll(controller.jobs_active() ? busy_tick : idle_tick, handler);
+        controller.tick();
         if (int signo = pending_signal.exchange(0)) {
             bool from_terminal = pending_signal_from_terminal;
             log->write(LogCategory::signal, "received {} ({}), {}", strsignal(signo),
@@ -171,19 +365,24 @@ int run_command(const RunOptions& options) {
             if (!from_terminal) runner->signal(signo);
         }
     }
-    while (tracker->poll(std::chrono::milliseconds(0), handler) > 0) {
+    while (tracker->poll(0ms, handler) > 0) {
     }
+    controller.finish();
 
+    const auto& governed = controller.totals();
     BuildSummary summary{
         .command = options.command,
         .exit_status = *runner->try_wait(),
-        .wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(),
+        .wall_seconds = seconds(Clock::now() - started),
         .totals = tracker->totals(),
         .undecodable_records = tracker->undecodable_records(),
+        .jobs_waited = governed.jobs_waited,
+        .seconds_waited = governed.seconds_waited,
+        .emergency_stops = governed.emergency_stops,
     };
     log->write(LogCategory::exit, "build exited with status {}", summary.exit_status);
-    if (!options.quiet) fmt::print(stderr, "{}", session.report().summary_text(summary, options.top_jobs));
-    if (options.stats_json) write_stats(*options.stats_json, session.report().to_json(summary), identity);
+    if (!options.quiet) fmt::print(stderr, "{}", controller.report().summary_text(summary, options.top_jobs));
+    if (options.stats_json) write_stats(*options.stats_json, controller.report().to_json(summary), identity);
     return summary.exit_status;
 }
 

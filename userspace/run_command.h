@@ -1,6 +1,7 @@
-// `memgov [run] … -- command…`: runs the build under the tracker and reports what it used.
+// `memgov [run] … -- command…`: runs the build under the tracker and the governor.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -12,6 +13,13 @@ struct RunOptions {
     std::vector<std::string> command;
     bool gate = true;                      // stop job roots at exec until admitted
     std::vector<std::string> extra_gates;  // added to default_gate_names()
+    std::optional<std::string> limit;      // SIZE or PERCENT of RAM
+    std::string headroom = "0";
+    std::string emergency_floor = "64M";
+    std::string cold_estimate = "512M";
+    std::optional<std::string> profiles_dir;
+    std::size_t max_running = 0;
+    std::chrono::milliseconds backfill_window{10'000};
     std::optional<std::string> stats_json;
     std::optional<std::string> log_file;
     int verbosity = 0;

@@ -1,0 +1,157 @@
+#include "governor.h"
+
+#include <algorithm>
+
+namespace memgov {
+
+void Governor::job_waiting(pid_t job, std::uint64_t predicted_bytes, Clock::time_point now) {
+    if (waiting_.contains(job) || running_.contains(job)) return;
+    waiting_[job] = Job{.reserved_bytes = predicted_bytes, .queued_at = now};
+    queue_.push_back(job);
+}
+
+void Governor::job_running(pid_t job, std::uint64_t predicted_bytes, Clock::time_point now) {
+    if (waiting_.contains(job) || running_.contains(job)) return;
+    running_[job] = Job{.reserved_bytes = predicted_bytes, .queued_at = now, .admitted_at = now};
+    admission_order_.push_back(job);
+}
+
+void Governor::job_usage(pid_t job, std::uint64_t current_bytes, std::uint64_t peak_bytes) {
+    auto it = running_.find(job);
+    if (it == running_.end()) return;
+    it->second.current_bytes = current_bytes;
+    it->second.reserved_bytes = std::max(it->second.reserved_bytes, peak_bytes);
+}
+
+void Governor::job_exited(pid_t job) {
+    waiting_.erase(job);
+    running_.erase(job);
+    std::erase(queue_, job);
+    std::erase(admission_order_, job);
+}
+
+std::uint64_t Governor::imminent_bytes() const {
+    std::uint64_t imminent = 0;
+    for (const auto& [pid, job] : running_)
+        if (job.reserved_bytes > job.current_bytes) imminent += job.reserved_bytes - job.current_bytes;
+    return imminent;
+}
+
+std::size_t Governor::active_count() const {
+    return static_cast<std::size_t>(std::count_if(running_.begin(), running_.end(),
+                                                  [](const auto& entry) { return !entry.second.emergency_stopped; }));
+}
+
+GovernorView Governor::view() const {
+    GovernorView view;
+    view.waiting = waiting_.size();
+    view.running = running_.size();
+    for (const auto& [pid, job] : running_) {
+        view.emergency_stopped += job.emergency_stopped;
+        view.reserved_bytes += job.reserved_bytes;
+        view.jobs_usage_bytes += job.current_bytes;
+    }
+    view.imminent_bytes = imminent_bytes();
+    return view;
+}
+
+std::vector<pid_t> Governor::running_jobs() const { return admission_order_; }
+
+std::optional<Clock::duration> Governor::waited(pid_t job, Clock::time_point now) const {
+    if (auto it = waiting_.find(job); it != waiting_.end()) return now - it->second.queued_at;
+    if (auto it = running_.find(job); it != running_.end())
+        return it->second.admitted_at - it->second.queued_at;
+    return std::nullopt;
+}
+
+void Governor::emergency(std::uint64_t available_bytes, std::vector<Decision>& decisions) {
+    std::uint64_t imminent = imminent_bytes();
+    if (available_bytes < settings_.emergency_floor_bytes) {
+        if (active_count() <= 1) return;  // the last running job always keeps running
+        for (auto it = admission_order_.rbegin(); it != admission_order_.rend(); ++it) {
+            Job& job = running_.at(*it);
+            if (job.emergency_stopped) continue;
+            job.emergency_stopped = true;
+            decisions.push_back({DecisionKind::emergency_stop, *it, job.reserved_bytes,
+                                 static_cast<std::int64_t>(available_bytes), imminent});
+            return;  // one per tick: the next reading shows whether it was enough
+        }
+        return;
+    }
+    // Memory is back: the oldest stopped job continues once its remaining growth fits
+    // above the floor, or at once if nothing else runs.
+    for (pid_t pid : admission_order_) {
+        Job& job = running_.at(pid);
+        if (!job.emergency_stopped) continue;
+        std::uint64_t growth = job.reserved_bytes > job.current_bytes ? job.reserved_bytes - job.current_bytes : 0;
+        std::int64_t free_after = static_cast<std::int64_t>(available_bytes) -
+                                  static_cast<std::int64_t>(imminent - growth);
+        bool fits = free_after >= static_cast<std::int64_t>(growth + settings_.emergency_floor_bytes);
+        if (!fits && active_count() > 0) return;
+        job.emergency_stopped = false;
+        decisions.push_back({DecisionKind::emergency_resume, pid, growth, free_after, imminent});
+        return;
+    }
+}
+
+Decision Governor::admit(pid_t pid, std::int64_t effective_free, Clock::time_point now) {
+    Job job = waiting_.at(pid);
+    waiting_.erase(pid);
+    std::erase(queue_, pid);
+    job.admitted_at = now;
+    running_[pid] = job;
+    admission_order_.push_back(pid);
+    return Decision{DecisionKind::admit, pid, job.reserved_bytes, effective_free,
+                    imminent_bytes() - job.reserved_bytes, job.refused_once};
+}
+
+void Governor::admit_waiting(std::int64_t effective_free, Clock::time_point now,
+                             std::vector<Decision>& decisions) {
+    bool any_stopped = std::any_of(running_.begin(), running_.end(),
+                                   [](const auto& entry) { return entry.second.emergency_stopped; });
+    if (any_stopped) return;  // stopped jobs continue before new ones start
+
+    std::optional<pid_t> blocked;  // the oldest job that does not fit
+    std::vector<pid_t> order(queue_.begin(), queue_.end());
+    for (pid_t pid : order) {
+        if (settings_.max_running && running_.size() >= settings_.max_running) return;
+        const Job& job = waiting_.at(pid);
+        auto needed = static_cast<std::int64_t>(job.reserved_bytes);
+        if (active_count() == 0) {
+            // Progress guarantee: with nothing running, the oldest job starts whatever it needs.
+            Decision decision = admit(pid, effective_free, now);
+            decision.forced = needed > effective_free;
+            decisions.push_back(decision);
+            effective_free -= needed;
+            continue;
+        }
+        if (needed <= effective_free) {
+            if (blocked && now - waiting_.at(*blocked).queued_at >= settings_.backfill_window) return;
+            Decision decision = admit(pid, effective_free, now);
+            decision.backfill = blocked.has_value();
+            decisions.push_back(decision);
+            effective_free -= needed;
+            continue;
+        }
+        if (!job.refused_once) {
+            waiting_.at(pid).refused_once = true;
+            decisions.push_back({DecisionKind::keep_waiting, pid, job.reserved_bytes, effective_free,
+                                 imminent_bytes()});
+        }
+        if (!blocked) {
+            blocked = pid;
+            if (now - job.queued_at >= settings_.backfill_window) return;
+        }
+    }
+}
+
+std::vector<Decision> Governor::decide(std::uint64_t available_bytes, Clock::time_point now) {
+    std::vector<Decision> decisions;
+    emergency(available_bytes, decisions);
+    auto effective_free = static_cast<std::int64_t>(available_bytes) -
+                          static_cast<std::int64_t>(imminent_bytes());
+    admit_waiting(effective_free, now, decisions);
+    return decisions;
+}
+
+}  // namespace memgov

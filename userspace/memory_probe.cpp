@@ -1,0 +1,172 @@
+#include "memory_probe.h"
+
+#include <charconv>
+#include <cmath>
+#include <fstream>
+#include <sstream>
+
+namespace memgov {
+namespace {
+
+// A v1 limit of PAGE_COUNTER_MAX pages (or anything near 2^63) means "no limit".
+constexpr std::uint64_t unlimited = 1ull << 60;
+
+std::optional<std::string> read_text(const std::string& path) {
+    std::ifstream in(path);
+    if (!in) return std::nullopt;
+    std::stringstream text;
+    text << in.rdbuf();
+    return text.str();
+}
+
+std::optional<std::uint64_t> parse_number(std::string_view text) {
+    while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.remove_suffix(1);
+    std::uint64_t value = 0;
+    auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (error != std::errc() || end != text.data() + text.size()) return std::nullopt;
+    return value;
+}
+
+std::optional<std::uint64_t> read_number(const std::string& path) {
+    auto text = read_text(path);
+    if (!text) return std::nullopt;
+    if (text->starts_with("max")) return unlimited;
+    return parse_number(*text);
+}
+
+// The value of `key` in a "key value" per line file (memory.stat, /proc/meminfo).
+std::optional<std::uint64_t> field(const std::string& text, std::string_view key) {
+    std::istringstream lines(text);
+    for (std::string line; std::getline(lines, line);) {
+        if (!line.starts_with(key)) continue;
+        std::string_view rest(line);
+        rest.remove_prefix(key.size());
+        if (rest.empty() || (rest.front() != ' ' && rest.front() != ':')) continue;
+        while (!rest.empty() && (rest.front() == ' ' || rest.front() == ':' || rest.front() == '\t'))
+            rest.remove_prefix(1);
+        auto space = rest.find(' ');
+        return parse_number(rest.substr(0, space));
+    }
+    return std::nullopt;
+}
+
+std::string parent_of(const std::string& dir) {
+    auto slash = dir.rfind('/');
+    return slash == std::string::npos || slash == 0 ? std::string() : dir.substr(0, slash);
+}
+
+}  // namespace
+
+MemoryProbe::MemoryProbe(Paths paths) : paths_(std::move(paths)) {
+    auto membership = read_text(paths_.proc + "/self/cgroup");
+    if (!membership) return;
+    std::string v1_path;
+    std::string v2_path;
+    std::istringstream lines(*membership);
+    for (std::string line; std::getline(lines, line);) {
+        auto first = line.find(':');
+        auto second = line.find(':', first + 1);
+        if (first == std::string::npos || second == std::string::npos) continue;
+        std::string controllers = "," + line.substr(first + 1, second - first - 1) + ",";
+        std::string path = line.substr(second + 1);
+        if (controllers.find(",memory,") != std::string::npos) v1_path = path;
+        if (controllers == ",,") v2_path = path;
+    }
+    std::string root;
+    std::string path;
+    if (!v1_path.empty()) {
+        root = paths_.cgroup + "/memory";
+        path = v1_path;
+    } else if (!v2_path.empty()) {
+        v2_ = true;
+        root = read_text(paths_.cgroup + "/cgroup.controllers") ? paths_.cgroup : paths_.cgroup + "/unified";
+        path = v2_path;
+    } else {
+        return;
+    }
+    if (path == "/") path.clear();
+    for (std::string dir = root + path; dir.size() >= root.size() && !dir.empty(); dir = parent_of(dir)) {
+        dirs_.push_back(dir);
+        if (dir == root) break;
+    }
+}
+
+std::optional<CgroupLevel> MemoryProbe::read_level(const std::string& dir) const {
+    std::optional<std::uint64_t> limit;
+    std::optional<std::uint64_t> usage;
+    std::optional<std::uint64_t> reclaimable;
+    auto stat = read_text(dir + "/memory.stat");
+    if (v2_) {
+        limit = read_number(dir + "/memory.max");
+        if (auto high = read_number(dir + "/memory.high"); high && limit) limit = std::min(*limit, *high);
+        usage = read_number(dir + "/memory.current");
+        if (stat) reclaimable = field(*stat, "inactive_file");
+    } else {
+        limit = read_number(dir + "/memory.limit_in_bytes");
+        usage = read_number(dir + "/memory.usage_in_bytes");
+        if (stat) {
+            reclaimable = field(*stat, "total_inactive_file");
+            if (!reclaimable) reclaimable = field(*stat, "inactive_file");
+        }
+    }
+    if (!limit || !usage || *limit >= unlimited) return std::nullopt;
+    std::uint64_t cache = std::min(reclaimable.value_or(0), *usage);
+    return CgroupLevel{dir, *limit, *usage - cache};
+}
+
+MemoryReading MemoryProbe::read() const {
+    MemoryReading reading;
+    if (auto meminfo = read_text(paths_.proc + "/meminfo")) {
+        reading.total_bytes = field(*meminfo, "MemTotal").value_or(0) * 1024;
+        reading.available_bytes = field(*meminfo, "MemAvailable").value_or(0) * 1024;
+    }
+    for (const auto& dir : dirs_) {
+        auto level = read_level(dir);
+        if (!level) continue;
+        auto room = [](const CgroupLevel& l) {
+            return l.limit_bytes > l.used_bytes ? l.limit_bytes - l.used_bytes : 0;
+        };
+        if (!reading.cgroup || room(*level) < room(*reading.cgroup)) reading.cgroup = level;
+    }
+    return reading;
+}
+
+Availability available_for_build(const MemoryReading& reading, const MemoryBudget& budget,
+                                 std::uint64_t build_rss_bytes) {
+    Availability result{reading.available_bytes, reading.total_bytes, "MemAvailable"};
+    if (reading.cgroup) {
+        const auto& level = *reading.cgroup;
+        std::uint64_t room = level.limit_bytes > level.used_bytes ? level.limit_bytes - level.used_bytes : 0;
+        if (room < result.bytes) result = {room, level.limit_bytes, "cgroup " + level.dir};
+    }
+    if (budget.limit_bytes) {
+        std::uint64_t room = *budget.limit_bytes > build_rss_bytes ? *budget.limit_bytes - build_rss_bytes : 0;
+        if (room < result.bytes) result = {room, *budget.limit_bytes, "--limit"};
+    }
+    result.bytes = result.bytes > budget.headroom_bytes ? result.bytes - budget.headroom_bytes : 0;
+    return result;
+}
+
+std::optional<std::uint64_t> parse_size(const std::string& text, std::uint64_t percent_of) {
+    if (text.empty()) return std::nullopt;
+    double number = 0;
+    auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), number);
+    if (error != std::errc() || !(number > 0) || !std::isfinite(number)) return std::nullopt;
+    std::string unit(end, text.data() + text.size());
+    if (unit == "%") {
+        if (number > 100) return std::nullopt;
+        return static_cast<std::uint64_t>(static_cast<double>(percent_of) * number / 100.0);
+    }
+    double scale = 0;
+    if (unit.empty() || unit == "B") scale = 1;
+    else if (unit == "K" || unit == "k" || unit == "KiB" || unit == "KB") scale = 1024.0;
+    else if (unit == "M" || unit == "MiB" || unit == "MB") scale = 1024.0 * 1024;
+    else if (unit == "G" || unit == "GiB" || unit == "GB") scale = 1024.0 * 1024 * 1024;
+    else if (unit == "T" || unit == "TiB" || unit == "TB") scale = 1024.0 * 1024 * 1024 * 1024;
+    else return std::nullopt;
+    double bytes = number * scale;
+    if (bytes < 1 || bytes > 1e19) return std::nullopt;
+    return static_cast<std::uint64_t>(bytes);
+}
+
+}  // namespace memgov

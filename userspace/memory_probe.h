@@ -1,0 +1,69 @@
+// How much memory the build may still take: MemAvailable, the limits of memgov's memory
+// cgroup and its ancestors (v1 or v2), a user --limit, minus headroom. Only this reads
+// /proc/meminfo and cgroup files; their roots are injectable so tests use fixture trees.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace memgov {
+
+struct CgroupLevel {
+    std::string dir;
+    std::uint64_t limit_bytes = 0;
+    std::uint64_t used_bytes = 0;  // usage minus reclaimable file cache
+};
+
+struct MemoryReading {
+    std::uint64_t total_bytes = 0;      // MemTotal
+    std::uint64_t available_bytes = 0;  // MemAvailable
+    // The tightest cgroup level (limit - non-reclaimable usage smallest), if any has a limit.
+    std::optional<CgroupLevel> cgroup;
+};
+
+struct MemoryBudget {
+    std::optional<std::uint64_t> limit_bytes;  // --limit: the build's own usage may not exceed it
+    std::uint64_t headroom_bytes = 0;          // --headroom: kept free for everything else
+};
+
+struct Availability {
+    std::uint64_t bytes = 0;    // what the governor may hand out now
+    std::uint64_t ceiling = 0;  // the limit that applies (for the bar and the summary)
+    std::string bound_by;       // "MemAvailable", "cgroup /path", "--limit"
+};
+
+// Pure: combines a reading, the user's budget and the build's current RSS.
+Availability available_for_build(const MemoryReading& reading, const MemoryBudget& budget,
+                                 std::uint64_t build_rss_bytes);
+
+class MemoryProbe {
+public:
+    struct Paths {
+        std::string proc = "/proc";
+        std::string cgroup = "/sys/fs/cgroup";
+    };
+
+    // Finds memgov's memory cgroup (from <proc>/self/cgroup) and its ancestors.
+    explicit MemoryProbe(Paths paths);
+    MemoryProbe() : MemoryProbe(Paths{}) {}
+
+    MemoryReading read() const;
+    // The cgroup directories consulted, innermost first (empty: no memory cgroup found).
+    const std::vector<std::string>& cgroup_dirs() const { return dirs_; }
+    bool cgroup_v2() const { return v2_; }
+
+private:
+    std::optional<CgroupLevel> read_level(const std::string& dir) const;
+
+    Paths paths_;
+    std::vector<std::string> dirs_;
+    bool v2_ = false;
+};
+
+// Parses "512M", "4G", "1.5GiB", "123456" (bytes) or "75%" (of `percent_of`). nullopt for
+// anything else, negative or zero, or a percentage outside (0, 100].
+std::optional<std::uint64_t> parse_size(const std::string& text, std::uint64_t percent_of);
+
+}  // namespace memgov

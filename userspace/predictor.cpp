@@ -1,0 +1,46 @@
+#include "predictor.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace memgov {
+namespace {
+
+// Cold jobs are predicted at the 75th percentile of their peers: high enough that most
+// fit their reservation, without reserving the worst case for every unknown file.
+constexpr double cold_percentile = 0.75;
+
+}  // namespace
+
+const char* describe(PredictionSource source) {
+    switch (source) {
+        case PredictionSource::profile: return "profile";
+        case PredictionSource::same_tool: return "cold: same tool";
+        case PredictionSource::any_tool: return "cold: all jobs";
+        case PredictionSource::fallback: return "cold: nothing known yet";
+    }
+    return "?";
+}
+
+std::uint64_t percentile(std::vector<std::uint64_t> values, double fraction) {
+    if (values.empty()) return 0;
+    std::sort(values.begin(), values.end());
+    auto rank = static_cast<std::size_t>(std::ceil(fraction * static_cast<double>(values.size())));
+    return values[std::clamp<std::size_t>(rank, 1, values.size()) - 1];
+}
+
+void Predictor::learn(const std::string& key, const std::string& tool, std::uint64_t peak_bytes) {
+    by_key_[key] = peak_bytes;
+    by_tool_[tool].push_back(peak_bytes);
+    all_.push_back(peak_bytes);
+}
+
+Prediction Predictor::predict(const std::string& key, const std::string& tool) const {
+    if (auto it = by_key_.find(key); it != by_key_.end()) return {it->second, PredictionSource::profile};
+    if (auto it = by_tool_.find(tool); it != by_tool_.end() && !it->second.empty())
+        return {percentile(it->second, cold_percentile), PredictionSource::same_tool};
+    if (!all_.empty()) return {percentile(all_, cold_percentile), PredictionSource::any_tool};
+    return {fallback_bytes_, PredictionSource::fallback};
+}
+
+}  // namespace memgov

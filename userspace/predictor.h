@@ -1,0 +1,41 @@
+// Predicts a job's peak memory (docs/DESIGN.md §4): what the profile store learned for its
+// key, else what jobs of the same tool needed (this build and the store), else what any job
+// needed, else a fallback. Pure.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace memgov {
+
+enum class PredictionSource { profile, same_tool, any_tool, fallback };
+
+struct Prediction {
+    std::uint64_t bytes = 0;
+    PredictionSource source = PredictionSource::fallback;
+};
+
+const char* describe(PredictionSource source);
+
+class Predictor {
+public:
+    explicit Predictor(std::uint64_t fallback_bytes) : fallback_bytes_(fallback_bytes) {}
+
+    // A peak known for `key`, produced by `tool` (from the store, or a job that just ended).
+    void learn(const std::string& key, const std::string& tool, std::uint64_t peak_bytes);
+
+    Prediction predict(const std::string& key, const std::string& tool) const;
+
+private:
+    std::uint64_t fallback_bytes_;
+    std::map<std::string, std::uint64_t> by_key_;
+    std::map<std::string, std::vector<std::uint64_t>> by_tool_;
+    std::vector<std::uint64_t> all_;
+};
+
+// The value below which `fraction` of `values` lie (nearest rank); 0 for none.
+std::uint64_t percentile(std::vector<std::uint64_t> values, double fraction);
+
+}  // namespace memgov

@@ -1,0 +1,240 @@
+#include "profile_store.h"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <nlohmann/json.hpp>
+
+namespace memgov {
+namespace {
+
+using json = nlohmann::json;
+constexpr const char* store_format = "memgov-profiles";
+constexpr int store_version = 1;
+constexpr std::size_t max_store_bytes = 64u << 20;
+
+class Fd {
+public:
+    explicit Fd(int fd) : fd_(fd) {}
+    ~Fd() {
+        if (fd_ >= 0) close(fd_);
+    }
+    Fd(const Fd&) = delete;
+    Fd& operator=(const Fd&) = delete;
+    int get() const { return fd_; }
+    explicit operator bool() const { return fd_ >= 0; }
+
+private:
+    int fd_;
+};
+
+bool write_all(int fd, const std::string& text) {
+    std::size_t done = 0;
+    while (done < text.size()) {
+        ssize_t wrote = write(fd, text.data() + done, text.size() - done);
+        if (wrote < 0 && errno == EINTR) continue;
+        if (wrote <= 0) return false;
+        done += static_cast<std::size_t>(wrote);
+    }
+    return true;
+}
+
+}  // namespace
+
+std::optional<Profiles> parse_profiles(const std::string& text, std::string& error) {
+    json document = json::parse(text, nullptr, false);
+    if (document.is_discarded()) {
+        error = "not valid JSON";
+        return std::nullopt;
+    }
+    if (!document.is_object() || document.value("format", "") != store_format) {
+        error = "not a memgov profile store";
+        return std::nullopt;
+    }
+    if (document.value("version", 0) != store_version) {
+        error = fmt::format("version {} is not {}", document.value("version", 0), store_version);
+        return std::nullopt;
+    }
+    const auto& entries = document["profiles"];
+    if (!entries.is_object()) {
+        error = "no profiles object";
+        return std::nullopt;
+    }
+    Profiles profiles;
+    for (const auto& [key, entry] : entries.items()) {
+        if (!entry.is_object() || !entry["peak_bytes"].is_number_unsigned()) {
+            error = fmt::format("bad entry for {}", key);
+            return std::nullopt;
+        }
+        Profile profile;
+        profile.peak_bytes = entry["peak_bytes"].get<std::uint64_t>();
+        profile.samples = entry.value("samples", std::uint64_t{1});
+        profile.last_seen = entry.value("last_seen", std::int64_t{0});
+        profile.tool = entry.value("tool", std::string());
+        profiles[key] = std::move(profile);
+    }
+    return profiles;
+}
+
+std::string serialize_profiles(const Profiles& profiles) {
+    json entries = json::object();
+    for (const auto& [key, profile] : profiles)
+        entries[key] = {{"peak_bytes", profile.peak_bytes},
+                        {"samples", profile.samples},
+                        {"last_seen", profile.last_seen},
+                        {"tool", profile.tool}};
+    json document{{"format", store_format}, {"version", store_version}, {"profiles", std::move(entries)}};
+    return document.dump(1, ' ', false, json::error_handler_t::replace) + "\n";
+}
+
+std::filesystem::path default_profiles_dir(const std::optional<std::string>& invoker_home) {
+    if (invoker_home) return std::filesystem::path(*invoker_home) / ".cache" / "memgov";
+    if (const char* cache = std::getenv("XDG_CACHE_HOME"); cache && *cache == '/')
+        return std::filesystem::path(cache) / "memgov";
+    const char* home = std::getenv("HOME");
+    return std::filesystem::path(home && *home ? home : "/tmp") / ".cache" / "memgov";
+}
+
+ProfileStore::ProfileStore(std::filesystem::path dir, std::optional<FileOwner> owner)
+    : dir_(std::move(dir)), file_(dir_ / "profiles.json"), owner_(owner) {}
+
+std::vector<std::string> ProfileStore::take_warnings() {
+    std::vector<std::string> taken;
+    taken.swap(warnings_);
+    return taken;
+}
+
+void ProfileStore::set_aside(const std::string& why) {
+    auto aside = file_;
+    aside += fmt::format(".bad-{}", std::time(nullptr));
+    if (std::rename(file_.c_str(), aside.c_str()) == 0)
+        warnings_.push_back(fmt::format("profile store {} {}: moved aside to {}, starting afresh",
+                                        file_.string(), why, aside.string()));
+    else
+        warnings_.push_back(fmt::format("profile store {} {} and cannot be moved aside ({}): "
+                                        "not using it",
+                                        file_.string(), why, std::strerror(errno)));
+}
+
+// nullopt: unreadable and left in place (the caller must not overwrite it).
+std::optional<Profiles> ProfileStore::read_file(int lock_fd) {
+    (void)lock_fd;  // held by the caller: the file cannot change while we read
+    Fd fd(open(file_.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK));
+    if (!fd) {
+        if (errno == ENOENT) return Profiles{};
+        if (errno == ELOOP) {
+            warnings_.push_back(fmt::format("profile store {} is a symbolic link: not following it",
+                                            file_.string()));
+            return std::nullopt;
+        }
+        warnings_.push_back(fmt::format("cannot read profile store {}: {}", file_.string(), std::strerror(errno)));
+        return std::nullopt;
+    }
+    struct stat info {};
+    if (fstat(fd.get(), &info) != 0 || !S_ISREG(info.st_mode)) {
+        warnings_.push_back(fmt::format("profile store {} is not a regular file: not using it", file_.string()));
+        return std::nullopt;
+    }
+    if (static_cast<std::size_t>(info.st_size) > max_store_bytes) {
+        set_aside(fmt::format("is {} MiB, more than a store can be", info.st_size >> 20));
+        return Profiles{};
+    }
+    std::string text(static_cast<std::size_t>(info.st_size), '\0');
+    std::size_t got = 0;
+    while (got < text.size()) {
+        ssize_t n = read(fd.get(), text.data() + got, text.size() - got);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        got += static_cast<std::size_t>(n);
+    }
+    text.resize(got);
+    std::string error;
+    auto parsed = parse_profiles(text, error);
+    if (!parsed) {
+        set_aside("is unreadable (" + error + ")");
+        return Profiles{};
+    }
+    return parsed;
+}
+
+bool ProfileStore::ensure_dir() {
+    std::error_code error;
+    if (std::filesystem::is_directory(dir_, error)) return true;
+    // Create parents one by one so that each directory we make belongs to the owner.
+    std::filesystem::path partial;
+    for (const auto& part : dir_) {
+        partial /= part;
+        if (mkdir(partial.c_str(), 0700) == 0) {
+            if (owner_ && chown(partial.c_str(), owner_->uid, owner_->gid) != 0) return false;
+        } else if (errno != EEXIST) {
+            warnings_.push_back(fmt::format("cannot create {}: {}", partial.string(), std::strerror(errno)));
+            return false;
+        }
+    }
+    return true;
+}
+
+void ProfileStore::load() {
+    std::error_code error;
+    if (!std::filesystem::exists(file_, error) && !std::filesystem::is_symlink(file_, error)) return;
+    Fd lock(open((dir_ / "profiles.lock").c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+    if (lock) flock(lock.get(), LOCK_SH);
+    if (auto loaded = read_file(lock.get())) profiles_ = std::move(*loaded);
+}
+
+void ProfileStore::record(const std::string& key, const std::string& tool, std::uint64_t peak_bytes,
+                          std::int64_t now, bool at_least) {
+    Profile& profile = profiles_[key];
+    profile.peak_bytes = at_least ? std::max(profile.peak_bytes, peak_bytes) : peak_bytes;
+    profile.samples += 1;
+    profile.last_seen = now;
+    profile.tool = tool;
+    dirty_.insert(key);
+}
+
+bool ProfileStore::save() {
+    if (dirty_.empty()) return true;
+    if (!ensure_dir()) return false;
+    auto lock_path = dir_ / "profiles.lock";
+    Fd lock(open(lock_path.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
+    if (!lock) {
+        warnings_.push_back(fmt::format("cannot lock {}: {}", lock_path.string(), std::strerror(errno)));
+        return false;
+    }
+    if (owner_) (void)!fchown(lock.get(), owner_->uid, owner_->gid);
+    flock(lock.get(), LOCK_EX);
+
+    auto on_disk = read_file(lock.get());
+    if (!on_disk) return false;  // something we must not overwrite is there
+    Profiles merged = std::move(*on_disk);
+    for (const auto& key : dirty_) {
+        const Profile& ours = profiles_.at(key);
+        auto theirs = merged.find(key);
+        if (theirs == merged.end() || theirs->second.last_seen <= ours.last_seen) merged[key] = ours;
+    }
+
+    auto temporary = dir_ / fmt::format(".profiles.json.{}", getpid());
+    Fd out(open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600));
+    bool ok = static_cast<bool>(out) && write_all(out.get(), serialize_profiles(merged)) &&
+              (!owner_ || fchown(out.get(), owner_->uid, owner_->gid) == 0) && fsync(out.get()) == 0 &&
+              std::rename(temporary.c_str(), file_.c_str()) == 0;
+    if (!ok) {
+        warnings_.push_back(fmt::format("cannot write profile store {}: {}", file_.string(), std::strerror(errno)));
+        unlink(temporary.c_str());
+        return false;
+    }
+    Fd dir(open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (dir) fsync(dir.get());
+    profiles_ = std::move(merged);
+    dirty_.clear();
+    return true;
+}
+
+}  // namespace memgov

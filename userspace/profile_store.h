@@ -1,0 +1,74 @@
+// Learned peak memory per job key, kept across builds (docs/DESIGN.md §5). One JSON file
+// per user; written atomically under flock and merged with what other memgov runs wrote.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace memgov {
+
+struct Profile {
+    std::uint64_t peak_bytes = 0;
+    std::uint64_t samples = 0;
+    std::int64_t last_seen = 0;  // unix seconds
+    std::string tool;            // program that ran the job, for cold estimates of its peers
+};
+
+using Profiles = std::map<std::string, Profile>;
+
+// Parses a store file; nullopt (with `error` set) for anything not exactly our format.
+std::optional<Profiles> parse_profiles(const std::string& text, std::string& error);
+std::string serialize_profiles(const Profiles& profiles);
+
+struct FileOwner {
+    uid_t uid;
+    gid_t gid;
+};
+
+class ProfileStore {
+public:
+    // `owner`: who the files belong to (the sudo invoker); nullopt keeps the process's own ids.
+    ProfileStore(std::filesystem::path dir, std::optional<FileOwner> owner);
+
+    // Reads the store. A bad file is renamed aside (never overwritten) and reported in
+    // warnings(); memgov then starts from what it can read.
+    void load();
+    // Records a finished job. `at_least`: keep the larger of old and new (a job killed before
+    // it finished only shows a lower bound).
+    void record(const std::string& key, const std::string& tool, std::uint64_t peak_bytes,
+                std::int64_t now, bool at_least = false);
+    // Merges with the file on disk under an exclusive lock and replaces it atomically.
+    // Returns false (with a warning) when it could not; what was recorded stays in memory.
+    bool save();
+
+    bool dirty() const { return !dirty_.empty(); }
+    const Profiles& profiles() const { return profiles_; }
+    const std::filesystem::path& file() const { return file_; }
+    // One-line messages for the user, taken (and cleared) by the caller.
+    std::vector<std::string> take_warnings();
+
+private:
+    std::optional<Profiles> read_file(int lock_fd);
+    void set_aside(const std::string& why);
+    bool ensure_dir();
+
+    std::filesystem::path dir_;
+    std::filesystem::path file_;
+    std::optional<FileOwner> owner_;
+    Profiles profiles_;
+    std::set<std::string> dirty_;
+    std::vector<std::string> warnings_;
+};
+
+// Where profiles live: MEMGOV_PROFILES_DIR's job is done by the caller; this is the default,
+// the invoking user's cache ($XDG_CACHE_HOME/memgov or ~/.cache/memgov).
+std::filesystem::path default_profiles_dir(const std::optional<std::string>& invoker_home);
+
+}  // namespace memgov
