@@ -66,8 +66,8 @@ std::optional<Clock::duration> Governor::waited(pid_t job, Clock::time_point now
 
 void Governor::emergency(std::uint64_t available_bytes, std::vector<Decision>& decisions) {
     std::uint64_t imminent = imminent_bytes();
-    if (available_bytes < settings_.emergency_floor_bytes) {
-        if (active_count() <= 1) return;  // the last running job always keeps running
+    if (available_bytes < settings_.emergency_floor_bytes && active_count() > 0) {
+        if (active_count() == 1) return;  // the last running job always keeps running
         for (auto it = admission_order_.rbegin(); it != admission_order_.rend(); ++it) {
             Job& job = running_.at(*it);
             if (job.emergency_stopped) continue;
@@ -79,7 +79,7 @@ void Governor::emergency(std::uint64_t available_bytes, std::vector<Decision>& d
         return;
     }
     // Memory is back: the oldest stopped job continues once its remaining growth fits
-    // above the floor, or at once if nothing else runs.
+    // above the floor, or at once if nothing else runs (progress guarantee).
     for (pid_t pid : admission_order_) {
         Job& job = running_.at(pid);
         if (!job.emergency_stopped) continue;

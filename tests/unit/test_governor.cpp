@@ -1,0 +1,242 @@
+// Governor scenarios on a fake clock: memory in MiB for readability.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+
+#include "governor.h"
+
+using namespace memgov;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr std::uint64_t MiB = 1ull << 20;
+
+struct Scenario {
+    explicit Scenario(GovernorSettings settings = {}) : governor(settings) {}
+
+    std::vector<Decision> decide(std::uint64_t available_mib) {
+        return governor.decide(available_mib * MiB, now);
+    }
+    static std::vector<pid_t> admitted(const std::vector<Decision>& decisions) {
+        std::vector<pid_t> pids;
+        for (const auto& d : decisions)
+            if (d.kind == DecisionKind::admit) pids.push_back(d.job);
+        return pids;
+    }
+    static const Decision* find(const std::vector<Decision>& decisions, DecisionKind kind, pid_t job) {
+        auto it = std::find_if(decisions.begin(), decisions.end(),
+                               [&](const Decision& d) { return d.kind == kind && d.job == job; });
+        return it == decisions.end() ? nullptr : &*it;
+    }
+    void wait(pid_t job, std::uint64_t mib) { governor.job_waiting(job, mib * MiB, now); }
+    void use(pid_t job, std::uint64_t current_mib, std::uint64_t peak_mib) {
+        governor.job_usage(job, current_mib * MiB, peak_mib * MiB);
+    }
+
+    Governor governor;
+    Clock::time_point now{};
+};
+
+}  // namespace
+
+TEST_CASE("jobs that fit start oldest first; the rest wait") {
+    Scenario s;
+    s.wait(1, 300);
+    s.wait(2, 300);
+    s.wait(3, 300);
+    auto decisions = s.decide(700);
+    CHECK(Scenario::admitted(decisions) == std::vector<pid_t>{1, 2});
+    const Decision* waiting = Scenario::find(decisions, DecisionKind::keep_waiting, 3);
+    REQUIRE(waiting);
+    CHECK(waiting->needed_bytes == 300 * MiB);
+    CHECK(waiting->effective_free_bytes == 100 * MiB);
+    CHECK(waiting->imminent_bytes == 600 * MiB);
+    CHECK(s.governor.view().waiting == 1);
+    CHECK(s.governor.view().imminent_bytes == 600 * MiB);
+}
+
+TEST_CASE("imminent is reserved peak minus current use; jobs above their reservation count 0") {
+    Scenario s;
+    s.wait(1, 500);
+    s.wait(2, 500);
+    CHECK(Scenario::admitted(s.decide(1000)) == std::vector<pid_t>{1, 2});
+    s.use(1, 200, 200);  // 300 still to come
+    s.use(2, 700, 700);  // beyond its prediction: reservation raised to 700, nothing imminent
+    auto view = s.governor.view();
+    CHECK(view.imminent_bytes == 300 * MiB);
+    CHECK(view.reserved_bytes == 1200 * MiB);
+    CHECK(view.jobs_usage_bytes == 900 * MiB);
+    s.wait(3, 100);
+    // available 350 (the machine's view, after the 900 in use) - imminent 300 = 50 < 100
+    CHECK(Scenario::admitted(s.decide(350)).empty());
+    CHECK(Scenario::admitted(s.decide(400)) == std::vector<pid_t>{3});
+}
+
+TEST_CASE("a waiting job is announced once, and proceeds with waited set") {
+    Scenario s;
+    s.wait(1, 800);
+    s.wait(2, 800);
+    s.decide(1000);
+    s.now += 1s;
+    auto again = s.decide(1000);
+    CHECK(Scenario::find(again, DecisionKind::keep_waiting, 2) == nullptr);
+    s.governor.job_exited(1);
+    auto after = s.decide(1000);
+    const Decision* admit = Scenario::find(after, DecisionKind::admit, 2);
+    REQUIRE(admit);
+    CHECK(admit->waited);
+    CHECK_FALSE(admit->forced);
+    CHECK(s.governor.waited(2, s.now) == 1s);
+}
+
+TEST_CASE("progress: with nothing running the oldest job starts whatever it needs") {
+    Scenario s;
+    s.wait(1, 5000);  // bigger than the machine
+    s.wait(2, 10);
+    auto decisions = s.decide(1000);
+    const Decision* admit = Scenario::find(decisions, DecisionKind::admit, 1);
+    REQUIRE(admit);
+    CHECK(admit->forced);
+    // Job 1 reserves 5000: nothing fits beside it until it ends.
+    CHECK(Scenario::admitted(decisions) == std::vector<pid_t>{1});
+    s.governor.job_exited(1);
+    CHECK(Scenario::admitted(s.decide(1000)) == std::vector<pid_t>{2});
+}
+
+TEST_CASE("progress: the queue never stalls with zero memory") {
+    Scenario s;
+    for (pid_t job = 1; job <= 5; ++job) s.wait(job, 100);
+    for (pid_t job = 1; job <= 5; ++job) {
+        auto admitted = Scenario::admitted(s.decide(0));
+        REQUIRE(admitted.size() == 1);
+        CHECK(admitted.front() == job);
+        s.governor.job_exited(job);
+    }
+}
+
+TEST_CASE("backfill: small jobs pass a big waiting one only inside the window") {
+    GovernorSettings settings;
+    settings.backfill_window = 5s;
+    Scenario s(settings);
+    s.wait(1, 600);  // running
+    s.decide(1000);
+    s.wait(2, 800);  // does not fit beside job 1
+    s.wait(3, 100);
+    auto first = s.decide(1000);
+    const Decision* backfilled = Scenario::find(first, DecisionKind::admit, 3);
+    REQUIRE(backfilled);
+    CHECK(backfilled->backfill);
+    CHECK(Scenario::find(first, DecisionKind::keep_waiting, 2));
+
+    s.now += 6s;  // job 2 has now waited past the window
+    s.wait(4, 50);
+    CHECK(Scenario::admitted(s.decide(1000)).empty());  // 4 would fit, but 2 goes first
+
+    s.governor.job_exited(1);
+    s.governor.job_exited(3);
+    CHECK(Scenario::admitted(s.decide(1000)) == std::vector<pid_t>{2, 4});
+}
+
+TEST_CASE("backfill never starves the big job: after the window it runs once memory frees") {
+    GovernorSettings settings;
+    settings.backfill_window = 2s;
+    Scenario s(settings);
+    s.wait(100, 500);
+    s.decide(1000);
+    s.wait(1, 900);  // the big one
+    pid_t next_small = 2;
+    bool big_started = false;
+    // A stream of small jobs, each finishing a second later, for 20 simulated seconds.
+    std::vector<pid_t> running_small;
+    for (int second = 0; second < 20 && !big_started; ++second) {
+        s.wait(next_small++, 100);
+        for (pid_t job : Scenario::admitted(s.decide(1000))) {
+            if (job == 1) big_started = true;
+            else running_small.push_back(job);
+        }
+        s.now += 1s;
+        for (pid_t job : running_small) s.governor.job_exited(job);
+        running_small.clear();
+        if (second == 3) s.governor.job_exited(100);
+    }
+    CHECK(big_started);
+}
+
+TEST_CASE("emergency: below the floor the youngest running job stops; it resumes when memory returns") {
+    GovernorSettings settings;
+    settings.emergency_floor_bytes = 100 * MiB;
+    Scenario s(settings);
+    s.wait(1, 300);
+    s.wait(2, 300);
+    s.wait(3, 300);
+    CHECK(Scenario::admitted(s.decide(1000)).size() == 3);
+    for (pid_t job : {1, 2, 3}) s.use(job, 250, 250);
+    s.wait(4, 10);
+
+    auto low = s.decide(50);
+    REQUIRE(Scenario::find(low, DecisionKind::emergency_stop, 3));
+    CHECK(Scenario::admitted(low).empty());  // nothing starts while a job is stopped
+    auto lower = s.decide(40);
+    CHECK(Scenario::find(lower, DecisionKind::emergency_stop, 2));
+    auto lowest = s.decide(30);
+    CHECK(lowest.empty());  // job 1 is the last one running: it keeps running
+    CHECK(s.governor.view().emergency_stopped == 2);
+
+    // Job 1 ends; memory comes back. Job 2 (older) resumes first, then 3, then 4 starts.
+    s.governor.job_exited(1);
+    auto back = s.decide(400);
+    CHECK(Scenario::find(back, DecisionKind::emergency_resume, 2));
+    CHECK(Scenario::find(back, DecisionKind::emergency_resume, 3) == nullptr);
+    auto later = s.decide(400);
+    CHECK(Scenario::find(later, DecisionKind::emergency_resume, 3));
+    CHECK(Scenario::admitted(later) == std::vector<pid_t>{4});  // once none is stopped
+}
+
+TEST_CASE("emergency: a stopped job resumes at once when nothing else runs") {
+    GovernorSettings settings;
+    settings.emergency_floor_bytes = 100 * MiB;
+    Scenario s(settings);
+    s.wait(1, 300);
+    s.wait(2, 300);
+    s.decide(1000);
+    REQUIRE(Scenario::find(s.decide(10), DecisionKind::emergency_stop, 2));
+    s.governor.job_exited(1);
+    CHECK(Scenario::find(s.decide(10), DecisionKind::emergency_resume, 2));
+}
+
+TEST_CASE("a job that exits while paused leaves no trace") {
+    Scenario s;
+    s.wait(1, 900);
+    s.wait(2, 900);
+    s.decide(1000);
+    s.governor.job_exited(2);  // killed while stopped at exec
+    CHECK(s.governor.view().waiting == 0);
+    s.governor.job_exited(1);
+    CHECK(s.decide(1000).empty());
+    CHECK(s.governor.view().running == 0);
+    CHECK_FALSE(s.governor.waited(2, s.now));
+}
+
+TEST_CASE("the same job announced twice is counted once; the same key twice is two jobs") {
+    Scenario s;
+    s.wait(7, 400);
+    s.wait(7, 400);
+    CHECK(s.governor.view().waiting == 1);
+    s.wait(8, 400);  // another job with the same key: its own pid, its own reservation
+    auto admitted = Scenario::admitted(s.decide(1000));
+    CHECK(admitted == std::vector<pid_t>{7, 8});
+    CHECK(s.governor.view().reserved_bytes == 800 * MiB);
+    s.governor.job_running(7, 400 * MiB, s.now);  // late report of a known job: ignored
+    CHECK(s.governor.view().running == 2);
+}
+
+TEST_CASE("--jobs caps admitted jobs on top of memory") {
+    GovernorSettings settings;
+    settings.max_running = 2;
+    Scenario s(settings);
+    for (pid_t job = 1; job <= 4; ++job) s.wait(job, 10);
+    CHECK(Scenario::admitted(s.decide(10'000)) == std::vector<pid_t>{1, 2});
+    s.governor.job_exited(1);
+    CHECK(Scenario::admitted(s.decide(10'000)) == std::vector<pid_t>{3});
+}

@@ -1,0 +1,136 @@
+#include <doctest/doctest.h>
+
+#include "memory_probe.h"
+#include "temp_dir.h"
+
+using namespace memgov;
+
+namespace {
+
+constexpr std::uint64_t MiB = 1ull << 20;
+constexpr std::uint64_t GiB = 1ull << 30;
+
+void write_meminfo(const TempDir& root, std::uint64_t total_kib, std::uint64_t available_kib) {
+    root.write("proc/meminfo", "MemTotal:       " + std::to_string(total_kib) +
+                                   " kB\nMemFree:         1000 kB\nMemAvailable:   " +
+                                   std::to_string(available_kib) + " kB\nBuffers: 0 kB\n");
+}
+
+MemoryProbe probe_in(const TempDir& root) {
+    return MemoryProbe({(root.path() / "proc").string(), (root.path() / "cgroup").string()});
+}
+
+}  // namespace
+
+TEST_CASE("no cgroup: MemAvailable is what the build may take") {
+    TempDir root;
+    write_meminfo(root, 16 * 1024 * 1024, 10 * 1024 * 1024);
+    root.write("proc/self/cgroup", "0::/\n");
+    auto probe = probe_in(root);
+    auto reading = probe.read();
+    CHECK(reading.total_bytes == 16 * GiB);
+    CHECK(reading.available_bytes == 10 * GiB);
+    CHECK_FALSE(reading.cgroup);
+    auto availability = available_for_build(reading, {}, 0);
+    CHECK(availability.bytes == 10 * GiB);
+    CHECK(availability.bound_by == "MemAvailable");
+}
+
+TEST_CASE("cgroup v1: limit minus usage less inactive file cache, tightest ancestor wins") {
+    TempDir root;
+    write_meminfo(root, 16 * 1024 * 1024, 12 * 1024 * 1024);
+    root.write("proc/self/cgroup", "9:pids:/\n4:memory,blkio:/ci/job1\n1:cpu:/\n");
+    root.write("cgroup/memory/ci/job1/memory.limit_in_bytes", std::to_string(4 * GiB) + "\n");
+    root.write("cgroup/memory/ci/job1/memory.usage_in_bytes", std::to_string(1 * GiB) + "\n");
+    root.write("cgroup/memory/ci/job1/memory.stat",
+               "cache 100\ninactive_file 5\ntotal_inactive_file " + std::to_string(512 * MiB) + "\n");
+    // The parent is tighter: 3 GiB limit with 2 GiB used, no cache.
+    root.write("cgroup/memory/ci/memory.limit_in_bytes", std::to_string(3 * GiB));
+    root.write("cgroup/memory/ci/memory.usage_in_bytes", std::to_string(2 * GiB));
+    root.write("cgroup/memory/memory.limit_in_bytes", "9223372036854771712\n");
+    root.write("cgroup/memory/memory.usage_in_bytes", std::to_string(5 * GiB));
+    auto probe = probe_in(root);
+    CHECK_FALSE(probe.cgroup_v2());
+    CHECK(probe.cgroup_dirs().size() == 3);
+    auto reading = probe.read();
+    REQUIRE(reading.cgroup);
+    CHECK(reading.cgroup->dir.ends_with("/memory/ci"));
+    CHECK(available_for_build(reading, {}, 0).bytes == 1 * GiB);
+
+    // Drop the parent's limit: the job's own (4 GiB - (1 GiB - 512 MiB)) applies.
+    root.write("cgroup/memory/ci/memory.limit_in_bytes", "9223372036854771712");
+    auto own = probe.read();
+    REQUIRE(own.cgroup);
+    CHECK(own.cgroup->used_bytes == 512 * MiB);
+    auto availability = available_for_build(own, {}, 0);
+    CHECK(availability.bytes == 4 * GiB - 512 * MiB);
+    CHECK(availability.ceiling == 4 * GiB);
+    CHECK(availability.bound_by.starts_with("cgroup "));
+}
+
+TEST_CASE("cgroup v2: memory.max and memory.high, 'max' means none") {
+    TempDir root;
+    write_meminfo(root, 8 * 1024 * 1024, 6 * 1024 * 1024);
+    root.write("proc/self/cgroup", "0::/build.slice/run\n");
+    root.write("cgroup/cgroup.controllers", "cpu memory pids\n");
+    root.write("cgroup/build.slice/run/memory.max", std::to_string(2 * GiB) + "\n");
+    root.write("cgroup/build.slice/run/memory.high", "max\n");
+    root.write("cgroup/build.slice/run/memory.current", std::to_string(600 * MiB) + "\n");
+    root.write("cgroup/build.slice/run/memory.stat", "anon 1\nfile 2\ninactive_file " + std::to_string(100 * MiB) + "\n");
+    root.write("cgroup/build.slice/memory.max", "max\n");
+    root.write("cgroup/build.slice/memory.current", "1\n");
+    auto probe = probe_in(root);
+    CHECK(probe.cgroup_v2());
+    auto reading = probe.read();
+    REQUIRE(reading.cgroup);
+    CHECK(available_for_build(reading, {}, 0).bytes == 2 * GiB - 500 * MiB);
+    root.write("cgroup/build.slice/run/memory.high", std::to_string(1 * GiB));
+    CHECK(available_for_build(probe.read(), {}, 0).bytes == 1 * GiB - 500 * MiB);
+}
+
+TEST_CASE("cgroup v2 on a hybrid machine lives under unified/") {
+    TempDir root;
+    write_meminfo(root, 8 * 1024 * 1024, 6 * 1024 * 1024);
+    root.write("proc/self/cgroup", "0::/x\n");
+    root.write("cgroup/unified/x/memory.max", std::to_string(1 * GiB));
+    root.write("cgroup/unified/x/memory.current", std::to_string(1 * GiB));
+    auto reading = probe_in(root).read();
+    REQUIRE(reading.cgroup);
+    CHECK(available_for_build(reading, {}, 0).bytes == 0);
+}
+
+TEST_CASE("unreadable or missing cgroup files mean no cgroup limit, never a crash") {
+    TempDir root;
+    write_meminfo(root, 8 * 1024 * 1024, 6 * 1024 * 1024);
+    root.write("proc/self/cgroup", "4:memory:/gone\n");
+    root.write("cgroup/memory/gone/memory.limit_in_bytes", "garbage\n");
+    auto reading = probe_in(root).read();
+    CHECK_FALSE(reading.cgroup);
+    CHECK(reading.available_bytes == 6 * GiB);
+
+    TempDir empty;
+    auto nothing = probe_in(empty).read();
+    CHECK(nothing.total_bytes == 0);
+    CHECK(available_for_build(nothing, {}, 0).bytes == 0);
+}
+
+TEST_CASE("--limit bounds the build's own use; --headroom is always kept free") {
+    MemoryReading reading{.total_bytes = 16 * GiB, .available_bytes = 10 * GiB};
+    MemoryBudget budget{.limit_bytes = 4 * GiB, .headroom_bytes = 256 * MiB};
+    auto availability = available_for_build(reading, budget, 1 * GiB);
+    CHECK(availability.bytes == 3 * GiB - 256 * MiB);
+    CHECK(availability.bound_by == "--limit");
+    CHECK(available_for_build(reading, budget, 5 * GiB).bytes == 0);
+    CHECK(available_for_build(reading, {.headroom_bytes = 20 * GiB}, 0).bytes == 0);
+}
+
+TEST_CASE("sizes and percentages parse; nonsense is refused") {
+    CHECK(parse_size("512M", 0) == 512 * MiB);
+    CHECK(parse_size("4G", 0) == 4 * GiB);
+    CHECK(parse_size("1.5GiB", 0) == 3 * GiB / 2);
+    CHECK(parse_size("4096", 0) == 4096);
+    CHECK(parse_size("75%", 8 * GiB) == 6 * GiB);
+    CHECK(parse_size("100%", 8 * GiB) == 8 * GiB);
+    for (const char* bad : {"", "-5G", "0", "200%", "0%", "5X", "G", "1e30", "nan", "inf", "12 G"})
+        CHECK_MESSAGE(!parse_size(bad, 8 * GiB), bad);
+}

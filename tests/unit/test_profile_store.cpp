@@ -1,0 +1,148 @@
+#include <doctest/doctest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "profile_store.h"
+#include "temp_dir.h"
+
+using namespace memgov;
+
+namespace {
+
+std::string read_all(const std::filesystem::path& path) {
+    std::ifstream in(path);
+    std::stringstream text;
+    text << in.rdbuf();
+    return text.str();
+}
+
+std::size_t files_named(const std::filesystem::path& dir, const std::string& prefix) {
+    std::size_t count = 0;
+    for (const auto& entry : std::filesystem::directory_iterator(dir))
+        count += entry.path().filename().string().starts_with(prefix);
+    return count;
+}
+
+}  // namespace
+
+TEST_CASE("profiles round-trip through the file, including awkward keys") {
+    TempDir dir;
+    std::string awkward = std::string("/src/new\nline and \"quote\".cc");
+    {
+        ProfileStore store(dir.path() / "store", std::nullopt);
+        store.load();
+        CHECK(store.profiles().empty());
+        store.record("/src/a.cc", "g++", 700, 1000);
+        store.record(awkward, "g++", 5, 1001);
+        REQUIRE(store.save());
+        CHECK(store.take_warnings().empty());
+    }
+    ProfileStore again(dir.path() / "store", std::nullopt);
+    again.load();
+    REQUIRE(again.profiles().size() == 2);
+    CHECK(again.profiles().at("/src/a.cc").peak_bytes == 700);
+    CHECK(again.profiles().at("/src/a.cc").tool == "g++");
+    CHECK(again.profiles().at(awkward).peak_bytes == 5);
+    struct stat info {};
+    REQUIRE(stat((dir.path() / "store").c_str(), &info) == 0);
+    CHECK((info.st_mode & 0777) == 0700);
+    REQUIRE(stat((dir.path() / "store/profiles.json").c_str(), &info) == 0);
+    CHECK((info.st_mode & 0777) == 0600);
+}
+
+TEST_CASE("a later sample replaces the peak; an unfinished job only raises it") {
+    TempDir dir;
+    ProfileStore store(dir.path(), std::nullopt);
+    store.record("/k", "g++", 700, 1);
+    store.record("/k", "g++", 500, 2);
+    CHECK(store.profiles().at("/k").peak_bytes == 500);
+    CHECK(store.profiles().at("/k").samples == 2);
+    store.record("/k", "g++", 300, 3, true);
+    CHECK(store.profiles().at("/k").peak_bytes == 500);
+    store.record("/k", "g++", 900, 4, true);
+    CHECK(store.profiles().at("/k").peak_bytes == 900);
+}
+
+TEST_CASE("two stores writing the same file merge instead of losing profiles") {
+    TempDir dir;
+    ProfileStore first(dir.path(), std::nullopt);
+    ProfileStore second(dir.path(), std::nullopt);
+    first.load();
+    second.load();
+    first.record("/a", "g++", 1, 10);
+    second.record("/b", "g++", 2, 11);
+    second.record("/shared", "g++", 20, 12);
+    first.record("/shared", "g++", 30, 13);  // newer: wins
+    REQUIRE(second.save());
+    REQUIRE(first.save());
+    ProfileStore reader(dir.path(), std::nullopt);
+    reader.load();
+    CHECK(reader.profiles().size() == 3);
+    CHECK(reader.profiles().at("/shared").peak_bytes == 30);
+    CHECK(reader.profiles().at("/b").peak_bytes == 2);
+}
+
+TEST_CASE("bad store files are set aside with a warning, never overwritten silently") {
+    const char* bad_contents[] = {"{\"format\":\"memgov-profiles\",\"vers", "garbage \x01\x02",
+                                  "{\"format\":\"memgov-profiles\",\"version\":99,\"profiles\":{}}",
+                                  "{\"format\":\"other\"}", "[]",
+                                  "{\"format\":\"memgov-profiles\",\"version\":1,\"profiles\":{\"/k\":{\"peak_bytes\":-4}}}"};
+    for (const char* contents : bad_contents) {
+        TempDir dir;
+        dir.write("profiles.json", contents);
+        ProfileStore store(dir.path(), std::nullopt);
+        store.load();
+        auto warnings = store.take_warnings();
+        REQUIRE_MESSAGE(warnings.size() == 1, contents);
+        CHECK(warnings[0].find("moved aside") != std::string::npos);
+        CHECK(store.profiles().empty());
+        CHECK(files_named(dir.path(), "profiles.json.bad-") == 1);
+        store.record("/k", "g++", 1, 1);
+        CHECK(store.save());
+        CHECK(read_all(dir.path() / "profiles.json").find("/k") != std::string::npos);
+    }
+}
+
+TEST_CASE("a symlink or a directory at the store's path is refused and left alone") {
+    TempDir dir;
+    auto target = dir.write("elsewhere.json", "precious");
+    std::filesystem::create_symlink(target, dir.path() / "profiles.json");
+    ProfileStore store(dir.path(), std::nullopt);
+    store.load();
+    auto warnings = store.take_warnings();
+    REQUIRE(warnings.size() == 1);
+    CHECK(warnings[0].find("symbolic link") != std::string::npos);
+    store.record("/k", "g++", 1, 1);
+    CHECK_FALSE(store.save());
+    CHECK(read_all(target) == "precious");
+    CHECK(std::filesystem::is_symlink(dir.path() / "profiles.json"));
+
+    TempDir other;
+    std::filesystem::create_directory(other.path() / "profiles.json");
+    ProfileStore dir_store(other.path(), std::nullopt);
+    dir_store.load();
+    CHECK(dir_store.take_warnings().size() == 1);
+    dir_store.record("/k", "g++", 1, 1);
+    CHECK_FALSE(dir_store.save());
+    CHECK(std::filesystem::is_directory(other.path() / "profiles.json"));
+}
+
+TEST_CASE("a directory that cannot be created is reported, and what was learned stays in memory") {
+    TempDir dir;
+    dir.write("a-file", "not a directory");
+    ProfileStore store(dir.path() / "a-file" / "memgov", std::nullopt);  // fails even for root
+    store.record("/k", "g++", 1, 1);
+    CHECK_FALSE(store.save());
+    auto warnings = store.take_warnings();
+    REQUIRE(warnings.size() == 1);
+    CHECK(warnings[0].find("cannot create") != std::string::npos);
+    CHECK(store.dirty());
+    CHECK(store.profiles().at("/k").peak_bytes == 1);
+}
+
+TEST_CASE("default directory is the invoking user's cache") {
+    CHECK(default_profiles_dir(std::string("/home/alice")) == "/home/alice/.cache/memgov");
+}
