@@ -57,6 +57,20 @@ GovernorView Governor::view() const {
 
 std::vector<pid_t> Governor::running_jobs() const { return admission_order_; }
 
+std::vector<pid_t> Governor::release_all(Clock::time_point now) {
+    std::vector<pid_t> released;
+    for (auto& [pid, job] : running_) {
+        if (!job.emergency_stopped) continue;
+        job.emergency_stopped = false;
+        released.push_back(pid);
+    }
+    for (pid_t pid : std::deque<pid_t>(queue_)) {
+        admit(pid, 0, now);
+        released.push_back(pid);
+    }
+    return released;
+}
+
 std::optional<Clock::duration> Governor::waited(pid_t job, Clock::time_point now) const {
     if (auto it = waiting_.find(job); it != waiting_.end()) return now - it->second.queued_at;
     if (auto it = running_.find(job); it != running_.end())

@@ -71,6 +71,10 @@ public:
     // Every decision returned is already applied to the governor's own state.
     std::vector<Decision> decide(std::uint64_t available_bytes, Clock::time_point now);
 
+    // Lets every held job (waiting at exec or emergency-stopped) run, returning them: the
+    // build is being interrupted and must be able to end.
+    std::vector<pid_t> release_all(Clock::time_point now);
+
     GovernorView view() const;
     std::vector<pid_t> running_jobs() const;
     // How long a job has waited so far (admitted jobs: until admission).

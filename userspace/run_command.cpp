@@ -153,9 +153,20 @@ public:
             if (auto usage = tracker_.job_usage(job)) governor_.job_usage(job, usage->rss_bytes, usage->peak_bytes);
         auto availability = available_for_build(probe_.read(), settings_.budget, tracker_.totals().rss_bytes);
         totals_.tightest_available = std::min(totals_.tightest_available, availability.bytes);
-        if (!options_.gate) return;
+        if (!options_.gate || draining_) return;
         for (const auto& decision : governor_.decide(availability.bytes, now)) apply(decision, now);
         save_store_if_due(now);
+    }
+
+    // The build is being interrupted: held jobs get the signal too (a terminal's already
+    // reached them) and are let go, so they end with the build instead of staying stopped.
+    void interrupt(int signo, bool from_terminal) {
+        draining_ = true;
+        for (pid_t job : governor_.release_all(Clock::now())) {
+            if (!from_terminal) kill(job, signo);
+            tracker_.resume(job);
+            log_.write(LogCategory::signal, "PID={} released so it can handle {}", job, strsignal(signo));
+        }
     }
 
     bool jobs_active() const {
@@ -189,7 +200,8 @@ private:
         info.prediction = predictor_.predict(info.key, info.tool);
         log_.write(LogCategory::debug, "New job PID={} {} ({}), predicted peak {} ({})", event.pid,
                    info.key, info.tool, format_mb(info.prediction.bytes), describe(info.prediction.source));
-        if (event.paused) governor_.job_waiting(event.pid, info.prediction.bytes, Clock::now());
+        if (event.paused && draining_) tracker_.resume(event.pid);
+        if (event.paused && !draining_) governor_.job_waiting(event.pid, info.prediction.bytes, Clock::now());
         else governor_.job_running(event.pid, info.prediction.bytes, Clock::now());
         jobs_[event.pid] = std::move(info);
         if (event.paused) tick();  // admit at once when it fits
@@ -291,6 +303,7 @@ private:
     std::map<pid_t, JobInfo> jobs_;
     GovernorTotals totals_;
     Clock::time_point last_save_ = Clock::now();
+    bool draining_ = false;
 };
 
 Log open_log(const RunOptions& options) {
@@ -363,6 +376,7 @@ int run_command(const RunOptions& options) {
                        from_terminal ? "from the terminal" : "sent to memgov",
                        from_terminal ? "the build got it too" : "forwarding it to the build");
             if (!from_terminal) runner->signal(signo);
+            controller.interrupt(signo, from_terminal);
         }
     }
     while (tracker->poll(0ms, handler) > 0) {

@@ -1,6 +1,6 @@
 // memhog: a process with a known memory shape, for tests and benchmarks.
-//   memhog [--mb N] [--hold-ms T] [--children K] [--child-mb M] [--thread-mb M]
-// Touches N MiB, holds them T ms (children and a thread run alongside), then prints
+//   memhog [--mb N] [--ramp-ms R] [--hold-ms T] [--children K] [--child-mb M] [--thread-mb M]
+// Touches N MiB (spread over R ms, as a compiler grows), holds them T ms (children and a thread run alongside), then prints
 //   memhog pid=<pid> maxrss_kb=<getrusage ru_maxrss>
 // for itself and for each child, so tests can compare the kernel's figure with memgov's.
 #include <sys/mman.h>
@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -21,13 +22,14 @@ namespace {
 struct Shape {
     long mb = 0;
     long hold_ms = 0;
+    long ramp_ms = 0;
     long children = 0;
     long child_mb = -1;  // -1: same as mb
     long thread_mb = 0;
 };
 
 [[noreturn]] void usage(const char* why) {
-    std::fprintf(stderr, "memhog: %s\nusage: memhog [--mb N] [--hold-ms T] [--children K] "
+    std::fprintf(stderr, "memhog: %s\nusage: memhog [--mb N] [--ramp-ms R] [--hold-ms T] [--children K] "
                          "[--child-mb M] [--thread-mb M]\n", why);
     std::exit(2);
 }
@@ -42,6 +44,7 @@ Shape parse(int argc, char** argv) {
         if (*end || value < 0) usage(("bad value for " + flag).c_str());
         if (flag == "--mb") shape.mb = value;
         else if (flag == "--hold-ms") shape.hold_ms = value;
+        else if (flag == "--ramp-ms") shape.ramp_ms = value;
         else if (flag == "--children") shape.children = value;
         else if (flag == "--child-mb") shape.child_mb = value;
         else if (flag == "--thread-mb") shape.thread_mb = value;
@@ -51,16 +54,23 @@ Shape parse(int argc, char** argv) {
     return shape;
 }
 
-void* touch(long mb) {
-    if (mb == 0) return nullptr;
+void hold(long ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
+
+void touch(long mb, long ramp_ms = 0) {
+    if (mb == 0) return;
     std::size_t bytes = static_cast<std::size_t>(mb) << 20;
-    void* block = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    auto* block = static_cast<char*>(
+        mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
     if (block == MAP_FAILED) {
         std::perror("memhog: mmap");
         std::exit(3);
     }
-    std::memset(block, 0x5a, bytes);
-    return block;
+    constexpr long steps = 20;
+    std::size_t step = (bytes + steps - 1) / steps;
+    for (std::size_t done = 0; done < bytes; done += step) {
+        std::memset(block + done, 0x5a, std::min(step, bytes - done));
+        if (ramp_ms > 0) hold(ramp_ms / steps);
+    }
 }
 
 void report() {
@@ -69,8 +79,6 @@ void report() {
     std::printf("memhog pid=%d maxrss_kb=%ld\n", getpid(), usage.ru_maxrss);
     std::fflush(stdout);
 }
-
-void hold(long ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
 
 }  // namespace
 
@@ -84,7 +92,7 @@ int main(int argc, char** argv) {
             return 3;
         }
         if (pid == 0) {
-            touch(shape.child_mb);
+            touch(shape.child_mb, shape.ramp_ms);
             hold(shape.hold_ms);
             report();
             _exit(0);
@@ -94,10 +102,10 @@ int main(int argc, char** argv) {
     std::thread worker;
     if (shape.thread_mb > 0)
         worker = std::thread([&] {
-            touch(shape.thread_mb);
+            touch(shape.thread_mb, shape.ramp_ms);
             hold(shape.hold_ms);
         });
-    touch(shape.mb);
+    touch(shape.mb, shape.ramp_ms);
     hold(shape.hold_ms);
     if (worker.joinable()) worker.join();
     int failed = 0;

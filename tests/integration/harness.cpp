@@ -5,13 +5,18 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <sys/stat.h>
+
+#include <chrono>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <regex>
 #include <sstream>
 #include <stdexcept>
 
 #include "runner.h"
+#include "test_cgroup.h"
 
 namespace harness {
 
@@ -59,7 +64,8 @@ int run(const std::vector<std::string>& argv, std::string* out, std::string* err
     return memgov::shell_status(status);
 }
 
-Outcome run_memgov(const std::vector<std::string>& memgov_args, const std::vector<std::string>& command) {
+Outcome run_memgov(const std::vector<std::string>& memgov_args, const std::vector<std::string>& command,
+                   const TestCgroup* cgroup) {
     char path[] = "/tmp/memgov-stats-XXXXXX";
     int fd = mkstemp(path);
     close(fd);
@@ -67,6 +73,7 @@ Outcome run_memgov(const std::vector<std::string>& memgov_args, const std::vecto
     argv.insert(argv.end(), memgov_args.begin(), memgov_args.end());
     argv.insert(argv.end(), {"--stats-json", path, "--"});
     argv.insert(argv.end(), command.begin(), command.end());
+    if (cgroup) argv = cgroup->wrap(argv);
     Outcome outcome;
     outcome.exit_status = run(argv, &outcome.out, &outcome.err);
     std::ifstream in(path);
@@ -83,6 +90,29 @@ std::map<pid_t, std::uint64_t> memhog_maxrss(const std::string& out) {
     for (std::sregex_iterator it(out.begin(), out.end(), line), end; it != end; ++it)
         peaks[std::stoi((*it)[1])] = std::stoull((*it)[2]) * 1024;
     return peaks;
+}
+
+ScratchDir::ScratchDir() {
+    char pattern[] = "/tmp/memgov-it-XXXXXX";
+    path_ = mkdtemp(pattern);
+    chmod(path_.c_str(), 0777);  // builds run as another user in some tests
+}
+
+ScratchDir::~ScratchDir() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path_, ignored);
+}
+
+void ScratchDir::write(const std::string& relative, const std::string& text) const {
+    std::filesystem::path file = std::filesystem::path(path_) / relative;
+    std::filesystem::create_directories(file.parent_path());
+    std::ofstream(file) << text;
+}
+
+double timed_run(const std::vector<std::string>& argv, int* status) {
+    auto start = std::chrono::steady_clock::now();
+    *status = run(argv);
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
 namespace {

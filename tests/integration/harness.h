@@ -18,8 +18,28 @@ struct Outcome {
     nlohmann::json stats;
 };
 
-// Runs `memgov <memgov_args> --stats-json TMP -- <command>`.
-Outcome run_memgov(const std::vector<std::string>& memgov_args, const std::vector<std::string>& command);
+class TestCgroup;
+
+// Runs `memgov <memgov_args> --stats-json TMP -- <command>`, inside `cgroup` if given.
+Outcome run_memgov(const std::vector<std::string>& memgov_args, const std::vector<std::string>& command,
+                   const TestCgroup* cgroup = nullptr);
+
+// A fresh directory under /tmp, removed with its contents when it goes out of scope.
+class ScratchDir {
+public:
+    ScratchDir();
+    ~ScratchDir();
+    ScratchDir(const ScratchDir&) = delete;
+    ScratchDir& operator=(const ScratchDir&) = delete;
+    const std::string& path() const { return path_; }
+    void write(const std::string& relative, const std::string& text) const;
+
+private:
+    std::string path_;
+};
+
+// Wall seconds of running argv (its status must be 0 for the time to mean anything).
+double timed_run(const std::vector<std::string>& argv, int* status);
 
 // Runs argv, capturing stdout and stderr; returns the shell-style exit status.
 int run(const std::vector<std::string>& argv, std::string* out = nullptr, std::string* err = nullptr);

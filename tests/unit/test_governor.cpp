@@ -240,3 +240,19 @@ TEST_CASE("--jobs caps admitted jobs on top of memory") {
     s.governor.job_exited(1);
     CHECK(Scenario::admitted(s.decide(10'000)) == std::vector<pid_t>{3});
 }
+
+TEST_CASE("release_all lets every waiting and stopped job go") {
+    GovernorSettings settings;
+    settings.emergency_floor_bytes = 100 * MiB;
+    Scenario s(settings);
+    s.wait(1, 300);
+    s.wait(2, 300);
+    s.decide(1000);
+    REQUIRE(Scenario::find(s.decide(10), DecisionKind::emergency_stop, 2));
+    s.wait(3, 900);
+    auto released = s.governor.release_all(s.now);
+    CHECK(released == std::vector<pid_t>{2, 3});
+    CHECK(s.governor.view().waiting == 0);
+    CHECK(s.governor.view().emergency_stopped == 0);
+    CHECK(s.governor.view().running == 3);
+}
