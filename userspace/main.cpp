@@ -84,7 +84,7 @@ int main(int argc, char** argv) {
     app.add_option("--log", run.log_file, "Write the log to FILE instead of stderr (implies -v)")
         ->envname("MEMGOV_LOG");
     app.add_flag("-v,--verbose", run.verbosity,
-                 "Log decisions ([MEMORY] [PREDICT] …); twice adds [DEBUG] and libbpf's messages");
+                 "Log decisions ([MEMORY] [PREDICT] …) and libbpf's warnings; twice adds [DEBUG]");
     app.add_flag("-q,--quiet", run.quiet, "No end-of-run summary")->envname("MEMGOV_QUIET");
     app.add_option("--top", run.top_jobs, "Jobs listed in the summary")
         ->envname("MEMGOV_TOP")

@@ -337,7 +337,7 @@ int run_command(const RunOptions& options) {
                                           options.extra_gates.begin(), options.extra_gates.end());
         tracker_options.pause_job_roots = options.gate;
         tracker_options.max_procs = options.max_procs;
-        tracker_options.verbose_libbpf = options.verbosity >= 2;
+        tracker_options.verbose_libbpf = options.verbosity >= 1;
         tracker = BpfTracker::open(tracker_options);
     } catch (const std::invalid_argument& error) {
         fmt::print(stderr, "memgov: {}\n", error.what());

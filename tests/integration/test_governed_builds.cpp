@@ -78,8 +78,8 @@ TEST_CASE("real g++: two heavy translation units OOM plain make -j2 in 600 MiB; 
     ScratchDir profiles;
     auto demo = std::filesystem::path(MEMGOV_SOURCE_DIR) / "tools/demo/project/src";
     std::filesystem::copy_file(demo / "heavy.h", std::filesystem::path(build.path()) / "heavy.h");
-    std::filesystem::copy_file(demo / "heavy.cpp", std::filesystem::path(build.path()) / "a.cpp");
-    std::filesystem::copy_file(demo / "heavy.cpp", std::filesystem::path(build.path()) / "b.cpp");
+    std::filesystem::copy_file(demo / "parser.cpp", std::filesystem::path(build.path()) / "a.cpp");
+    std::filesystem::copy_file(demo / "parser.cpp", std::filesystem::path(build.path()) / "b.cpp");
     build.write("Makefile", "all: a.o b.o\n%.o: %.cpp heavy.h\n\tg++ -O2 -std=c++17 -c $< -o $@\nclean:\n\trm -f *.o\n");
     TestCgroup cgroup(600 * MiB);
 
@@ -145,17 +145,17 @@ TEST_CASE("a CMake-generated build is governed, jobs keyed on their sources") {
     ScratchDir build;
     ScratchDir profiles;
     auto demo = std::filesystem::path(MEMGOV_SOURCE_DIR) / "tools/demo/project/src";
-    for (const char* file : {"heavy.h", "light.cpp", "medium.cpp"})
+    for (const char* file : {"heavy.h", "util.cpp", "lexer.cpp"})
         std::filesystem::copy_file(demo / file, std::filesystem::path(source.path()) / file);
     source.write("CMakeLists.txt",
                  "cmake_minimum_required(VERSION 3.16)\nproject(governed CXX)\n"
-                 "add_library(governed STATIC light.cpp medium.cpp)\n");
+                 "add_library(governed STATIC util.cpp lexer.cpp)\n");
     REQUIRE(run({"cmake", "-S", source.path(), "-B", build.path(), "-G", "Unix Makefiles"}) == 0);
     auto outcome = run_memgov({"--profiles-dir", profiles.path()}, {"cmake", "--build", build.path(), "-j2"});
     INFO("memgov stderr: ", outcome.err);
     CHECK(outcome.exit_status == 0);
     std::set<std::string> keys;
     for (const auto& job : outcome.stats["jobs"]) keys.insert(job["key"].get<std::string>());
-    CHECK(keys.contains(source.path() + "/light.cpp"));
-    CHECK(keys.contains(source.path() + "/medium.cpp"));
+    CHECK(keys.contains(source.path() + "/util.cpp"));
+    CHECK(keys.contains(source.path() + "/lexer.cpp"));
 }

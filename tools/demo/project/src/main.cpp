@@ -1,10 +1,10 @@
 #include <cstdio>
 
-std::size_t light();
-std::size_t medium();
-std::size_t heavy();
-std::size_t heavier();
+std::size_t util();
+std::size_t lexer();
+std::size_t parser();
+std::size_t optimizer();
 
 int main() {
-    std::printf("demo: %zu\n", light() ^ medium() ^ heavy() ^ heavier());
+    std::printf("demo: %zu\n", util() ^ lexer() ^ parser() ^ optimizer());
 }

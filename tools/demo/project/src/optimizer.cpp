@@ -1,6 +1,6 @@
 #include "heavy.h"
 
-std::size_t medium() {
-    constexpr std::size_t depth = 50;
+std::size_t optimizer() {
+    constexpr std::size_t depth = 90;
     return sum_chain(std::make_index_sequence<depth>{}) + std::tuple_size_v<Chain<depth>::Tuple>;
 }
