@@ -13,6 +13,7 @@ packages=(
   doctest-dev           # unit tests
   nlohmann-json3-dev    # JSON for --stats-json and the profile store (escapes argv bytes safely)
   make ninja-build      # build tools the integration tests govern
+  tmux                  # drives memgov in a real terminal in the bar test
   util-linux procps     # setpriv (unprivileged test), ps
 )
 

@@ -19,36 +19,36 @@ const char* tag(LogCategory category) {
     return "[?]";
 }
 
+const char* color_of(Verdict verdict) {
+    switch (verdict) {
+        case Verdict::ok: return "\033[32m";          // green
+        case Verdict::proceeding: return "\033[34m";  // blue
+        case Verdict::waiting: return "\033[35m";     // purple
+        case Verdict::none: return "";
+    }
+    return "";
+}
+
 }  // namespace
 
-Log::Log(int verbosity, std::FILE* sink) : verbosity_(verbosity), sink_(sink), owns_sink_(false) {}
-
-Log Log::to_file(int verbosity, const std::string& path) {
-    std::FILE* file = std::fopen(path.c_str(), "ae");
-    if (!file)
-        throw std::runtime_error(fmt::format("cannot open log file {}: {}", path, std::strerror(errno)));
-    Log log(verbosity < 1 ? 1 : verbosity, file);
-    log.owns_sink_ = true;
-    return log;
+FileSink::FileSink(const std::string& path) : file_(std::fopen(path.c_str(), "ae")) {
+    if (!file_) throw std::runtime_error(fmt::format("cannot open log file {}: {}", path, std::strerror(errno)));
 }
 
-Log::Log(Log&& other) noexcept
-    : verbosity_(other.verbosity_), sink_(other.sink_), owns_sink_(other.owns_sink_) {
-    other.owns_sink_ = false;
-}
+FileSink::~FileSink() { std::fclose(file_); }
 
-Log::~Log() {
-    if (owns_sink_) std::fclose(sink_);
-}
-
-bool Log::enabled(LogCategory category) const {
-    return verbosity_ >= (category == LogCategory::debug ? 2 : 1);
-}
-
-void Log::emit(LogCategory category, std::string_view message) {
+void FileSink::write_line(std::string line) {
     std::lock_guard lock(mutex_);
-    fmt::print(sink_, "{} {}\n", tag(category), message);
-    std::fflush(sink_);
+    std::fputs(line.c_str(), file_);
+    std::fputc('\n', file_);
+    std::fflush(file_);
+}
+
+void Log::emit(LogCategory category, Verdict verdict, std::string_view message) {
+    if (verdict != Verdict::none && sink_.color())
+        sink_.write_line(fmt::format("{}{} {}\033[0m", color_of(verdict), tag(category), message));
+    else
+        sink_.write_line(fmt::format("{} {}", tag(category), message));
 }
 
 }  // namespace memgov

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -86,6 +87,12 @@ int main(int argc, char** argv) {
     app.add_flag("-v,--verbose", run.verbosity,
                  "Log decisions ([MEMORY] [PREDICT] …) and libbpf's warnings; twice adds [DEBUG]");
     app.add_flag("-q,--quiet", run.quiet, "No end-of-run summary")->envname("MEMGOV_QUIET");
+    std::map<std::string, memgov::BarMode> bar_modes{
+        {"auto", memgov::BarMode::automatic}, {"always", memgov::BarMode::always}, {"never", memgov::BarMode::never}};
+    app.add_option("--bar", run.bar,
+                   "Memory bar on the terminal's last line: auto (a TTY whose TERM is not dumb), always, never")
+        ->envname("MEMGOV_BAR")
+        ->transform(CLI::CheckedTransformer(bar_modes, CLI::ignore_case));
     app.add_option("--top", run.top_jobs, "Jobs listed in the summary")
         ->envname("MEMGOV_TOP")
         ->check(CLI::Range(0, 1000));

@@ -133,15 +133,16 @@ MemoryReading MemoryProbe::read() const {
 
 Availability available_for_build(const MemoryReading& reading, const MemoryBudget& budget,
                                  std::uint64_t build_rss_bytes) {
-    Availability result{reading.available_bytes, reading.total_bytes, "MemAvailable"};
+    Availability result{reading.available_bytes, reading.total_bytes, "MemAvailable",
+                        reading.total_bytes > reading.available_bytes ? reading.total_bytes - reading.available_bytes : 0};
     if (reading.cgroup) {
         const auto& level = *reading.cgroup;
         std::uint64_t room = level.limit_bytes > level.used_bytes ? level.limit_bytes - level.used_bytes : 0;
-        if (room < result.bytes) result = {room, level.limit_bytes, "cgroup " + level.dir};
+        if (room < result.bytes) result = {room, level.limit_bytes, "cgroup " + level.dir, level.used_bytes};
     }
     if (budget.limit_bytes) {
         std::uint64_t room = *budget.limit_bytes > build_rss_bytes ? *budget.limit_bytes - build_rss_bytes : 0;
-        if (room < result.bytes) result = {room, *budget.limit_bytes, "--limit"};
+        if (room < result.bytes) result = {room, *budget.limit_bytes, "--limit", build_rss_bytes};
     }
     result.bytes = result.bytes > budget.headroom_bytes ? result.bytes - budget.headroom_bytes : 0;
     return result;

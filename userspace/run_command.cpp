@@ -34,6 +34,7 @@ using namespace std::chrono_literals;
 constexpr auto busy_tick = 20ms;
 constexpr auto idle_tick = 200ms;
 constexpr auto store_save_interval = 10s;
+constexpr auto bar_interval = 300ms;
 
 std::atomic<int> pending_signal{0};
 std::atomic<bool> pending_signal_from_terminal{false};
@@ -43,7 +44,10 @@ void on_forwarded_signal(int signo, siginfo_t* info, void*) {
     pending_signal = signo;
 }
 
+std::atomic<bool> pending_resize{false};
+
 void on_child_signal(int) {}  // only to interrupt the poll when the build exits
+void on_resize(int) { pending_resize = true; }
 
 void install_signal_handlers() {
     struct sigaction action {};
@@ -55,6 +59,10 @@ void install_signal_handlers() {
     child.sa_handler = on_child_signal;
     sigemptyset(&child.sa_mask);
     sigaction(SIGCHLD, &child, nullptr);
+    struct sigaction resize {};
+    resize.sa_handler = on_resize;
+    sigemptyset(&resize.sa_mask);
+    sigaction(SIGWINCH, &resize, nullptr);
 }
 
 std::string process_cwd(pid_t pid) {
@@ -151,7 +159,8 @@ public:
         auto now = Clock::now();
         for (pid_t job : governor_.running_jobs())
             if (auto usage = tracker_.job_usage(job)) governor_.job_usage(job, usage->rss_bytes, usage->peak_bytes);
-        auto availability = available_for_build(probe_.read(), settings_.budget, tracker_.totals().rss_bytes);
+        availability_ = available_for_build(probe_.read(), settings_.budget, tracker_.totals().rss_bytes);
+        const auto& availability = availability_;
         totals_.tightest_available = std::min(totals_.tightest_available, availability.bytes);
         if (!options_.gate || draining_) return;
         for (const auto& decision : governor_.decide(availability.bytes, now)) apply(decision, now);
@@ -167,6 +176,23 @@ public:
             tracker_.resume(job);
             log_.write(LogCategory::signal, "PID={} released so it can handle {}", job, strsignal(signo));
         }
+    }
+
+    BarStatus bar_status() {
+        auto totals = tracker_.totals();
+        auto view = governor_.view();
+        return BarStatus{
+            .ceiling_bytes = availability_.ceiling,
+            .build_bytes = totals.rss_bytes,
+            .other_bytes = availability_.in_use > totals.rss_bytes ? availability_.in_use - totals.rss_bytes : 0,
+            .imminent_bytes = view.imminent_bytes,
+            .available_bytes = availability_.bytes,
+            .running = view.running - view.emergency_stopped,
+            .waiting = view.waiting,
+            .stopped = view.emergency_stopped,
+            .procs = totals.procs_live,
+            .frame = bar_frame_++,
+        };
     }
 
     bool jobs_active() const {
@@ -252,12 +278,13 @@ private:
                     ++totals_.jobs_waited;
                     totals_.seconds_waited += waited;
                 }
+                Verdict colour = decision.forced || decision.waited ? Verdict::proceeding : Verdict::ok;
                 std::string verdict = decision.forced   ? fmt::format("PROCEEDING (nothing else running, waited {:.1f}s)", waited)
                                       : decision.waited ? fmt::format("PROCEEDING (waited {:.1f}s)", waited)
                                                         : std::string("OK");
                 if (decision.backfill) verdict += " (passes a larger waiting job)";
-                log_.write(LogCategory::predict, "PID={} {}: needs {}, {} - {}", decision.job, key,
-                           format_mb(decision.needed_bytes), free_text(), verdict);
+                log_.verdict(colour, "PID={} {}: needs {}, {} - {}", decision.job, key,
+                             format_mb(decision.needed_bytes), free_text(), verdict);
                 auto view = governor_.view();
                 log_.write(LogCategory::memory, "Reserved memory: {} -> {} (+{}) for {} (PID={})",
                            format_mb(view.reserved_bytes - decision.needed_bytes), format_mb(view.reserved_bytes),
@@ -265,8 +292,8 @@ private:
                 break;
             }
             case DecisionKind::keep_waiting:
-                log_.write(LogCategory::predict, "PID={} {}: needs {}, {} - WAITING", decision.job, key,
-                           format_mb(decision.needed_bytes), free_text());
+                log_.verdict(Verdict::waiting, "PID={} {}: needs {}, {} - WAITING", decision.job, key,
+                             format_mb(decision.needed_bytes), free_text());
                 break;
             case DecisionKind::emergency_stop:
                 ++totals_.emergency_stops;
@@ -304,12 +331,9 @@ private:
     GovernorTotals totals_;
     Clock::time_point last_save_ = Clock::now();
     bool draining_ = false;
+    Availability availability_;
+    unsigned bar_frame_ = 0;
 };
-
-Log open_log(const RunOptions& options) {
-    if (options.log_file) return Log::to_file(options.verbosity, *options.log_file);
-    return Log(options.verbosity, stderr);
-}
 
 std::filesystem::path profiles_dir(const RunOptions& options, const std::optional<Identity>& identity) {
     if (options.profiles_dir) return *options.profiles_dir;
@@ -322,6 +346,8 @@ int run_command(const RunOptions& options) {
     auto started = Clock::now();
     auto identity = sudo_invoker();
     MemoryProbe probe;
+    std::optional<Terminal> terminal;
+    std::unique_ptr<FileSink> log_file;
     std::optional<Log> log;
     std::optional<Settings> settings;
     std::unique_ptr<BpfTracker> tracker;
@@ -330,7 +356,10 @@ int run_command(const RunOptions& options) {
     ProfileStore store(profiles_dir(options, identity), owner);
     try {
         settings = resolve_settings(options, probe.read());
-        log.emplace(open_log(options));
+        terminal.emplace(STDERR_FILENO, choose_terminal(probe_terminal(STDERR_FILENO), options.bar));
+        if (options.log_file) log_file = std::make_unique<FileSink>(*options.log_file);
+        int verbosity = options.log_file ? std::max(options.verbosity, 1) : options.verbosity;
+        log.emplace(verbosity, log_file ? static_cast<LineSink&>(*log_file) : *terminal);
         TrackerOptions tracker_options;
         tracker_options.gate_names = default_gate_names();
         tracker_options.gate_names.insert(tracker_options.gate_names.end(),
@@ -367,9 +396,15 @@ int run_command(const RunOptions& options) {
                identity ? fmt::format(" as {}", identity->user) : "");
     if (int failed = runner->start()) return failed;
 
+    auto next_bar = Clock::now();
     while (!runner->try_wait()) {
         tracker->poll(controller.jobs_active() ? busy_tick : idle_tick, handler);
         controller.tick();
+        if (pending_resize.exchange(false)) terminal->resized();
+        if (terminal->bar() && Clock::now() >= next_bar) {
+            terminal->show(controller.bar_status());
+            next_bar = Clock::now() + bar_interval;
+        }
         if (int signo = pending_signal.exchange(0)) {
             bool from_terminal = pending_signal_from_terminal;
             log->write(LogCategory::signal, "received {} ({}), {}", strsignal(signo),
@@ -395,6 +430,12 @@ int run_command(const RunOptions& options) {
         .emergency_stops = governed.emergency_stops,
     };
     log->write(LogCategory::exit, "build exited with status {}", summary.exit_status);
+    std::uint64_t dropped_lines = terminal->dropped_lines();
+    log.reset();
+    terminal.reset();  // flushes the log and takes the bar off the screen before the summary
+    if (dropped_lines)
+        fmt::print(stderr, "memgov: warning: {} log lines dropped: the terminal did not keep up (use --log FILE)\n",
+                   dropped_lines);
     if (!options.quiet) fmt::print(stderr, "{}", controller.report().summary_text(summary, options.top_jobs));
     if (options.stats_json) write_stats(*options.stats_json, controller.report().to_json(summary), identity);
     return summary.exit_status;

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "terminal.h"
+
 namespace memgov {
 
 struct RunOptions {
@@ -24,6 +26,7 @@ struct RunOptions {
     std::optional<std::string> log_file;
     int verbosity = 0;
     bool quiet = false;
+    BarMode bar = BarMode::automatic;
     std::size_t top_jobs = 10;
     std::uint32_t max_procs = 32768;
 };
