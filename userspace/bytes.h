@@ -1,7 +1,8 @@
-// Sizes as people read them.
+// Sizes and ages as people read and type them.
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 namespace memgov {
@@ -10,5 +11,12 @@ namespace memgov {
 std::string format_bytes(std::uint64_t bytes);
 // Whole MiB, the seed's unit in log lines: "620MB".
 std::string format_mb(std::uint64_t bytes);
+
+// Parses "512M", "4G", "1.5GiB", "123456" (bytes) or "75%" (of `percent_of`). nullopt for
+// anything else, negative or zero, or a percentage outside (0, 100].
+std::optional<std::uint64_t> parse_size(const std::string& text, std::uint64_t percent_of);
+
+// "90s", "30m", "12h", "7d", "2w" -> seconds; nullopt for anything else.
+std::optional<std::int64_t> parse_age(const std::string& text);
 
 }  // namespace memgov

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "profiles_command.h"
 #include "run_command.h"
 #include "system_check.h"
 
@@ -16,12 +17,20 @@ namespace {
 
 constexpr const char* examples = R"(
 EXAMPLES
-  sudo memgov -- make -j64              govern a parallel make
-  sudo memgov --no-gate --stats-json s.json -- ninja
-                                        only measure: every process's and job's peak
-  sudo memgov -v --log memgov.log -- cargo build
-                                        write the decision log to a file
-  memgov check                          can this machine run memgov?
+  sudo memgov -- make -j64
+      Govern a parallel make: jobs start when their learned peak fits.
+  sudo memgov --limit 75% -v -- ninja
+      Let the build use at most 75% of RAM (or of the cgroup limit); log every decision.
+  sudo memgov --no-gate --stats-json stats.json -- make -j8
+      Only measure: every process's and job's peak memory, as JSON.
+  sudo memgov --log memgov.log -- cmake --build build -j16
+      Write the decision log to a file, keep the terminal for the build and the bar.
+  memgov profiles list --sort peak -n 20
+      The 20 files that needed the most memory.
+  memgov profiles export team.json
+      Share learned peaks; others run: memgov profiles import team.json
+  memgov check
+      Can this machine run memgov, and if not, what to do.
 
 Exit status: the command's (128+N if a signal N killed it); 125 if memgov itself failed;
 127 if the command was not found; 2 for a usage error.)";
@@ -108,6 +117,29 @@ int main(int argc, char** argv) {
     check->add_flag("-v,--verbose", check_verbose, "Show libbpf's messages");
     auto* version = app.add_subcommand("version", "Print memgov's version");
 
+    memgov::ProfilesOptions profiles_options;
+    auto* profiles = app.add_subcommand("profiles", "List, show, forget, export or import learned peaks");
+    profiles->require_subcommand(1);
+    profiles->fallthrough();  // --profiles-dir may come before or after `profiles`
+    std::map<std::string, memgov::ProfileSort> sorts{{"peak", memgov::ProfileSort::peak},
+                                                     {"key", memgov::ProfileSort::key},
+                                                     {"last-seen", memgov::ProfileSort::last_seen}};
+    auto* list = profiles->add_subcommand("list", "One line per key: peak, samples, last seen, tool");
+    list->add_option("--sort", profiles_options.sort, "peak (largest first), key, or last-seen (newest first)")
+        ->transform(CLI::CheckedTransformer(sorts, CLI::ignore_case));
+    list->add_option("-n,--limit", profiles_options.limit, "At most N lines");
+    auto* show = profiles->add_subcommand("show", "Everything known about one key");
+    show->add_option("key", profiles_options.key, "Absolute source path (or link output)")->required();
+    auto* forget = profiles->add_subcommand("forget", "Forget a key, or every key not seen for a while");
+    auto* forget_key = forget->add_option("key", profiles_options.key, "The key to forget");
+    auto* older = forget->add_option("--older-than", profiles_options.older_than,
+                                     "Forget keys last seen longer ago than AGE (90s, 30m, 12h, 7d, 2w)");
+    forget_key->excludes(older);
+    auto* exporting = profiles->add_subcommand("export", "Write the store as JSON (to share with a team)");
+    exporting->add_option("file", profiles_options.file, "Where to write (default: standard output)");
+    auto* importing = profiles->add_subcommand("import", "Merge a JSON export; newer profiles win");
+    importing->add_option("file", profiles_options.file, "The export to read (- for standard input)")->required();
+
     // memgov's own options stop at the first "--" (or at the command's name); the rest is the
     // command's, even when it looks like a subcommand or an option.
     std::vector<std::string> args(argv + 1, argv + argc);
@@ -130,6 +162,20 @@ int main(int argc, char** argv) {
     }
 
     if (*check) return run_check(check_verbose);
+    if (*profiles) {
+        profiles_options.profiles_dir = run.profiles_dir;
+        if (*list) return memgov::profiles_list(profiles_options);
+        if (*show) return memgov::profiles_show(profiles_options);
+        if (*forget) {
+            if (profiles_options.key.empty() && !profiles_options.older_than) {
+                fmt::print(stderr, "memgov: profiles forget needs a KEY or --older-than AGE\n");
+                return 2;
+            }
+            return memgov::profiles_forget(profiles_options);
+        }
+        if (*exporting) return memgov::profiles_export(profiles_options);
+        if (*importing) return memgov::profiles_import(profiles_options);
+    }
     if (*version) {
         fmt::print("memgov {}\n", MEMGOV_VERSION);
         return 0;

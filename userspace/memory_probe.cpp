@@ -1,7 +1,6 @@
 #include "memory_probe.h"
 
 #include <charconv>
-#include <cmath>
 #include <fstream>
 #include <sstream>
 
@@ -146,28 +145,6 @@ Availability available_for_build(const MemoryReading& reading, const MemoryBudge
     }
     result.bytes = result.bytes > budget.headroom_bytes ? result.bytes - budget.headroom_bytes : 0;
     return result;
-}
-
-std::optional<std::uint64_t> parse_size(const std::string& text, std::uint64_t percent_of) {
-    if (text.empty()) return std::nullopt;
-    double number = 0;
-    auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), number);
-    if (error != std::errc() || !(number > 0) || !std::isfinite(number)) return std::nullopt;
-    std::string unit(end, text.data() + text.size());
-    if (unit == "%") {
-        if (number > 100) return std::nullopt;
-        return static_cast<std::uint64_t>(static_cast<double>(percent_of) * number / 100.0);
-    }
-    double scale = 0;
-    if (unit.empty() || unit == "B") scale = 1;
-    else if (unit == "K" || unit == "k" || unit == "KiB" || unit == "KB") scale = 1024.0;
-    else if (unit == "M" || unit == "MiB" || unit == "MB") scale = 1024.0 * 1024;
-    else if (unit == "G" || unit == "GiB" || unit == "GB") scale = 1024.0 * 1024 * 1024;
-    else if (unit == "T" || unit == "TiB" || unit == "TB") scale = 1024.0 * 1024 * 1024 * 1024;
-    else return std::nullopt;
-    double bytes = number * scale;
-    if (bytes < 1 || bytes > 1e19) return std::nullopt;
-    return static_cast<std::uint64_t>(bytes);
 }
 
 }  // namespace memgov

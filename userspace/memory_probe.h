@@ -63,8 +63,4 @@ private:
     bool v2_ = false;
 };
 
-// Parses "512M", "4G", "1.5GiB", "123456" (bytes) or "75%" (of `percent_of`). nullopt for
-// anything else, negative or zero, or a percentage outside (0, 100].
-std::optional<std::uint64_t> parse_size(const std::string& text, std::uint64_t percent_of);
-
 }  // namespace memgov

@@ -199,8 +199,36 @@ void ProfileStore::record(const std::string& key, const std::string& tool, std::
     dirty_.insert(key);
 }
 
+std::size_t ProfileStore::merge_in(const Profiles& incoming) {
+    std::size_t taken = 0;
+    for (const auto& [key, profile] : incoming) {
+        auto ours = profiles_.find(key);
+        if (ours != profiles_.end() && ours->second.last_seen >= profile.last_seen) continue;
+        profiles_[key] = profile;
+        dirty_.insert(key);
+        forgotten_.erase(key);
+        ++taken;
+    }
+    return taken;
+}
+
+std::size_t ProfileStore::forget(const std::string& key) {
+    if (!profiles_.erase(key)) return 0;
+    dirty_.erase(key);
+    forgotten_.insert(key);
+    return 1;
+}
+
+std::size_t ProfileStore::forget_older_than(std::int64_t cutoff) {
+    std::vector<std::string> old;
+    for (const auto& [key, profile] : profiles_)
+        if (profile.last_seen < cutoff) old.push_back(key);
+    for (const auto& key : old) forget(key);
+    return old.size();
+}
+
 bool ProfileStore::save() {
-    if (dirty_.empty()) return true;
+    if (!dirty()) return true;
     if (!ensure_dir()) return false;
     auto lock_path = dir_ / "profiles.lock";
     Fd lock(open(lock_path.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
@@ -219,6 +247,7 @@ bool ProfileStore::save() {
         auto theirs = merged.find(key);
         if (theirs == merged.end() || theirs->second.last_seen <= ours.last_seen) merged[key] = ours;
     }
+    for (const auto& key : forgotten_) merged.erase(key);
 
     auto temporary = dir_ / fmt::format(".profiles.json.{}", getpid());
     Fd out(open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600));
@@ -234,6 +263,7 @@ bool ProfileStore::save() {
     if (dir) fsync(dir.get());
     profiles_ = std::move(merged);
     dirty_.clear();
+    forgotten_.clear();
     return true;
 }
 

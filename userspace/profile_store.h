@@ -44,11 +44,17 @@ public:
     // it finished only shows a lower bound).
     void record(const std::string& key, const std::string& tool, std::uint64_t peak_bytes,
                 std::int64_t now, bool at_least = false);
+    // Takes every profile of `incoming` that is newer than ours (import of a shared file).
+    std::size_t merge_in(const Profiles& incoming);
+    // Forgets a key, or every key last seen before `cutoff`; returns how many.
+    std::size_t forget(const std::string& key);
+    std::size_t forget_older_than(std::int64_t cutoff);
+
     // Merges with the file on disk under an exclusive lock and replaces it atomically.
     // Returns false (with a warning) when it could not; what was recorded stays in memory.
     bool save();
 
-    bool dirty() const { return !dirty_.empty(); }
+    bool dirty() const { return !dirty_.empty() || !forgotten_.empty(); }
     const Profiles& profiles() const { return profiles_; }
     const std::filesystem::path& file() const { return file_; }
     // One-line messages for the user, taken (and cleared) by the caller.
@@ -64,6 +70,7 @@ private:
     std::optional<FileOwner> owner_;
     Profiles profiles_;
     std::set<std::string> dirty_;
+    std::set<std::string> forgotten_;
     std::vector<std::string> warnings_;
 };
 

@@ -22,6 +22,7 @@
 #include "memory_probe.h"
 #include "predictor.h"
 #include "profile_store.h"
+#include "profiles_command.h"
 #include "runner.h"
 
 namespace memgov {
@@ -335,11 +336,6 @@ private:
     unsigned bar_frame_ = 0;
 };
 
-std::filesystem::path profiles_dir(const RunOptions& options, const std::optional<Identity>& identity) {
-    if (options.profiles_dir) return *options.profiles_dir;
-    return default_profiles_dir(identity ? std::optional<std::string>(identity->home) : std::nullopt);
-}
-
 }  // namespace
 
 int run_command(const RunOptions& options) {
@@ -353,7 +349,7 @@ int run_command(const RunOptions& options) {
     std::unique_ptr<BpfTracker> tracker;
     std::optional<FileOwner> owner;
     if (identity) owner = FileOwner{identity->uid, identity->gid};
-    ProfileStore store(profiles_dir(options, identity), owner);
+    ProfileStore store(resolve_profiles_dir(options.profiles_dir), owner);
     try {
         settings = resolve_settings(options, probe.read());
         terminal.emplace(STDERR_FILENO, choose_terminal(probe_terminal(STDERR_FILENO), options.bar));

@@ -1,5 +1,6 @@
 #include <doctest/doctest.h>
 
+#include "bytes.h"
 #include "memory_probe.h"
 #include "temp_dir.h"
 
@@ -133,4 +134,14 @@ TEST_CASE("sizes and percentages parse; nonsense is refused") {
     CHECK(parse_size("100%", 8 * GiB) == 8 * GiB);
     for (const char* bad : {"", "-5G", "0", "200%", "0%", "5X", "G", "1e30", "nan", "inf", "12 G"})
         CHECK_MESSAGE(!parse_size(bad, 8 * GiB), bad);
+}
+
+TEST_CASE("ages parse; nonsense is refused") {
+    CHECK(parse_age("90s") == 90);
+    CHECK(parse_age("30m") == 1800);
+    CHECK(parse_age("12h") == 43200);
+    CHECK(parse_age("7d") == 604800);
+    CHECK(parse_age("2w") == 1209600);
+    CHECK(parse_age("0d") == 0);
+    for (const char* bad : {"", "d", "5", "-1d", "5y", "1.5d", "5dd"}) CHECK_MESSAGE(!parse_age(bad), bad);
 }

@@ -146,3 +146,28 @@ TEST_CASE("a directory that cannot be created is reported, and what was learned 
 TEST_CASE("default directory is the invoking user's cache") {
     CHECK(default_profiles_dir(std::string("/home/alice")) == "/home/alice/.cache/memgov");
 }
+
+TEST_CASE("forget and import survive a save, even against another writer") {
+    TempDir dir;
+    ProfileStore store(dir.path(), std::nullopt);
+    store.record("/old", "g++", 1, 100);
+    store.record("/new", "g++", 2, 5000);
+    store.record("/gone", "g++", 3, 5000);
+    REQUIRE(store.save());
+
+    ProfileStore editor(dir.path(), std::nullopt);
+    editor.load();
+    CHECK(editor.forget("/gone") == 1);
+    CHECK(editor.forget("/absent") == 0);
+    CHECK(editor.forget_older_than(1000) == 1);
+    Profiles shared{{"/new", {.peak_bytes = 99, .samples = 1, .last_seen = 4000, .tool = "g++"}},
+                    {"/team", {.peak_bytes = 7, .samples = 3, .last_seen = 10, .tool = "clang++"}}};
+    CHECK(editor.merge_in(shared) == 1);  // "/new" is older than ours: kept
+    REQUIRE(editor.save());
+
+    ProfileStore reader(dir.path(), std::nullopt);
+    reader.load();
+    CHECK(reader.profiles().size() == 2);
+    CHECK(reader.profiles().at("/new").peak_bytes == 2);
+    CHECK(reader.profiles().at("/team").tool == "clang++");
+}
