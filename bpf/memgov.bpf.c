@@ -242,16 +242,13 @@ int BPF_PROG(on_exec, struct task_struct *task, pid_t old_pid, struct linux_binp
 
 	__u32 flags = 0;
 	if (!proc->job && is_gated(bprm->filename)) {
-		struct mg_job fresh = { .nprocs = 1 };
+		/* Seeded before proc->job is published: from then on rss_stat adds deltas, so
+		 * an event racing with this can only be missed, never counted twice. */
+		__u64 rss = proc->rss_bytes;
+		struct mg_job fresh = { .rss_bytes = (__s64)rss, .peak_bytes = rss, .nprocs = 1 };
 		if (bpf_map_update_elem(&jobs, &tgid, &fresh, BPF_NOEXIST) == 0) {
 			proc->job = tgid;
 			flags |= MG_EXEC_JOB_ROOT;
-			struct mg_job *job = bpf_map_lookup_elem(&jobs, &tgid);
-			if (job) {
-				__u64 rss = proc->rss_bytes;
-				__sync_fetch_and_add(&job->rss_bytes, rss);
-				raise_peak(&job->peak_bytes, rss);
-			}
 		} else {
 			__sync_fetch_and_add(&totals.jobs_map_full, 1);
 		}
@@ -299,8 +296,15 @@ int BPF_PROG(on_exec, struct task_struct *task, pid_t old_pid, struct linux_binp
 	barrier_var(size);
 	if (size > sizeof(*record))
 		size = sizeof(*record);
-	if (bpf_ringbuf_output(&events, record, size, 0))
+	if (bpf_ringbuf_output(&events, record, size, 0)) {
 		__sync_fetch_and_add(&totals.events_dropped, 1);
+		if (flags & MG_EXEC_PAUSED) {
+			/* The controller will never hear of this job: let it run ungoverned rather
+			 * than stay stopped. SIGCONT discards the still-pending SIGSTOP. */
+			bpf_map_delete_elem(&paused, &tgid);
+			bpf_send_signal(SIGCONT);
+		}
+	}
 	return 0;
 }
 

@@ -78,6 +78,9 @@ std::unique_ptr<BpfTracker> BpfTracker::open(const TrackerOptions& options) {
         return TrackerError(why);
     };
 
+    if (in_child_pid_namespace())
+        throw TrackerError("memgov runs in a child pid namespace, but BPF sees the host's pids, so it could "
+                           "not follow the build: run it in the host's pid namespace (e.g. docker run --pid=host)");
     std::unique_ptr<BpfTracker> tracker(new BpfTracker());
     tracker->skeleton_ = memgov_bpf__open();
     if (!tracker->skeleton_) throw fail("opening the BPF object", errno);
@@ -106,16 +109,40 @@ BpfTracker::~BpfTracker() {
     memgov_bpf__destroy(skeleton_);
 }
 
-void BpfTracker::resume_all_paused() {
-    bpf_map* map = skeleton_->maps.paused;
+void BpfTracker::for_each_paused(const std::function<void(pid_t)>& fn) const {
     __u32 key = 0;
     __u32 next = 0;
     __u32* previous = nullptr;
-    while (bpf_map__get_next_key(map, previous, &next, sizeof(next)) == 0) {
-        kill(static_cast<pid_t>(next), SIGCONT);
+    while (bpf_map__get_next_key(skeleton_->maps.paused, previous, &next, sizeof(next)) == 0) {
+        fn(static_cast<pid_t>(next));
         key = next;
         previous = &key;
     }
+}
+
+void BpfTracker::for_each_process(const std::function<void(pid_t, pid_t)>& fn) const {
+    __u32 key = 0;
+    __u32 next = 0;
+    __u32* previous = nullptr;
+    while (bpf_map__get_next_key(skeleton_->maps.procs, previous, &next, sizeof(next)) == 0) {
+        mg_proc proc{};
+        if (bpf_map__lookup_elem(skeleton_->maps.procs, &next, sizeof(next), &proc, sizeof(proc), 0) == 0)
+            fn(static_cast<pid_t>(next), static_cast<pid_t>(proc.job));
+        key = next;
+        previous = &key;
+    }
+}
+
+void BpfTracker::resume_all_paused() {
+    for_each_paused([](pid_t pid) { kill(pid, SIGCONT); });
+}
+
+void BpfTracker::restop_held() {
+    for_each_paused([](pid_t pid) { kill(pid, SIGSTOP); });
+}
+
+void BpfTracker::signal_all(int signo) {
+    for_each_process([signo](pid_t pid, pid_t) { kill(pid, signo); });
 }
 
 void BpfTracker::track(pid_t pid) {
@@ -156,12 +183,23 @@ void BpfTracker::resume(pid_t pid) {
     bpf_map__delete_elem(skeleton_->maps.paused, &key, sizeof(key), 0);
 }
 
-void BpfTracker::stop(pid_t pid) {
-    __u32 key = static_cast<__u32>(pid);
+void BpfTracker::stop_job(pid_t job) {
     __u64 now = monotonic_ns();
-    if (bpf_map__update_elem(skeleton_->maps.paused, &key, sizeof(key), &now, sizeof(now), BPF_ANY))
-        return;  // without a guard entry a stop could outlive us: don't stop
-    kill(pid, SIGSTOP);
+    for_each_process([&](pid_t pid, pid_t owner) {
+        if (owner != job) return;
+        __u32 key = static_cast<__u32>(pid);
+        // Without a guard entry a stop could outlive us: no entry, no stop.
+        if (bpf_map__update_elem(skeleton_->maps.paused, &key, sizeof(key), &now, sizeof(now), BPF_ANY) == 0)
+            kill(pid, SIGSTOP);
+    });
+}
+
+void BpfTracker::resume_job(pid_t job) {
+    std::vector<pid_t> members;
+    for_each_process([&](pid_t pid, pid_t owner) {
+        if (owner == job) members.push_back(pid);
+    });
+    for (pid_t pid : members) resume(pid);
 }
 
 std::optional<JobUsage> BpfTracker::job_usage(pid_t job) const {

@@ -2,6 +2,7 @@
 // torn down (after resuming every pid it stopped) in the destructor.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <stdexcept>
 
@@ -28,7 +29,10 @@ public:
     void track(pid_t pid) override;
     int poll(std::chrono::milliseconds timeout, const EventHandler& handler) override;
     void resume(pid_t pid) override;
-    void stop(pid_t pid) override;
+    void stop_job(pid_t job) override;
+    void resume_job(pid_t job) override;
+    void restop_held() override;
+    void signal_all(int signo) override;
     std::optional<JobUsage> job_usage(pid_t job) const override;
     TrackerTotals totals() const override;
 
@@ -39,6 +43,10 @@ private:
     BpfTracker() = default;
     static int on_record(void* self, void* data, std::size_t size);
     void resume_all_paused();
+    // Calls fn(pid, job) for every tracked process.
+    void for_each_process(const std::function<void(pid_t, pid_t)>& fn) const;
+    // Calls fn(pid) for every process in the paused map.
+    void for_each_paused(const std::function<void(pid_t)>& fn) const;
 
     memgov_bpf* skeleton_ = nullptr;
     ring_buffer* ring_ = nullptr;

@@ -19,11 +19,13 @@ void Governor::job_running(pid_t job, std::uint64_t predicted_bytes, Clock::time
 void Governor::job_usage(pid_t job, std::uint64_t current_bytes, std::uint64_t peak_bytes) {
     auto it = running_.find(job);
     if (it == running_.end()) return;
+    if (it->second.current_bytes != current_bytes) progressed_ = true;
     it->second.current_bytes = current_bytes;
     it->second.reserved_bytes = std::max(it->second.reserved_bytes, peak_bytes);
 }
 
 void Governor::job_exited(pid_t job) {
+    if (running_.contains(job)) progressed_ = true;
     waiting_.erase(job);
     running_.erase(job);
     std::erase(queue_, job);
@@ -161,10 +163,26 @@ void Governor::admit_waiting(std::int64_t effective_free, Clock::time_point now,
 
 std::vector<Decision> Governor::decide(std::uint64_t available_bytes, Clock::time_point now) {
     std::vector<Decision> decisions;
+    if (progressed_ || queue_.empty()) {
+        last_progress_ = now;
+        progressed_ = false;
+    }
     emergency(available_bytes, decisions);
     auto effective_free = static_cast<std::int64_t>(available_bytes) -
                           static_cast<std::int64_t>(imminent_bytes());
     admit_waiting(effective_free, now, decisions);
+    bool admitted = std::any_of(decisions.begin(), decisions.end(),
+                                [](const Decision& d) { return d.kind == DecisionKind::admit; });
+    if (!admitted && !queue_.empty() && now - last_progress_ >= settings_.stall_timeout) {
+        Decision decision = admit(queue_.front(), effective_free, now);
+        decision.forced = true;
+        decision.stalled = true;
+        decisions.push_back(decision);
+    }
+    if (admitted || (!decisions.empty() && decisions.back().stalled)) {
+        last_progress_ = now;
+        progressed_ = false;
+    }
     return decisions;
 }
 

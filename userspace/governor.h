@@ -24,6 +24,10 @@ struct GovernorSettings {
     std::chrono::milliseconds backfill_window{10'000};
     // At most this many jobs admitted at once (0: no limit besides memory).
     std::size_t max_running = 0;
+    // With jobs waiting and no running job's memory changing (or ending) for this long, the
+    // running ones may be waiting for a waiting one (a pipe between two compilers): the
+    // oldest waiting job starts whatever it needs, so the build cannot deadlock.
+    std::chrono::milliseconds stall_timeout{10'000};
 };
 
 enum class DecisionKind {
@@ -43,6 +47,7 @@ struct Decision {
     bool waited = false;    // admit: the job had been refused before
     bool forced = false;    // admit: nothing else was running (progress guarantee)
     bool backfill = false;  // admit: passed an older job that does not fit yet
+    bool stalled = false;   // admit: nothing made progress for stall_timeout
 };
 
 struct GovernorView {
@@ -77,6 +82,7 @@ public:
 
     GovernorView view() const;
     std::vector<pid_t> running_jobs() const;
+    std::vector<pid_t> waiting_jobs() const { return {queue_.begin(), queue_.end()}; }
     // How long a job has waited so far (admitted jobs: until admission).
     std::optional<Clock::duration> waited(pid_t job, Clock::time_point now) const;
 
@@ -102,6 +108,8 @@ private:
     std::map<pid_t, Job> waiting_;
     std::map<pid_t, Job> running_;       // includes emergency-stopped jobs
     std::vector<pid_t> admission_order_; // running jobs, oldest admission first
+    Clock::time_point last_progress_{};
+    bool progressed_ = true;             // since the last decide()
 };
 
 }  // namespace memgov

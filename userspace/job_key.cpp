@@ -10,8 +10,9 @@ namespace {
 
 // Options of gcc/clang/cc1/ld/rustc whose value is the next argument; skipping them keeps
 // `-o foo.c`, `-include x.h` or `-MF a.d` from being mistaken for inputs.
-constexpr std::array<std::string_view, 52> options_with_separate_value = {
-    "-o", "-MF", "-MT", "-MQ", "-MD", "-MMD", "-include", "-imacros", "-I", "-isystem",
+// (-MD and -MMD take a value only in cc1, and that value is a .d file: no source either way.)
+constexpr std::array<std::string_view, 50> options_with_separate_value = {
+    "-o", "-MF", "-MT", "-MQ", "-include", "-imacros", "-I", "-isystem",
     "-iquote", "-idirafter", "-iprefix", "-iwithprefix", "-isysroot", "-x", "-D", "-U", "-L",
     "-Xlinker", "-Xassembler", "-Xpreprocessor", "-Xclang", "-mllvm", "-aux-info", "-dumpbase",
     "-dumpbase-ext", "-dumpdir", "-auxbase", "-auxbase-strip", "-main-file-name", "--param",

@@ -102,8 +102,7 @@ std::filesystem::path default_profiles_dir(const std::optional<std::string>& inv
     return std::filesystem::path(home && *home ? home : "/tmp") / ".cache" / "memgov";
 }
 
-ProfileStore::ProfileStore(std::filesystem::path dir, std::optional<FileOwner> owner)
-    : dir_(std::move(dir)), file_(dir_ / "profiles.json"), owner_(owner) {}
+ProfileStore::ProfileStore(std::filesystem::path dir) : dir_(std::move(dir)), file_(dir_ / "profiles.json") {}
 
 std::vector<std::string> ProfileStore::take_warnings() {
     std::vector<std::string> taken;
@@ -167,13 +166,10 @@ std::optional<Profiles> ProfileStore::read_file(int lock_fd) {
 bool ProfileStore::ensure_dir() {
     std::error_code error;
     if (std::filesystem::is_directory(dir_, error)) return true;
-    // Create parents one by one so that each directory we make belongs to the owner.
     std::filesystem::path partial;
     for (const auto& part : dir_) {
         partial /= part;
-        if (mkdir(partial.c_str(), 0700) == 0) {
-            if (owner_ && chown(partial.c_str(), owner_->uid, owner_->gid) != 0) return false;
-        } else if (errno != EEXIST) {
+        if (mkdir(partial.c_str(), 0700) != 0 && errno != EEXIST) {
             warnings_.push_back(fmt::format("cannot create {}: {}", partial.string(), std::strerror(errno)));
             return false;
         }
@@ -236,7 +232,6 @@ bool ProfileStore::save() {
         warnings_.push_back(fmt::format("cannot lock {}: {}", lock_path.string(), std::strerror(errno)));
         return false;
     }
-    if (owner_) (void)!fchown(lock.get(), owner_->uid, owner_->gid);
     flock(lock.get(), LOCK_EX);
 
     auto on_disk = read_file(lock.get());
@@ -250,9 +245,9 @@ bool ProfileStore::save() {
     for (const auto& key : forgotten_) merged.erase(key);
 
     auto temporary = dir_ / fmt::format(".profiles.json.{}", getpid());
-    Fd out(open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600));
-    bool ok = static_cast<bool>(out) && write_all(out.get(), serialize_profiles(merged)) &&
-              (!owner_ || fchown(out.get(), owner_->uid, owner_->gid) == 0) && fsync(out.get()) == 0 &&
+    unlink(temporary.c_str());  // a leftover of a crashed run with our pid: ours to replace
+    Fd out(open(temporary.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+    bool ok = static_cast<bool>(out) && write_all(out.get(), serialize_profiles(merged)) && fsync(out.get()) == 0 &&
               std::rename(temporary.c_str(), file_.c_str()) == 0;
     if (!ok) {
         warnings_.push_back(fmt::format("cannot write profile store {}: {}", file_.string(), std::strerror(errno)));

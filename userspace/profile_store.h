@@ -2,8 +2,6 @@
 // per user; written atomically under flock and merged with what other memgov runs wrote.
 #pragma once
 
-#include <sys/types.h>
-
 #include <cstdint>
 #include <filesystem>
 #include <map>
@@ -27,15 +25,10 @@ using Profiles = std::map<std::string, Profile>;
 std::optional<Profiles> parse_profiles(const std::string& text, std::string& error);
 std::string serialize_profiles(const Profiles& profiles);
 
-struct FileOwner {
-    uid_t uid;
-    gid_t gid;
-};
-
 class ProfileStore {
 public:
-    // `owner`: who the files belong to (the sudo invoker); nullopt keeps the process's own ids.
-    ProfileStore(std::filesystem::path dir, std::optional<FileOwner> owner);
+    // Files are created with the caller's (fs) identity: see FilesystemIdentity.
+    explicit ProfileStore(std::filesystem::path dir);
 
     // Reads the store. A bad file is renamed aside (never overwritten) and reported in
     // warnings(); memgov then starts from what it can read.
@@ -67,7 +60,6 @@ private:
 
     std::filesystem::path dir_;
     std::filesystem::path file_;
-    std::optional<FileOwner> owner_;
     Profiles profiles_;
     std::set<std::string> dirty_;
     std::set<std::string> forgotten_;

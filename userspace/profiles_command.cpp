@@ -25,10 +25,7 @@ std::string when(std::int64_t unix_seconds) {
 }
 
 ProfileStore open_store(const ProfilesOptions& options) {
-    auto invoker = sudo_invoker();
-    std::optional<FileOwner> owner;
-    if (invoker) owner = FileOwner{invoker->uid, invoker->gid};
-    ProfileStore store(resolve_profiles_dir(options.profiles_dir), owner);
+    ProfileStore store(resolve_profiles_dir(options.profiles_dir));
     store.load();
     return store;
 }
@@ -55,6 +52,7 @@ std::filesystem::path resolve_profiles_dir(const std::optional<std::string>& opt
 }
 
 int profiles_list(const ProfilesOptions& options) {
+    FilesystemIdentity as_user(sudo_invoker());
     auto store = open_store(options);
     report(store);
     std::vector<std::pair<std::string, Profile>> rows(store.profiles().begin(), store.profiles().end());
@@ -76,6 +74,7 @@ int profiles_list(const ProfilesOptions& options) {
 }
 
 int profiles_show(const ProfilesOptions& options) {
+    FilesystemIdentity as_user(sudo_invoker());
     auto store = open_store(options);
     report(store);
     auto it = store.profiles().find(options.key);
@@ -92,6 +91,7 @@ int profiles_show(const ProfilesOptions& options) {
 }
 
 int profiles_forget(const ProfilesOptions& options) {
+    FilesystemIdentity as_user(sudo_invoker());
     auto store = open_store(options);
     std::size_t forgotten = 0;
     if (options.older_than) {
@@ -115,6 +115,7 @@ int profiles_forget(const ProfilesOptions& options) {
 }
 
 int profiles_export(const ProfilesOptions& options) {
+    FilesystemIdentity as_user(sudo_invoker());
     auto store = open_store(options);
     report(store);
     std::string text = serialize_profiles(store.profiles());
@@ -133,6 +134,7 @@ int profiles_export(const ProfilesOptions& options) {
 }
 
 int profiles_import(const ProfilesOptions& options) {
+    FilesystemIdentity as_user(sudo_invoker());
     std::ifstream in(options.file.value_or("-") == "-" ? "/dev/stdin" : *options.file);
     if (!in) {
         fmt::print(stderr, "memgov: cannot read {}\n", *options.file);

@@ -46,9 +46,11 @@ void on_forwarded_signal(int signo, siginfo_t* info, void*) {
 }
 
 std::atomic<bool> pending_resize{false};
+std::atomic<bool> pending_continue{false};
 
 void on_child_signal(int) {}  // only to interrupt the poll when the build exits
 void on_resize(int) { pending_resize = true; }
+void on_continue(int) { pending_continue = true; }
 
 void install_signal_handlers() {
     struct sigaction action {};
@@ -64,6 +66,10 @@ void install_signal_handlers() {
     resize.sa_handler = on_resize;
     sigemptyset(&resize.sa_mask);
     sigaction(SIGWINCH, &resize, nullptr);
+    struct sigaction resumed {};
+    resumed.sa_handler = on_continue;
+    sigemptyset(&resumed.sa_mask);
+    sigaction(SIGCONT, &resumed, nullptr);
 }
 
 std::string process_cwd(pid_t pid) {
@@ -86,9 +92,8 @@ std::string tool_of(const ExecEvent& event) {
 
 double seconds(Clock::duration duration) { return std::chrono::duration<double>(duration).count(); }
 
-// Written as the invoking user under sudo, so the build's owner can replace it.
-void write_stats(const std::string& path, const nlohmann::json& stats,
-                 const std::optional<Identity>& owner) {
+void write_stats(const std::string& path, const nlohmann::json& stats, const std::optional<Identity>& owner) {
+    FilesystemIdentity as_user(owner);
     std::ofstream out(path, std::ios::trunc);
     if (!out) {
         fmt::print(stderr, "memgov: cannot write {}: {}\n", path, std::strerror(errno));
@@ -96,8 +101,6 @@ void write_stats(const std::string& path, const nlohmann::json& stats,
     }
     out << stats.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
     out.close();
-    if (owner && chown(path.c_str(), owner->uid, owner->gid) != 0)
-        fmt::print(stderr, "memgov: cannot give {} to {}: {}\n", path, owner->user, std::strerror(errno));
 }
 
 struct Settings {
@@ -139,8 +142,9 @@ struct GovernorTotals {
 class BuildController {
 public:
     BuildController(const RunOptions& options, const Settings& settings, Tracker& tracker,
-                    MemoryProbe& probe, ProfileStore& store, Log& log)
+                    MemoryProbe& probe, ProfileStore& store, Log& log, std::optional<Identity> identity)
         : options_(options),
+          identity_(std::move(identity)),
           settings_(settings),
           tracker_(tracker),
           probe_(probe),
@@ -158,8 +162,12 @@ public:
     // Reads memory, lets the governor decide, applies what it decided.
     void tick() {
         auto now = Clock::now();
-        for (pid_t job : governor_.running_jobs())
+        for (pid_t job : governor_.running_jobs()) {
             if (auto usage = tracker_.job_usage(job)) governor_.job_usage(job, usage->rss_bytes, usage->peak_bytes);
+            else forget_vanished(job);
+        }
+        for (pid_t job : governor_.waiting_jobs())
+            if (!tracker_.job_usage(job)) forget_vanished(job);
         availability_ = available_for_build(probe_.read(), settings_.budget, tracker_.totals().rss_bytes);
         const auto& availability = availability_;
         totals_.tightest_available = std::min(totals_.tightest_available, availability.bytes);
@@ -172,9 +180,11 @@ public:
     // reached them) and are let go, so they end with the build instead of staying stopped.
     void interrupt(int signo, bool from_terminal) {
         draining_ = true;
+        // A terminal's signal reached every process of the foreground group; one sent to
+        // memgov alone is passed to all of the build's, as the terminal would have.
+        if (!from_terminal) tracker_.signal_all(signo);
         for (pid_t job : governor_.release_all(Clock::now())) {
-            if (!from_terminal) kill(job, signo);
-            tracker_.resume(job);
+            tracker_.resume_job(job);
             log_.write(LogCategory::signal, "PID={} released so it can handle {}", job, strsignal(signo));
         }
     }
@@ -202,6 +212,7 @@ public:
     }
 
     void finish() {
+        FilesystemIdentity as_user(identity_);
         if (!store_.save()) log_.write(LogCategory::memory, "profile store not saved");
         for (const auto& warning : store_.take_warnings()) fmt::print(stderr, "memgov: warning: {}\n", warning);
     }
@@ -241,7 +252,10 @@ private:
         if (it == jobs_.end()) return;
         const JobInfo& info = it->second;
         const JobRecord* record = report_.job(event.job);
-        bool complete = WIFEXITED(event.wait_status) && !(record && record->oom_killed);
+        // Only a successful job shows what the file needs; a failed one (a syntax error
+        // stops early, a kill stops anywhere) can only raise what is known.
+        bool complete = WIFEXITED(event.wait_status) && WEXITSTATUS(event.wait_status) == 0 &&
+                        !(record && record->oom_killed);
         std::uint64_t old_peak = store_.profiles().contains(info.key) ? store_.profiles().at(info.key).peak_bytes : 0;
         store_.record(info.key, info.tool, event.job_peak_bytes, std::time(nullptr), !complete);
         predictor_.learn(info.key, info.tool, store_.profiles().at(info.key).peak_bytes);
@@ -253,6 +267,13 @@ private:
                        format_mb(std::max(info.prediction.bytes, event.job_peak_bytes)), info.key, event.pid);
         governor_.job_exited(event.job);
         jobs_.erase(it);
+    }
+
+    // The kernel dropped a job's last process, but its exit record has not come (or was
+    // lost): its reservation must not be held forever.
+    void forget_vanished(pid_t job) {
+        log_.write(LogCategory::memory, "PID={} job is gone (no exit record yet): released its reservation", job);
+        governor_.job_exited(job);
     }
 
     void on(const OomKillEvent& event) {
@@ -280,7 +301,10 @@ private:
                     totals_.seconds_waited += waited;
                 }
                 Verdict colour = decision.forced || decision.waited ? Verdict::proceeding : Verdict::ok;
-                std::string verdict = decision.forced   ? fmt::format("PROCEEDING (nothing else running, waited {:.1f}s)", waited)
+                std::string verdict = decision.stalled ? fmt::format("PROCEEDING (no running job changed for {}s: "
+                                                                     "they may be waiting for it)",
+                                                                     settings_.governor.stall_timeout.count() / 1000)
+                                      : decision.forced ? fmt::format("PROCEEDING (nothing else running, waited {:.1f}s)", waited)
                                       : decision.waited ? fmt::format("PROCEEDING (waited {:.1f}s)", waited)
                                                         : std::string("OK");
                 if (decision.backfill) verdict += " (passes a larger waiting job)";
@@ -298,14 +322,14 @@ private:
                 break;
             case DecisionKind::emergency_stop:
                 ++totals_.emergency_stops;
-                tracker_.stop(decision.job);
+                tracker_.stop_job(decision.job);
                 log_.write(LogCategory::memory, "EMERGENCY: only {} available (floor {}): stopped PID={} {} "
                            "(youngest running job) until memory returns",
                            format_mb(static_cast<std::uint64_t>(std::max<std::int64_t>(decision.effective_free_bytes, 0))),
                            format_mb(settings_.governor.emergency_floor_bytes), decision.job, key);
                 break;
             case DecisionKind::emergency_resume:
-                tracker_.resume(decision.job);
+                tracker_.resume_job(decision.job);
                 log_.write(LogCategory::memory, "Memory is back ({} free after imminent): resumed PID={} {}",
                            format_mb(static_cast<std::uint64_t>(std::max<std::int64_t>(decision.effective_free_bytes, 0))),
                            decision.job, key);
@@ -316,10 +340,12 @@ private:
     void save_store_if_due(Clock::time_point now) {
         if (!store_.dirty() || now - last_save_ < store_save_interval) return;
         last_save_ = now;
+        FilesystemIdentity as_user(identity_);
         store_.save();
     }
 
     const RunOptions& options_;
+    std::optional<Identity> identity_;  // files are written as this user
     const Settings& settings_;
     Tracker& tracker_;
     MemoryProbe& probe_;
@@ -347,13 +373,14 @@ int run_command(const RunOptions& options) {
     std::optional<Log> log;
     std::optional<Settings> settings;
     std::unique_ptr<BpfTracker> tracker;
-    std::optional<FileOwner> owner;
-    if (identity) owner = FileOwner{identity->uid, identity->gid};
-    ProfileStore store(resolve_profiles_dir(options.profiles_dir), owner);
+    ProfileStore store(resolve_profiles_dir(options.profiles_dir));
     try {
         settings = resolve_settings(options, probe.read());
         terminal.emplace(STDERR_FILENO, choose_terminal(probe_terminal(STDERR_FILENO), options.bar));
-        if (options.log_file) log_file = std::make_unique<FileSink>(*options.log_file);
+        if (options.log_file) {
+            FilesystemIdentity as_user(identity);
+            log_file = std::make_unique<FileSink>(*options.log_file);
+        }
         int verbosity = options.log_file ? std::max(options.verbosity, 1) : options.verbosity;
         log.emplace(verbosity, log_file ? static_cast<LineSink&>(*log_file) : *terminal);
         TrackerOptions tracker_options;
@@ -371,13 +398,16 @@ int run_command(const RunOptions& options) {
         fmt::print(stderr, "memgov: {}\n", error.what());
         return memgov_failure_status;
     }
-    store.load();
+    {
+        FilesystemIdentity as_user(identity);
+        store.load();
+    }
     for (const auto& warning : store.take_warnings()) fmt::print(stderr, "memgov: warning: {}\n", warning);
     log->write(LogCategory::monitor, "profiles: {} ({} known keys); memory cgroup: {}", store.file().string(),
                store.profiles().size(), probe.cgroup_dirs().empty() ? "none" : probe.cgroup_dirs().front());
 
     install_signal_handlers();
-    BuildController controller(options, *settings, *tracker, probe, store, *log);
+    BuildController controller(options, *settings, *tracker, probe, store, *log, identity);
     Tracker::EventHandler handler = [&](const TrackerEvent& event) { controller.handle(event); };
 
     std::optional<Runner> runner;
@@ -397,6 +427,12 @@ int run_command(const RunOptions& options) {
         tracker->poll(controller.jobs_active() ? busy_tick : idle_tick, handler);
         controller.tick();
         if (pending_resize.exchange(false)) terminal->resized();
+        if (pending_continue.exchange(false)) {
+            // Ctrl-Z then fg continued the whole process group, held jobs included.
+            tracker->restop_held();
+            log->write(LogCategory::signal, "continued (fg): held jobs stopped again");
+            terminal->resized();  // the shell may have drawn over the bar
+        }
         if (terminal->bar() && Clock::now() >= next_bar) {
             terminal->show(controller.bar_status());
             next_bar = Clock::now() + bar_interval;
@@ -406,7 +442,6 @@ int run_command(const RunOptions& options) {
             log->write(LogCategory::signal, "received {} ({}), {}", strsignal(signo),
                        from_terminal ? "from the terminal" : "sent to memgov",
                        from_terminal ? "the build got it too" : "forwarding it to the build");
-            if (!from_terminal) runner->signal(signo);
             controller.interrupt(signo, from_terminal);
         }
     }

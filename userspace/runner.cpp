@@ -5,6 +5,7 @@
 #include <grp.h>
 #include <pwd.h>
 #include <signal.h>
+#include <sys/fsuid.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -51,6 +52,19 @@ std::optional<Identity> sudo_invoker() {
         who.user = uid_text;
     }
     return who;
+}
+
+FilesystemIdentity::FilesystemIdentity(const std::optional<Identity>& who) {
+    if (!who) return;
+    gid_ = static_cast<gid_t>(setfsgid(who->gid));
+    uid_ = static_cast<uid_t>(setfsuid(who->uid));
+    switched_ = true;
+}
+
+FilesystemIdentity::~FilesystemIdentity() {
+    if (!switched_) return;
+    setfsuid(uid_);
+    setfsgid(gid_);
 }
 
 int shell_status(int wait_status) {
@@ -136,10 +150,6 @@ int Runner::wait() {
         else if (got < 0 && errno != EINTR) status_ = 1;
     }
     return *status_;
-}
-
-void Runner::signal(int signo) const {
-    if (!status_) kill(pid_, signo);
 }
 
 }  // namespace memgov

@@ -21,6 +21,22 @@ struct Identity {
 // The invoking user under sudo; nullopt when not root or not started by sudo.
 std::optional<Identity> sudo_invoker();
 
+// While alive, the calling thread opens and creates files as `who` (fsuid/fsgid): files
+// memgov writes for the user (profiles, --stats-json, --log) are theirs, and root never
+// follows a path, symlink or directory the user could not write themselves.
+class FilesystemIdentity {
+public:
+    explicit FilesystemIdentity(const std::optional<Identity>& who);
+    ~FilesystemIdentity();
+    FilesystemIdentity(const FilesystemIdentity&) = delete;
+    FilesystemIdentity& operator=(const FilesystemIdentity&) = delete;
+
+private:
+    bool switched_ = false;
+    uid_t uid_ = 0;
+    gid_t gid_ = 0;
+};
+
 class Runner {
 public:
     struct Options {
@@ -43,8 +59,6 @@ public:
     // The child's shell-style exit status (128+N when killed by signal N) once it exited.
     std::optional<int> try_wait();
     int wait();
-
-    void signal(int signo) const;
 
 private:
     pid_t pid_ = -1;

@@ -87,10 +87,17 @@ public:
     virtual void track(pid_t pid) = 0;
     // Waits up to `timeout` for events and hands each to `handler`; returns how many.
     virtual int poll(std::chrono::milliseconds timeout, const EventHandler& handler) = 0;
-    // Continues a process the gate (or stop()) stopped.
+    // Continues a process the gate stopped.
     virtual void resume(pid_t pid) = 0;
-    // Stops a running process such that a crash of the controller still resumes it.
-    virtual void stop(pid_t pid) = 0;
+    // Stops every process of a job (the driver and its compiler proper, linker …) such
+    // that a crash of the controller still resumes them; resume_job undoes it.
+    virtual void stop_job(pid_t job) = 0;
+    virtual void resume_job(pid_t job) = 0;
+    // Stops again every process held now: after the whole process group was continued
+    // (Ctrl-Z then fg), which also continued them.
+    virtual void restop_held() = 0;
+    // Sends `signo` to every process of the build.
+    virtual void signal_all(int signo) = 0;
     virtual std::optional<JobUsage> job_usage(pid_t job) const = 0;
     virtual TrackerTotals totals() const = 0;
 };

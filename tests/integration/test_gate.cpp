@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <filesystem>
+#include <fstream>
 #include <thread>
 #include <vector>
 
@@ -59,17 +61,33 @@ TEST_CASE("a gated exec is stopped before user code runs, and resumed by the con
     CHECK(runner.wait() == 0);
 }
 
-TEST_CASE("a glue program is never gated, and a job's children are not jobs") {
-    auto tracker = BpfTracker::open(gate_memhog());
-    Runner runner({{"/bin/sh", "-c", harness::memhog_bin() + " --children 3 --mb 1 --hold-ms 10"},
+TEST_CASE("glue is never gated, and a gated program under a job is part of it, not a new job") {
+    TrackerOptions options = gate_memhog();
+    options.gate_names.push_back("bash");
+    auto tracker = BpfTracker::open(options);
+    // sh (glue) runs bash (gated: a job), which runs memhog (gated, but under a job).
+    Runner runner({{"/bin/sh", "-c", "/bin/bash -c '" + harness::memhog_bin() + " --mb 1; true'; true"},
                    std::nullopt});
     tracker->track(runner.pid());
     REQUIRE(runner.start() == 0);
-    auto paused = wait_for_paused(*tracker, 1);
-    REQUIRE(paused.size() == 1);
-    tracker->resume(paused[0]);
-    CHECK(runner.wait() == 0);
-    CHECK(wait_for_paused(*tracker, 1).empty());
+    std::vector<ExecEvent> execs;
+    Tracker::EventHandler handler = [&](const TrackerEvent& event) {
+        if (auto* exec = std::get_if<ExecEvent>(&event)) {
+            execs.push_back(*exec);
+            if (exec->paused) tracker->resume(exec->pid);
+        }
+    };
+    while (!runner.try_wait()) tracker->poll(50ms, handler);
+    tracker->poll(0ms, handler);
+    REQUIRE(execs.size() == 3);
+    CHECK_FALSE(execs[0].job_root);  // sh
+    CHECK(execs[0].job == 0);
+    CHECK(execs[1].job_root);  // bash
+    CHECK(execs[1].paused);
+    CHECK_FALSE(execs[2].job_root);  // memhog
+    CHECK_FALSE(execs[2].paused);
+    CHECK(execs[2].job == execs[1].pid);
+    CHECK(*runner.try_wait() == 0);
 }
 
 TEST_CASE("SIGKILL of the controller leaves no process stopped") {
@@ -121,18 +139,29 @@ TEST_CASE("SIGKILL of the controller leaves no process stopped") {
     prctl(PR_SET_CHILD_SUBREAPER, 0);
 }
 
-TEST_CASE("stop() puts a running process under the guard as well") {
+TEST_CASE("stop_job stops every process of the job, under the guard; teardown resumes them") {
     auto tracker = BpfTracker::open(gate_memhog());
-    Runner runner({{harness::memhog_bin(), "--mb", "1", "--hold-ms", "300"}, std::nullopt});
+    Runner runner({{harness::memhog_bin(), "--mb", "1", "--children", "2", "--hold-ms", "600"}, std::nullopt});
     tracker->track(runner.pid());
     REQUIRE(runner.start() == 0);
     auto paused = wait_for_paused(*tracker, 1);
     REQUIRE(paused.size() == 1);
     tracker->resume(runner.pid());
+    std::this_thread::sleep_for(100ms);  // the children exist now
+    tracker->stop_job(runner.pid());
     std::this_thread::sleep_for(50ms);
-    tracker->stop(runner.pid());
-    std::this_thread::sleep_for(50ms);
+    std::vector<pid_t> members;
+    for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+        pid_t pid = std::atoi(entry.path().filename().c_str());
+        if (pid <= 0) continue;
+        std::ifstream status(entry.path() / "status");
+        std::string line;
+        while (std::getline(status, line))
+            if (line.starts_with("PPid:") && std::atoi(line.c_str() + 5) == runner.pid()) members.push_back(pid);
+    }
+    REQUIRE(members.size() == 2);
     CHECK(harness::process_state(runner.pid()) == 'T');
+    for (pid_t child : members) CHECK(harness::process_state(child) == 'T');
     tracker.reset();  // the teardown path resumes what it stopped
     CHECK(runner.wait() == 0);
 }

@@ -2,6 +2,8 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <map>
+#include <optional>
 
 #include "governor.h"
 
@@ -138,29 +140,65 @@ TEST_CASE("backfill: small jobs pass a big waiting one only inside the window") 
     CHECK(Scenario::admitted(s.decide(1000)) == std::vector<pid_t>{2, 4});
 }
 
-TEST_CASE("backfill never starves the big job: after the window it runs once memory frees") {
+TEST_CASE("backfill never starves the big job: small jobs stop passing it when the window ends") {
     GovernorSettings settings;
-    settings.backfill_window = 2s;
+    settings.backfill_window = 3s;
     Scenario s(settings);
-    s.wait(100, 500);
+    s.wait(100, 500);  // a long job, running throughout
     s.decide(1000);
-    s.wait(1, 900);  // the big one
+    s.wait(1, 900);  // the big one: never fits beside job 100
+    // Small jobs arrive every 500 ms and each runs 1 s, so one is always running.
+    std::map<pid_t, Clock::time_point> small_ends;
     pid_t next_small = 2;
-    bool big_started = false;
-    // A stream of small jobs, each finishing a second later, for 20 simulated seconds.
-    std::vector<pid_t> running_small;
-    for (int second = 0; second < 20 && !big_started; ++second) {
+    std::optional<Clock::time_point> last_backfill;
+    for (int tick = 0; tick < 20; ++tick) {
         s.wait(next_small++, 100);
-        for (pid_t job : Scenario::admitted(s.decide(1000))) {
-            if (job == 1) big_started = true;
-            else running_small.push_back(job);
+        for (const auto& decision : s.decide(1000)) {
+            if (decision.kind != DecisionKind::admit) continue;
+            REQUIRE(decision.job != 1);  // job 100 runs: the big job cannot fit
+            CHECK(decision.backfill);
+            last_backfill = s.now;
+            small_ends[decision.job] = s.now + 1s;
         }
-        s.now += 1s;
-        for (pid_t job : running_small) s.governor.job_exited(job);
-        running_small.clear();
-        if (second == 3) s.governor.job_exited(100);
+        s.now += 500ms;
+        for (auto it = small_ends.begin(); it != small_ends.end();) {
+            if (it->second <= s.now) {
+                s.governor.job_exited(it->first);
+                it = small_ends.erase(it);
+            } else {
+                ++it;
+            }
+        }
     }
-    CHECK(big_started);
+    REQUIRE(last_backfill);
+    CHECK(*last_backfill < Clock::time_point{} + 3s);  // no small job started after the window
+    // Once the long job and the last small ones end, the big one goes first.
+    s.governor.job_exited(100);
+    for (auto& [job, end] : small_ends) s.governor.job_exited(job);
+    CHECK(Scenario::admitted(s.decide(1000)).front() == 1);
+}
+
+TEST_CASE("stall: when nothing running changes for the timeout, the oldest waiting job starts") {
+    GovernorSettings settings;
+    settings.stall_timeout = 10s;
+    Scenario s(settings);
+    s.wait(1, 600);
+    s.decide(1000);
+    s.wait(2, 600);  // e.g. the reader of a pipe job 1 writes into
+    s.use(1, 100, 100);
+    CHECK(Scenario::admitted(s.decide(1000)).empty());
+    s.now += 6s;
+    s.use(1, 120, 120);  // job 1 still grows: progress
+    CHECK(Scenario::admitted(s.decide(1000)).empty());
+    s.now += 9s;
+    s.use(1, 120, 120);  // unchanged for 9 s
+    CHECK(Scenario::admitted(s.decide(1000)).empty());
+    s.now += 1s;
+    auto decisions = s.decide(1000);
+    const Decision* admit = Scenario::find(decisions, DecisionKind::admit, 2);
+    REQUIRE(admit);
+    CHECK(admit->stalled);
+    CHECK(admit->forced);
 }
 
 TEST_CASE("emergency: below the floor the youngest running job stops; it resumes when memory returns") {

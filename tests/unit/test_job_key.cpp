@@ -63,3 +63,9 @@ TEST_CASE("odd argv never breaks keying") {
     CHECK(job_key({"mytool", "--flag"}, "/p").key == "mytool --flag");
     CHECK(job_key({"gcc", "@args.rsp"}, "/p").kind == JobKind::link);
 }
+
+TEST_CASE("-MD and -MMD take no value in the driver") {
+    CHECK(job_key({"gcc", "-MMD", "src/foo.c", "-c", "-o", "foo.o"}, "/p").key == "/p/src/foo.c");
+    CHECK(job_key({"gcc", "-MD", "src/foo.c", "-c"}, "/p").key == "/p/src/foo.c");
+    CHECK(job_key({"cc1", "-MMD", "foo.d", "src/foo.c"}, "/p").key == "/p/src/foo.c");
+}

@@ -32,7 +32,7 @@ TEST_CASE("profiles round-trip through the file, including awkward keys") {
     TempDir dir;
     std::string awkward = std::string("/src/new\nline and \"quote\".cc");
     {
-        ProfileStore store(dir.path() / "store", std::nullopt);
+        ProfileStore store(dir.path() / "store");
         store.load();
         CHECK(store.profiles().empty());
         store.record("/src/a.cc", "g++", 700, 1000);
@@ -40,7 +40,7 @@ TEST_CASE("profiles round-trip through the file, including awkward keys") {
         REQUIRE(store.save());
         CHECK(store.take_warnings().empty());
     }
-    ProfileStore again(dir.path() / "store", std::nullopt);
+    ProfileStore again(dir.path() / "store");
     again.load();
     REQUIRE(again.profiles().size() == 2);
     CHECK(again.profiles().at("/src/a.cc").peak_bytes == 700);
@@ -55,7 +55,7 @@ TEST_CASE("profiles round-trip through the file, including awkward keys") {
 
 TEST_CASE("a later sample replaces the peak; an unfinished job only raises it") {
     TempDir dir;
-    ProfileStore store(dir.path(), std::nullopt);
+    ProfileStore store(dir.path());
     store.record("/k", "g++", 700, 1);
     store.record("/k", "g++", 500, 2);
     CHECK(store.profiles().at("/k").peak_bytes == 500);
@@ -68,8 +68,8 @@ TEST_CASE("a later sample replaces the peak; an unfinished job only raises it") 
 
 TEST_CASE("two stores writing the same file merge instead of losing profiles") {
     TempDir dir;
-    ProfileStore first(dir.path(), std::nullopt);
-    ProfileStore second(dir.path(), std::nullopt);
+    ProfileStore first(dir.path());
+    ProfileStore second(dir.path());
     first.load();
     second.load();
     first.record("/a", "g++", 1, 10);
@@ -78,7 +78,7 @@ TEST_CASE("two stores writing the same file merge instead of losing profiles") {
     first.record("/shared", "g++", 30, 13);  // newer: wins
     REQUIRE(second.save());
     REQUIRE(first.save());
-    ProfileStore reader(dir.path(), std::nullopt);
+    ProfileStore reader(dir.path());
     reader.load();
     CHECK(reader.profiles().size() == 3);
     CHECK(reader.profiles().at("/shared").peak_bytes == 30);
@@ -93,7 +93,7 @@ TEST_CASE("bad store files are set aside with a warning, never overwritten silen
     for (const char* contents : bad_contents) {
         TempDir dir;
         dir.write("profiles.json", contents);
-        ProfileStore store(dir.path(), std::nullopt);
+        ProfileStore store(dir.path());
         store.load();
         auto warnings = store.take_warnings();
         REQUIRE_MESSAGE(warnings.size() == 1, contents);
@@ -110,7 +110,7 @@ TEST_CASE("a symlink or a directory at the store's path is refused and left alon
     TempDir dir;
     auto target = dir.write("elsewhere.json", "precious");
     std::filesystem::create_symlink(target, dir.path() / "profiles.json");
-    ProfileStore store(dir.path(), std::nullopt);
+    ProfileStore store(dir.path());
     store.load();
     auto warnings = store.take_warnings();
     REQUIRE(warnings.size() == 1);
@@ -122,7 +122,7 @@ TEST_CASE("a symlink or a directory at the store's path is refused and left alon
 
     TempDir other;
     std::filesystem::create_directory(other.path() / "profiles.json");
-    ProfileStore dir_store(other.path(), std::nullopt);
+    ProfileStore dir_store(other.path());
     dir_store.load();
     CHECK(dir_store.take_warnings().size() == 1);
     dir_store.record("/k", "g++", 1, 1);
@@ -133,7 +133,7 @@ TEST_CASE("a symlink or a directory at the store's path is refused and left alon
 TEST_CASE("a directory that cannot be created is reported, and what was learned stays in memory") {
     TempDir dir;
     dir.write("a-file", "not a directory");
-    ProfileStore store(dir.path() / "a-file" / "memgov", std::nullopt);  // fails even for root
+    ProfileStore store(dir.path() / "a-file" / "memgov");  // fails even for root
     store.record("/k", "g++", 1, 1);
     CHECK_FALSE(store.save());
     auto warnings = store.take_warnings();
@@ -149,13 +149,13 @@ TEST_CASE("default directory is the invoking user's cache") {
 
 TEST_CASE("forget and import survive a save, even against another writer") {
     TempDir dir;
-    ProfileStore store(dir.path(), std::nullopt);
+    ProfileStore store(dir.path());
     store.record("/old", "g++", 1, 100);
     store.record("/new", "g++", 2, 5000);
     store.record("/gone", "g++", 3, 5000);
     REQUIRE(store.save());
 
-    ProfileStore editor(dir.path(), std::nullopt);
+    ProfileStore editor(dir.path());
     editor.load();
     CHECK(editor.forget("/gone") == 1);
     CHECK(editor.forget("/absent") == 0);
@@ -165,7 +165,7 @@ TEST_CASE("forget and import survive a save, even against another writer") {
     CHECK(editor.merge_in(shared) == 1);  // "/new" is older than ours: kept
     REQUIRE(editor.save());
 
-    ProfileStore reader(dir.path(), std::nullopt);
+    ProfileStore reader(dir.path());
     reader.load();
     CHECK(reader.profiles().size() == 2);
     CHECK(reader.profiles().at("/new").peak_bytes == 2);
