@@ -123,6 +123,8 @@ json BuildReport::to_json(const BuildSummary& summary) const {
     out["jobs_waited"] = summary.jobs_waited;
     out["seconds_waited"] = summary.seconds_waited;
     out["emergency_stops"] = summary.emergency_stops;
+    out["limit_bytes"] = summary.ceiling_bytes;
+    out["limit_set_by"] = summary.bound_by;
     out["procs_seen"] = summary.totals.procs_seen;
     out["execs"] = summary.totals.execs;
     out["procs_untracked_map_full"] = summary.totals.procs_map_full;
@@ -166,9 +168,12 @@ json BuildReport::to_json(const BuildSummary& summary) const {
 }
 
 std::string BuildReport::summary_text(const BuildSummary& summary, std::size_t top) const {
+    std::string limit = summary.ceiling_bytes
+                            ? fmt::format(" of {} ({})", format_bytes(summary.ceiling_bytes), summary.bound_by)
+                            : "";
     std::string text = fmt::format(
-        "memgov: exit {} after {:.1f}s; build peak {} over {} processes, {} jobs\n",
-        summary.exit_status, summary.wall_seconds, format_bytes(summary.totals.peak_bytes),
+        "memgov: exit {} after {:.1f}s; build peak {}{} over {} processes, {} jobs\n",
+        summary.exit_status, summary.wall_seconds, format_bytes(summary.totals.peak_bytes), limit,
         summary.totals.procs_seen, jobs_.size());
     if (summary.jobs_waited || summary.emergency_stops)
         text += fmt::format("memgov: {} jobs waited for memory ({:.1f}s in all), {} emergency stops\n",

@@ -94,7 +94,8 @@ int main(int argc, char** argv) {
     app.add_option("--log", run.log_file, "Write the log to FILE instead of stderr (implies -v)")
         ->envname("MEMGOV_LOG");
     app.add_flag("-v,--verbose", run.verbosity,
-                 "Log decisions ([MEMORY] [PREDICT] …) and libbpf's warnings; twice adds [DEBUG]");
+                 "Log decisions ([MEMORY] [PREDICT] …) and libbpf's warnings; twice adds [DEBUG]")
+        ->envname("MEMGOV_VERBOSE");
     app.add_flag("-q,--quiet", run.quiet, "No end-of-run summary")->envname("MEMGOV_QUIET");
     std::map<std::string, memgov::BarMode> bar_modes{
         {"auto", memgov::BarMode::automatic}, {"always", memgov::BarMode::always}, {"never", memgov::BarMode::never}};

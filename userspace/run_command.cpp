@@ -218,6 +218,7 @@ public:
     }
 
     BuildReport& report() { return report_; }
+    const Availability& availability() const { return availability_; }
     const GovernorTotals& totals() const { return totals_; }
 
 private:
@@ -459,6 +460,8 @@ int run_command(const RunOptions& options) {
         .jobs_waited = governed.jobs_waited,
         .seconds_waited = governed.seconds_waited,
         .emergency_stops = governed.emergency_stops,
+        .ceiling_bytes = controller.availability().ceiling,
+        .bound_by = controller.availability().bound_by,
     };
     log->write(LogCategory::exit, "build exited with status {}", summary.exit_status);
     std::uint64_t dropped_lines = terminal->dropped_lines();

@@ -1,0 +1,33 @@
+# bash completion for memgov
+_memgov() {
+    local cur prev words cword
+    _init_completion || return
+
+    # After "--" (or once the command's name is typed) complete the command itself.
+    local i
+    for ((i = 1; i < cword; i++)); do
+        if [[ ${words[i]} == -- ]]; then
+            _command_offset $((i + 1))
+            return
+        fi
+    done
+
+    case $prev in
+        --stats-json|--log) _filedir; return ;;
+        --profiles-dir) _filedir -d; return ;;
+        --bar) COMPREPLY=($(compgen -W "auto always never" -- "$cur")); return ;;
+        --gate) COMPREPLY=($(compgen -c -- "$cur")); return ;;
+        --limit|--headroom|--emergency-floor|--cold-estimate|--jobs|--backfill-window|--top|--max-procs) return ;;
+        --sort) COMPREPLY=($(compgen -W "peak key last-seen" -- "$cur")); return ;;
+        profiles) COMPREPLY=($(compgen -W "list show forget export import" -- "$cur")); return ;;
+    esac
+
+    if [[ $cur == -* ]]; then
+        COMPREPLY=($(compgen -W "--help --version --limit --headroom --emergency-floor --cold-estimate
+            --profiles-dir --jobs --backfill-window --gate --no-gate --stats-json --log --verbose --bar
+            --quiet --top --max-procs --" -- "$cur"))
+    elif ((cword == 1)); then
+        COMPREPLY=($(compgen -W "check profiles version" -- "$cur") $(compgen -c -- "$cur"))
+    fi
+}
+complete -F _memgov memgov
