@@ -103,6 +103,7 @@ JobKey job_key(const std::vector<std::string>& argv, const std::string& cwd) {
     }
 
     std::string program = basename_of(argv.front());
+    if (program.empty()) program = argv.front().empty() ? "(unnamed program)" : argv.front();  // "", "dir/"
     if (is_linker_or_driver(program))
         return {JobKind::link, absolute_path(output.empty() ? "a.out" : output, cwd)};
     if (!output.empty()) return {JobKind::other, program + " -o " + absolute_path(output, cwd)};

@@ -54,30 +54,41 @@ std::optional<Profiles> parse_profiles(const std::string& text, std::string& err
         error = "not valid JSON";
         return std::nullopt;
     }
-    if (!document.is_object() || document.value("format", "") != store_format) {
+    auto field = [](const json& object, const char* name) -> const json* {
+        auto it = object.find(name);
+        return it == object.end() ? nullptr : &*it;
+    };
+    const json* format = document.is_object() ? field(document, "format") : nullptr;
+    if (!format || !format->is_string() || format->get_ref<const std::string&>() != store_format) {
         error = "not a memgov profile store";
         return std::nullopt;
     }
-    if (document.value("version", 0) != store_version) {
-        error = fmt::format("version {} is not {}", document.value("version", 0), store_version);
+    const json* version = field(document, "version");
+    if (!version || !version->is_number_integer() || version->get<std::int64_t>() != store_version) {
+        error = fmt::format("version {} is not {}", version ? version->dump() : "missing", store_version);
         return std::nullopt;
     }
-    const auto& entries = document["profiles"];
-    if (!entries.is_object()) {
+    const json* entries = field(document, "profiles");
+    if (!entries || !entries->is_object()) {
         error = "no profiles object";
         return std::nullopt;
     }
     Profiles profiles;
-    for (const auto& [key, entry] : entries.items()) {
-        if (!entry.is_object() || !entry["peak_bytes"].is_number_unsigned()) {
+    for (const auto& [key, entry] : entries->items()) {
+        const json* peak = entry.is_object() ? field(entry, "peak_bytes") : nullptr;
+        const json* samples = peak ? field(entry, "samples") : nullptr;
+        const json* last_seen = peak ? field(entry, "last_seen") : nullptr;
+        const json* tool = peak ? field(entry, "tool") : nullptr;
+        if (!peak || !peak->is_number_unsigned() || (samples && !samples->is_number_unsigned()) ||
+            (last_seen && !last_seen->is_number_integer()) || (tool && !tool->is_string())) {
             error = fmt::format("bad entry for {}", key);
             return std::nullopt;
         }
         Profile profile;
-        profile.peak_bytes = entry["peak_bytes"].get<std::uint64_t>();
-        profile.samples = entry.value("samples", std::uint64_t{1});
-        profile.last_seen = entry.value("last_seen", std::int64_t{0});
-        profile.tool = entry.value("tool", std::string());
+        profile.peak_bytes = peak->get<std::uint64_t>();
+        profile.samples = samples ? samples->get<std::uint64_t>() : 1;
+        profile.last_seen = last_seen ? last_seen->get<std::int64_t>() : 0;
+        profile.tool = tool ? tool->get<std::string>() : std::string();
         profiles[key] = std::move(profile);
     }
     return profiles;

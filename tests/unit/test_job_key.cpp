@@ -62,6 +62,8 @@ TEST_CASE("odd argv never breaks keying") {
     CHECK(job_key({"javac", "-d", "out", "-o", "x.jar"}, "/p").key == "javac -o /p/x.jar");
     CHECK(job_key({"mytool", "--flag"}, "/p").key == "mytool --flag");
     CHECK(job_key({"gcc", "@args.rsp"}, "/p").kind == JobKind::link);
+    CHECK(job_key({"///"}, "/").key == "///");  // found by fuzz_job_key: keys are never empty
+    CHECK(job_key({""}, "/").key == "(unnamed program)");
 }
 
 TEST_CASE("-MD and -MMD take no value in the driver") {

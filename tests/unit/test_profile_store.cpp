@@ -89,7 +89,11 @@ TEST_CASE("bad store files are set aside with a warning, never overwritten silen
     const char* bad_contents[] = {"{\"format\":\"memgov-profiles\",\"vers", "garbage \x01\x02",
                                   "{\"format\":\"memgov-profiles\",\"version\":99,\"profiles\":{}}",
                                   "{\"format\":\"other\"}", "[]",
-                                  "{\"format\":\"memgov-profiles\",\"version\":1,\"profiles\":{\"/k\":{\"peak_bytes\":-4}}}"};
+                                  "{\"format\":\"memgov-profiles\",\"version\":1,\"profiles\":{\"/k\":{\"peak_bytes\":-4}}}",
+                                  "{\"format\":1,\"ples\":{}}",  // found by fuzz_profiles
+                                  "{\"format\":\"memgov-profiles\",\"version\":\"1\",\"profiles\":{}}",
+                                  "{\"format\":\"memgov-profiles\",\"version\":1,\"profiles\":{\"/k\":{\"peak_bytes\":1,\"tool\":7}}}",
+                                  "{\"format\":\"memgov-profiles\",\"version\":1,\"profiles\":{\"/k\":{\"peak_bytes\":1,\"last_seen\":\"x\"}}}"};
     for (const char* contents : bad_contents) {
         TempDir dir;
         dir.write("profiles.json", contents);
