@@ -11,6 +11,7 @@ packages=(
   libcli11-dev          # command line parsing
   libfmt-dev            # formatting for log lines and reports
   doctest-dev           # unit tests
+  libclang-rt-14-dev    # libFuzzer and the sanitizers for clang (tools/fuzz.sh)
   nlohmann-json3-dev    # JSON for --stats-json and the profile store (escapes argv bytes safely)
   make ninja-build      # build tools the integration tests govern
   tmux                  # drives memgov in a real terminal in the bar test

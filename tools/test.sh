@@ -1,7 +1,21 @@
 #!/usr/bin/env bash
-# The whole test suite, from nothing: dependencies, build, unit and integration tests.
+# The whole test suite, from nothing: dependencies, build, then
+#   1. unit and integration tests (ctest),
+#   2. the same under AddressSanitizer + UndefinedBehaviorSanitizer,
+#   3. a short run of every fuzzer on its corpus.
 # Integration tests load BPF programs: run as root (they report themselves skipped otherwise).
+# MEMGOV_QUICK=1 skips 2 and 3.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/tools/build.sh"
 ctest --test-dir "$root/build" --output-on-failure "$@"
+[[ ${MEMGOV_QUICK:-0} == 1 ]] && exit 0
+
+echo "== the same tests under ASan + UBSan"
+cmake -S "$root" -B "$root/build-asan" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DMEMGOV_SANITIZE=ON >/dev/null
+cmake --build "$root/build-asan"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+  ctest --test-dir "$root/build-asan" --output-on-failure "$@"
+
+echo "== fuzzers, 20 s each"
+"$root/tools/fuzz.sh" 20
