@@ -16,6 +16,7 @@ packages=(
   make ninja-build      # build tools the integration tests govern
   tmux                  # drives memgov in a real terminal in the bar test
   util-linux procps     # setpriv (unprivileged test), ps
+  libcap2-bin           # setcap: the file-capabilities test runs memgov without root
 )
 
 missing=()

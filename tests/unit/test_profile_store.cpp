@@ -175,3 +175,38 @@ TEST_CASE("forget and import survive a save, even against another writer") {
     CHECK(reader.profiles().at("/new").peak_bytes == 2);
     CHECK(reader.profiles().at("/team").tool == "clang++");
 }
+
+TEST_CASE("a huge store file (100 MB) is set aside, not parsed, not overwritten") {
+    TempDir dir;
+    {
+        std::ofstream huge(dir.path() / "profiles.json");
+        std::string block(1 << 20, ' ');
+        for (int i = 0; i < 100; ++i) huge << block;
+    }
+    ProfileStore store(dir.path());
+    store.load();
+    auto warnings = store.take_warnings();
+    REQUIRE(warnings.size() == 1);
+    CHECK(warnings[0].find("100 MiB") != std::string::npos);
+    CHECK(files_named(dir.path(), "profiles.json.bad-") == 1);
+    CHECK(std::filesystem::file_size(std::filesystem::directory_iterator(dir.path())->path()) > 0);
+}
+
+TEST_CASE("keys with NUL, newline and non-UTF-8 bytes survive or are replaced, never crash") {
+    TempDir dir;
+    std::string nul_key("/src/a\0b.c", 10);
+    std::string bad_utf8 = "/src/\xff\xfe.c";
+    {
+        ProfileStore store(dir.path());
+        store.record(nul_key, "g++", 1, 1);
+        store.record("/src/new\nline.c", "g++", 2, 1);
+        store.record(bad_utf8, "g++", 3, 1);
+        REQUIRE(store.save());
+    }
+    ProfileStore again(dir.path());
+    again.load();
+    CHECK(again.take_warnings().empty());
+    CHECK(again.profiles().at(nul_key).peak_bytes == 1);
+    CHECK(again.profiles().at("/src/new\nline.c").peak_bytes == 2);
+    CHECK(again.profiles().size() == 3);  // the non-UTF-8 key is kept, its bad bytes replaced
+}
