@@ -50,7 +50,10 @@ int run_check(bool verbose) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    CLI::App app{"memgov: an eBPF memory governor for parallel builds", "memgov"};
+    CLI::App app{"memgov: runs a parallel build without letting it run out of memory\n\n"
+                 "  memgov [run] [OPTIONS] [--] COMMAND [ARGS...]\n"
+                 "  memgov check | profiles ... | version\n",
+                 "memgov"};
     app.footer(examples);
     app.set_version_flag("--version", MEMGOV_VERSION);
     app.require_subcommand(0, 1);
@@ -144,6 +147,7 @@ int main(int argc, char** argv) {
     // memgov's own options stop at the first "--" (or at the command's name); the rest is the
     // command's, even when it looks like a subcommand or an option.
     std::vector<std::string> args(argv + 1, argv + argc);
+    if (!args.empty() && args.front() == "run") args.erase(args.begin());  // `run` is the default
     auto separator = std::find(args.begin(), args.end(), std::string("--"));
     std::vector<std::string> after_separator;
     if (separator != args.end()) {

@@ -113,7 +113,25 @@ std::filesystem::path default_profiles_dir(const std::optional<std::string>& inv
     return std::filesystem::path(home && *home ? home : "/tmp") / ".cache" / "memgov";
 }
 
-ProfileStore::ProfileStore(std::filesystem::path dir) : dir_(std::move(dir)), file_(dir_ / "profiles.json") {}
+ProfileStore::ProfileStore(std::filesystem::path dir, uid_t owner_uid)
+    : dir_(std::move(dir)), file_(dir_ / "profiles.json"), owner_uid_(owner_uid) {}
+
+bool ProfileStore::dir_trusted() {
+    struct stat info {};
+    if (lstat(dir_.c_str(), &info) != 0) return true;  // not there yet: we create it, as the owner
+    if (!S_ISDIR(info.st_mode)) {
+        warnings_.push_back(fmt::format("profile directory {} is not a directory: not using it", dir_.string()));
+        return false;
+    }
+    if (info.st_uid != owner_uid_ || (info.st_mode & S_IWOTH)) {
+        warnings_.push_back(fmt::format("profile directory {} is owned by uid {}{}, not by uid {}: not using it "
+                                        "(use --profiles-dir)",
+                                        dir_.string(), info.st_uid, (info.st_mode & S_IWOTH) ? " and world-writable" : "",
+                                        owner_uid_));
+        return false;
+    }
+    return true;
+}
 
 std::vector<std::string> ProfileStore::take_warnings() {
     std::vector<std::string> taken;
@@ -189,6 +207,7 @@ bool ProfileStore::ensure_dir() {
 }
 
 void ProfileStore::load() {
+    if (!dir_trusted()) return;
     std::error_code error;
     if (!std::filesystem::exists(file_, error) && !std::filesystem::is_symlink(file_, error)) return;
     Fd lock(open((dir_ / "profiles.lock").c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
@@ -236,7 +255,7 @@ std::size_t ProfileStore::forget_older_than(std::int64_t cutoff) {
 
 bool ProfileStore::save() {
     if (!dirty()) return true;
-    if (!ensure_dir()) return false;
+    if (!dir_trusted() || !ensure_dir()) return false;
     auto lock_path = dir_ / "profiles.lock";
     Fd lock(open(lock_path.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
     if (!lock) {

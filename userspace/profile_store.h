@@ -2,6 +2,8 @@
 // per user; written atomically under flock and merged with what other memgov runs wrote.
 #pragma once
 
+#include <unistd.h>
+
 #include <cstdint>
 #include <filesystem>
 #include <map>
@@ -27,8 +29,10 @@ std::string serialize_profiles(const Profiles& profiles);
 
 class ProfileStore {
 public:
-    // Files are created with the caller's (fs) identity: see FilesystemIdentity.
-    explicit ProfileStore(std::filesystem::path dir);
+    // Files are created with the caller's (fs) identity: see FilesystemIdentity. A store
+    // directory that exists but is not owned by `owner_uid` is refused: someone else could
+    // swap its files.
+    explicit ProfileStore(std::filesystem::path dir, uid_t owner_uid = geteuid());
 
     // Reads the store. A bad file is renamed aside (never overwritten) and reported in
     // warnings(); memgov then starts from what it can read.
@@ -58,8 +62,11 @@ private:
     void set_aside(const std::string& why);
     bool ensure_dir();
 
+    bool dir_trusted();
+
     std::filesystem::path dir_;
     std::filesystem::path file_;
+    uid_t owner_uid_;
     Profiles profiles_;
     std::set<std::string> dirty_;
     std::set<std::string> forgotten_;

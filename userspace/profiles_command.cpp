@@ -25,7 +25,8 @@ std::string when(std::int64_t unix_seconds) {
 }
 
 ProfileStore open_store(const ProfilesOptions& options) {
-    ProfileStore store(resolve_profiles_dir(options.profiles_dir));
+    auto invoker = sudo_invoker();
+    ProfileStore store(resolve_profiles_dir(options.profiles_dir), invoker ? invoker->uid : geteuid());
     store.load();
     return store;
 }

@@ -374,7 +374,7 @@ int run_command(const RunOptions& options) {
     std::optional<Log> log;
     std::optional<Settings> settings;
     std::unique_ptr<BpfTracker> tracker;
-    ProfileStore store(resolve_profiles_dir(options.profiles_dir));
+    ProfileStore store(resolve_profiles_dir(options.profiles_dir), identity ? identity->uid : geteuid());
     try {
         settings = resolve_settings(options, probe.read());
         terminal.emplace(STDERR_FILENO, choose_terminal(probe_terminal(STDERR_FILENO), options.bar));

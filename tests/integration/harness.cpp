@@ -92,10 +92,10 @@ std::map<pid_t, std::uint64_t> memhog_maxrss(const std::string& out) {
     return peaks;
 }
 
-ScratchDir::ScratchDir() {
+ScratchDir::ScratchDir(bool world_writable) {
     char pattern[] = "/tmp/memgov-it-XXXXXX";
     path_ = mkdtemp(pattern);
-    chmod(path_.c_str(), 0777);  // builds run as another user in some tests
+    chmod(path_.c_str(), world_writable ? 0777 : 0755);
 }
 
 ScratchDir::~ScratchDir() {

@@ -27,7 +27,8 @@ Outcome run_memgov(const std::vector<std::string>& memgov_args, const std::vecto
 // A fresh directory under /tmp, removed with its contents when it goes out of scope.
 class ScratchDir {
 public:
-    ScratchDir();
+    // world_writable: for tests whose build runs as another user (nobody).
+    explicit ScratchDir(bool world_writable = false);
     ~ScratchDir();
     ScratchDir(const ScratchDir&) = delete;
     ScratchDir& operator=(const ScratchDir&) = delete;

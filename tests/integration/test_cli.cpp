@@ -83,6 +83,7 @@ TEST_CASE("mistakes get one clear line and exit 2") {
 
 TEST_CASE("a command without -- runs, and a command that is not there exits 127") {
     CHECK(run({memgov_bin(), "-q", "true"}) == 0);
+    CHECK(run({memgov_bin(), "run", "-q", "--", "true"}) == 0);
     CHECK(run({memgov_bin(), "-q", "/bin/sh", "-c", "exit 3"}) == 3);
     std::string err;
     CHECK(run({memgov_bin(), "-q", "--", "no-such-command-anywhere"}, nullptr, &err) == 127);

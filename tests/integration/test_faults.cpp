@@ -245,3 +245,34 @@ TEST_CASE("two memgov runs sharing one profile store lose nothing") {
     CHECK(from_first == 8);
     CHECK(from_second == 8);
 }
+
+TEST_CASE("a job that stops itself and is continued by its parent, and one that sends itself SIGCONT") {
+    auto outcome = run_memgov({"--gate", "memhog", "--gate", "bash"},
+                              {"/bin/bash", "-c", "kill -CONT $$; " + memhog_bin() + " --mb 5 & child=$!; "
+                               "sleep 0.2; kill -STOP $child; sleep 0.2; kill -CONT $child; wait $child"});
+    CHECK(outcome.exit_status == 0);
+    CHECK(outcome.stats["jobs"].size() == 1);  // bash is the job; memhog runs inside it
+}
+
+TEST_CASE("a fork bomb bounded by the test is followed without losing memgov's footing") {
+    // 6 generations of 2 children each: 127 processes, all short-lived.
+    auto outcome = run_memgov({}, {"/bin/sh", "-c",
+                                   "bomb() { [ $1 -gt 0 ] || return 0; bomb $(($1-1)) & bomb $(($1-1)) & wait; }; "
+                                   "bomb 6"});
+    CHECK(outcome.exit_status == 0);
+    CHECK(outcome.stats["procs_seen"].get<int>() >= 127);
+    CHECK(outcome.stats["events_dropped"] == 0);
+}
+
+TEST_CASE("an enormous argv is cut at 30 KiB and flagged; the job still runs") {
+    std::string huge(100'000, 'x');
+    auto outcome = run_memgov({"--no-gate"}, {"/bin/sh", "-c", "exec /bin/true \"$0\"", huge});
+    CHECK(outcome.exit_status == 0);
+    bool seen = false;
+    for (const auto& process : outcome.stats["processes"]) {
+        if (process["argv"].empty() || process["argv"][0] != "/bin/true") continue;
+        seen = true;
+        CHECK(process["argv_truncated"] == true);
+    }
+    CHECK(seen);
+}

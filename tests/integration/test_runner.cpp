@@ -54,8 +54,8 @@ TEST_CASE("SIGINT mid-build: the build gets it, no process is left stopped, the 
 }
 
 TEST_CASE("under sudo the build runs as the invoking user, without capabilities") {
-    ScratchDir build;
-    ScratchDir profiles;
+    ScratchDir build(true);
+    ScratchDir profiles(true);  // memgov creates store/ in it, as the user
     std::string script = fmt::format(
         "id -u; id -g; echo \"$HOME $USER $LOGNAME\"; grep -E '^Cap(Eff|Prm|Amb):' /proc/self/status; "
         "touch {0}/made-by-build; {1} --mb 5",
@@ -63,7 +63,7 @@ TEST_CASE("under sudo the build runs as the invoking user, without capabilities"
     std::string out;
     std::string err;
     int status = run({"env", "SUDO_UID=65534", "SUDO_GID=65534", "SUDO_USER=nobody", memgov_bin(), "--gate",
-                      "memhog", "--profiles-dir", profiles.path(), "--stats-json", build.path() + "/stats.json",
+                      "memhog", "--profiles-dir", profiles.path() + "/store", "--stats-json", build.path() + "/stats.json",
                       "--", "/bin/sh", "-c", script},
                      &out, &err);
     INFO("stdout: ", out, "\nstderr: ", err);
@@ -79,7 +79,7 @@ TEST_CASE("under sudo the build runs as the invoking user, without capabilities"
         CHECK_MESSAGE(info.st_uid == 65534, file);
     }
     struct stat store {};
-    REQUIRE(stat((profiles.path() + "/profiles.json").c_str(), &store) == 0);
+    REQUIRE(stat((profiles.path() + "/store/profiles.json").c_str(), &store) == 0);
     CHECK(store.st_uid == 65534);
     CHECK(store.st_gid == 65534);
 }

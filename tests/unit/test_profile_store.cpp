@@ -210,3 +210,21 @@ TEST_CASE("keys with NUL, newline and non-UTF-8 bytes survive or are replaced, n
     CHECK(again.profiles().at("/src/new\nline.c").peak_bytes == 2);
     CHECK(again.profiles().size() == 3);  // the non-UTF-8 key is kept, its bad bytes replaced
 }
+
+TEST_CASE("a store directory owned by someone else, or writable by anyone, is refused") {
+    TempDir dir;
+    ProfileStore foreign(dir.path(), geteuid() + 1);
+    foreign.load();
+    foreign.record("/k", "g++", 1, 1);
+    CHECK_FALSE(foreign.save());
+    auto warnings = foreign.take_warnings();
+    REQUIRE(warnings.size() == 2);
+    CHECK(warnings[0].find("not using it") != std::string::npos);
+    CHECK_FALSE(std::filesystem::exists(dir.path() / "profiles.json"));
+
+    std::filesystem::permissions(dir.path(), std::filesystem::perms::others_write, std::filesystem::perm_options::add);
+    ProfileStore open_to_all(dir.path());
+    open_to_all.record("/k", "g++", 1, 1);
+    CHECK_FALSE(open_to_all.save());
+    CHECK(open_to_all.take_warnings().at(0).find("world-writable") != std::string::npos);
+}
