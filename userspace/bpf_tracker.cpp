@@ -57,8 +57,9 @@ std::string diagnose_bpf_failure(int error) {
                            "CONFIG_DEBUG_INFO_BTF=y",
                            kernel_btf);
     if (!has_bpf_privilege())
-        return "no permission to load BPF programs: run memgov as root (sudo memgov …) or give "
-               "it CAP_BPF and CAP_PERFMON (sudo setcap cap_bpf,cap_perfmon+ep $(which memgov))";
+        return "no permission to load BPF programs: run memgov as root (sudo memgov …), give it "
+               "CAP_BPF and CAP_PERFMON (sudo setcap cap_bpf,cap_perfmon+ep $(which memgov)), or "
+               "poll /proc instead (--backend=procfs)";
     if (error == EPERM || error == EACCES)
         return "the kernel refused memgov's BPF programs (a security module or "
                "kernel.unprivileged_bpf_disabled?): run `memgov check -v` for libbpf's details";
@@ -225,6 +226,7 @@ TrackerTotals BpfTracker::totals() const {
         .jobs_map_full = load_relaxed(raw.jobs_map_full),
         .oom_kills = load_relaxed(raw.oom_kills),
         .guard_resumed = load_relaxed(raw.guard_resumed),
+        .undecodable_records = undecodable_,
     };
 }
 

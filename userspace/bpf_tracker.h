@@ -36,9 +36,6 @@ public:
     std::optional<JobUsage> job_usage(pid_t job) const override;
     TrackerTotals totals() const override;
 
-    // Records that decode_event could not read (should stay 0; counted, never silent).
-    std::uint64_t undecodable_records() const { return undecodable_; }
-
 private:
     BpfTracker() = default;
     static int on_record(void* self, void* data, std::size_t size);

@@ -117,8 +117,9 @@ json BuildReport::to_json(const BuildSummary& summary) const {
     out["exit_code"] = summary.exit_status;
     out["wall_seconds"] = summary.wall_seconds;
     out["peak_bytes"] = summary.totals.peak_bytes;
+    out["backend"] = summary.backend;
     out["events_dropped"] = summary.totals.events_dropped;
-    out["undecodable_records"] = summary.undecodable_records;
+    out["undecodable_records"] = summary.totals.undecodable_records;
     out["oom_kills"] = summary.totals.oom_kills;
     out["jobs_waited"] = summary.jobs_waited;
     out["seconds_waited"] = summary.seconds_waited;
@@ -181,13 +182,13 @@ std::string BuildReport::summary_text(const BuildSummary& summary, std::size_t t
     if (summary.totals.oom_kills)
         text += fmt::format("memgov: {} processes were killed by the OOM killer\n",
                             summary.totals.oom_kills);
-    std::uint64_t lost = summary.totals.events_dropped + summary.undecodable_records +
+    std::uint64_t lost = summary.totals.events_dropped + summary.totals.undecodable_records +
                          summary.totals.procs_map_full + summary.totals.jobs_map_full;
     if (lost)
         text += fmt::format(
             "memgov: warning: incomplete record: {} events dropped, {} unreadable, {} processes "
             "and {} jobs not tracked (maps full)\n",
-            summary.totals.events_dropped, summary.undecodable_records,
+            summary.totals.events_dropped, summary.totals.undecodable_records,
             summary.totals.procs_map_full, summary.totals.jobs_map_full);
     auto largest = top_jobs(top);
     if (!largest.empty()) text += "memgov: largest jobs by peak memory:\n";

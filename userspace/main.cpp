@@ -91,6 +91,18 @@ int main(int argc, char** argv) {
         ->envname("MEMGOV_BACKFILL_WINDOW")
         ->check(CLI::Range(std::int64_t{0}, std::int64_t{86'400'000}))
         ->capture_default_str();
+    std::map<std::string, memgov::Backend> backends{{"bpf", memgov::Backend::bpf},
+                                                    {"procfs", memgov::Backend::procfs}};
+    app.add_option("--backend", run.backend,
+                   "bpf (exact, needs root or CAP_BPF+CAP_PERFMON) or procfs (polls /proc: no privilege, "
+                   "misses short peaks, stops jobs up to --poll-interval late)")
+        ->envname("MEMGOV_BACKEND")
+        ->transform(CLI::CheckedTransformer(backends, CLI::ignore_case));
+    std::int64_t poll_ms = run.poll_interval.count();
+    app.add_option("--poll-interval", poll_ms, "Milliseconds between /proc scans (procfs backend)")
+        ->envname("MEMGOV_POLL_INTERVAL")
+        ->check(CLI::Range(std::int64_t{1}, std::int64_t{60'000}))
+        ->capture_default_str();
     app.add_option("--stats-json", run.stats_json,
                    "Write every process's and job's peak memory to FILE as JSON")
         ->envname("MEMGOV_STATS_JSON");
@@ -201,5 +213,6 @@ int main(int argc, char** argv) {
     }
     run.gate = !no_gate;
     run.backfill_window = std::chrono::milliseconds(backfill_ms);
+    run.poll_interval = std::chrono::milliseconds(poll_ms);
     return memgov::run_command(run);
 }

@@ -22,6 +22,7 @@
 #include "memory_probe.h"
 #include "predictor.h"
 #include "profile_store.h"
+#include "procfs_tracker.h"
 #include "profiles_command.h"
 #include "runner.h"
 
@@ -373,7 +374,7 @@ int run_command(const RunOptions& options) {
     std::unique_ptr<FileSink> log_file;
     std::optional<Log> log;
     std::optional<Settings> settings;
-    std::unique_ptr<BpfTracker> tracker;
+    std::unique_ptr<Tracker> tracker;
     ProfileStore store(resolve_profiles_dir(options.profiles_dir), identity ? identity->uid : geteuid());
     try {
         settings = resolve_settings(options, probe.read());
@@ -391,7 +392,10 @@ int run_command(const RunOptions& options) {
         tracker_options.pause_job_roots = options.gate;
         tracker_options.max_procs = options.max_procs;
         tracker_options.verbose_libbpf = options.verbosity >= 1;
-        tracker = BpfTracker::open(tracker_options);
+        if (options.backend == Backend::procfs)
+            tracker = std::make_unique<ProcfsTracker>(tracker_options, options.poll_interval);
+        else
+            tracker = BpfTracker::open(tracker_options);
     } catch (const std::invalid_argument& error) {
         fmt::print(stderr, "memgov: {}\n", error.what());
         return 2;
@@ -456,12 +460,12 @@ int run_command(const RunOptions& options) {
         .exit_status = *runner->try_wait(),
         .wall_seconds = seconds(Clock::now() - started),
         .totals = tracker->totals(),
-        .undecodable_records = tracker->undecodable_records(),
         .jobs_waited = governed.jobs_waited,
         .seconds_waited = governed.seconds_waited,
         .emergency_stops = governed.emergency_stops,
         .ceiling_bytes = controller.availability().ceiling,
         .bound_by = controller.availability().bound_by,
+        .backend = options.backend == Backend::procfs ? "procfs" : "bpf",
     };
     log->write(LogCategory::exit, "build exited with status {}", summary.exit_status);
     std::uint64_t dropped_lines = terminal->dropped_lines();

@@ -11,7 +11,11 @@
 
 namespace memgov {
 
+enum class Backend { bpf, procfs };
+
 struct RunOptions {
+    Backend backend = Backend::bpf;
+    std::chrono::milliseconds poll_interval{100};  // procfs backend only
     std::vector<std::string> command;
     bool gate = true;                      // stop job roots at exec until admitted
     std::vector<std::string> extra_gates;  // added to default_gate_names()

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include <filesystem>
+#include <fstream>
 #include <set>
 
 #include "harness.h"
@@ -158,4 +159,28 @@ TEST_CASE("a CMake-generated build is governed, jobs keyed on their sources") {
     for (const auto& job : outcome.stats["jobs"]) keys.insert(job["key"].get<std::string>());
     CHECK(keys.contains(source.path() + "/util.cpp"));
     CHECK(keys.contains(source.path() + "/lexer.cpp"));
+}
+
+TEST_CASE("the procfs backend governs without any privilege, as the fallback") {
+    ScratchDir build(true);
+    ScratchDir profiles(true);
+    std::string makefile = "all: a b c d\n";
+    for (const char* target : {"a", "b", "c", "d"})
+        makefile += fmt::format("{}:\n\t{} --mb 150 --ramp-ms 500 --hold-ms 500\n", target, memhog_bin());
+    build.write("Makefile", makefile + ".PHONY: all a b c d\n");
+    std::string out;
+    std::string err;
+    int status = run({"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", memgov_bin(), "--backend=procfs",
+                      "--poll-interval", "50", "--gate", "memhog", "--limit", "350M", "--profiles-dir",
+                      profiles.path() + "/store", "--stats-json", build.path() + "/stats.json", "--", "make", "-s",
+                      "-j4", "-C", build.path()},
+                     &out, &err);
+    INFO(err);
+    REQUIRE(status == 0);
+    std::ifstream in(build.path() + "/stats.json");
+    auto stats = nlohmann::json::parse(in);
+    CHECK(stats["backend"] == "procfs");
+    CHECK(stats["jobs"].size() == 4);
+    CHECK(stats["jobs_waited"].get<int>() > 0);
+    CHECK(stats["peak_bytes"].get<std::uint64_t>() < 350 * MiB);
 }
