@@ -16,6 +16,8 @@ packages=(
   make ninja-build      # build tools the integration tests govern
   tmux                  # drives memgov in a real terminal in the bar test
   util-linux procps     # setpriv (unprivileged test), ps
+  parallel              # GNU parallel --memfree/--memsuspend: an alternative the benchmarks measure
+  python3               # the benchmark driver (tools/bench/bench.py)
   libcap2-bin           # setcap: the file-capabilities test runs memgov without root
 )
 

@@ -118,6 +118,7 @@ json BuildReport::to_json(const BuildSummary& summary) const {
     out["wall_seconds"] = summary.wall_seconds;
     out["peak_bytes"] = summary.totals.peak_bytes;
     out["backend"] = summary.backend;
+    out["controller_cpu_seconds"] = summary.controller_cpu_seconds;
     out["events_dropped"] = summary.totals.events_dropped;
     out["undecodable_records"] = summary.totals.undecodable_records;
     out["oom_kills"] = summary.totals.oom_kills;

@@ -50,6 +50,7 @@ struct BuildSummary {
     std::uint64_t ceiling_bytes = 0;  // the limit that applied (0: unknown)
     std::string bound_by;             // what set it: MemAvailable, cgroup …, --limit
     std::string backend = "bpf";
+    double controller_cpu_seconds = 0;  // memgov's own user + system time
 };
 
 class BuildReport {

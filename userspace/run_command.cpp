@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -10,6 +11,7 @@
 #include <ctime>
 #include <filesystem>
 #include <map>
+#include <thread>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -92,6 +94,13 @@ std::string tool_of(const ExecEvent& event) {
 }
 
 double seconds(Clock::duration duration) { return std::chrono::duration<double>(duration).count(); }
+
+double own_cpu_seconds() {
+    rusage usage{};
+    getrusage(RUSAGE_SELF, &usage);
+    auto to_seconds = [](const timeval& t) { return static_cast<double>(t.tv_sec) + t.tv_usec / 1e6; };
+    return to_seconds(usage.ru_utime) + to_seconds(usage.ru_stime);
+}
 
 void write_stats(const std::string& path, const nlohmann::json& stats, const std::optional<Identity>& owner) {
     FilesystemIdentity as_user(owner);
@@ -179,11 +188,21 @@ public:
 
     // The build is being interrupted: held jobs get the signal too (a terminal's already
     // reached them) and are let go, so they end with the build instead of staying stopped.
-    void interrupt(int signo, bool from_terminal) {
+    void interrupt(int signo, bool from_terminal, pid_t root) {
         draining_ = true;
         // A terminal's signal reached every process of the foreground group; one sent to
-        // memgov alone is passed to all of the build's, as the terminal would have.
-        if (!from_terminal) tracker_.signal_all(signo);
+        // memgov alone is passed on. The build tool gets it first: make, hit while its
+        // children die, can lose track of them ("wait: No child processes") and exit 2
+        // instead of dying of the signal. SIGTERM stops there (make and ninja pass it to
+        // their jobs themselves); SIGINT and SIGHUP go on to every process, as a terminal's
+        // would, so running compiles stop too.
+        if (!from_terminal) {
+            kill(root, signo);
+            if (signo != SIGTERM) {
+                std::this_thread::sleep_for(20ms);
+                tracker_.signal_all(signo);
+            }
+        }
         for (pid_t job : governor_.release_all(Clock::now())) {
             tracker_.resume_job(job);
             log_.write(LogCategory::signal, "PID={} released so it can handle {}", job, strsignal(signo));
@@ -447,7 +466,7 @@ int run_command(const RunOptions& options) {
             log->write(LogCategory::signal, "received {} ({}), {}", strsignal(signo),
                        from_terminal ? "from the terminal" : "sent to memgov",
                        from_terminal ? "the build got it too" : "forwarding it to the build");
-            controller.interrupt(signo, from_terminal);
+            controller.interrupt(signo, from_terminal, runner->pid());
         }
     }
     while (tracker->poll(0ms, handler) > 0) {
@@ -466,6 +485,7 @@ int run_command(const RunOptions& options) {
         .ceiling_bytes = controller.availability().ceiling,
         .bound_by = controller.availability().bound_by,
         .backend = options.backend == Backend::procfs ? "procfs" : "bpf",
+        .controller_cpu_seconds = own_cpu_seconds(),
     };
     log->write(LogCategory::exit, "build exited with status {}", summary.exit_status);
     std::uint64_t dropped_lines = terminal->dropped_lines();

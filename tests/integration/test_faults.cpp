@@ -199,10 +199,11 @@ TEST_CASE("the cgroup limit lowered mid-build: memgov stops the youngest job ins
         usleep(1'000'000);
         std::ofstream(cgroup.dir() + (std::filesystem::exists(cgroup.dir() + "/memory.max") ? "/memory.max"
                                                                                            : "/memory.limit_in_bytes"))
-            << (750 * MiB);
+            << (800 * MiB);
         _exit(0);
     }
-    auto outcome = run_memgov({"--gate", "memhog", "--cold-estimate", "300M", "--emergency-floor", "100M",
+    // The floor leaves room for the oldest job to finish while the two others stay stopped.
+    auto outcome = run_memgov({"--gate", "memhog", "--cold-estimate", "300M", "--emergency-floor", "200M",
                                "--profiles-dir", profiles.path(), "-v"},
                               {"make", "-s", "-j3", "-C", build.path()}, &cgroup);
     waitpid(lowerer, nullptr, 0);
