@@ -33,9 +33,11 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// Poll timeout while jobs run: short enough that a job growing at 1 GB/s moves the
-// numbers by ~20 MB between two readings.
-constexpr auto busy_tick = 20ms;
+// How often memory is read. Fast (a job growing at 1 GB/s moves the numbers ~20 MB between
+// two readings) only while it matters: jobs wait, or memory is within a few floors of
+// running out. New jobs never wait for a tick: their exec event wakes the loop.
+constexpr auto tight_tick = 20ms;
+constexpr auto relaxed_tick = 100ms;
 constexpr auto idle_tick = 200ms;
 constexpr auto store_save_interval = 10s;
 constexpr auto bar_interval = 300ms;
@@ -226,9 +228,12 @@ public:
         };
     }
 
-    bool jobs_active() const {
+    std::chrono::milliseconds tick_interval() const {
         auto view = governor_.view();
-        return view.running + view.waiting > 0;
+        if (view.running + view.waiting == 0) return idle_tick;
+        bool tight = view.waiting > 0 || view.emergency_stopped > 0 ||
+                     availability_.bytes < 4 * settings_.governor.emergency_floor_bytes + view.imminent_bytes;
+        return tight ? tight_tick : relaxed_tick;
     }
 
     void finish() {
@@ -249,8 +254,7 @@ private:
     };
 
     void on(const ExecEvent& event) {
-        std::string cwd = process_cwd(event.pid);
-        report_.on_exec(event, cwd);
+        report_.on_exec(event, event.job_root ? process_cwd(event.pid) : std::string());  // cwd: keys only
         log_.write(LogCategory::debug, "exec PID={} PPID={} job={} {}{}", event.pid, event.ppid,
                    event.job, joined(event.argv), event.argv_truncated ? " …(argv truncated)" : "");
         if (!event.job_root) return;
@@ -448,7 +452,7 @@ int run_command(const RunOptions& options) {
 
     auto next_bar = Clock::now();
     while (!runner->try_wait()) {
-        tracker->poll(controller.jobs_active() ? busy_tick : idle_tick, handler);
+        tracker->poll(controller.tick_interval(), handler);
         controller.tick();
         if (pending_resize.exchange(false)) terminal->resized();
         if (pending_continue.exchange(false)) {
