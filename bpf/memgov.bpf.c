@@ -296,7 +296,9 @@ int BPF_PROG(on_exec, struct task_struct *task, pid_t old_pid, struct linux_binp
 	barrier_var(size);
 	if (size > sizeof(*record))
 		size = sizeof(*record);
-	if (bpf_ringbuf_output(&events, record, size, 0)) {
+	/* A stopped job waits for this record: wake the controller now, whatever its backlog. */
+	__u64 wakeup = (flags & MG_EXEC_PAUSED) ? BPF_RB_FORCE_WAKEUP : 0;
+	if (bpf_ringbuf_output(&events, record, size, wakeup)) {
 		__sync_fetch_and_add(&totals.events_dropped, 1);
 		if (flags & MG_EXEC_PAUSED) {
 			/* The controller will never hear of this job: let it run ungoverned rather

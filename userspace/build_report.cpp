@@ -58,7 +58,7 @@ const JobRecord* BuildReport::job(pid_t job_id) const {
     return nullptr;
 }
 
-void BuildReport::on_exec(const ExecEvent& event, const std::string& cwd) {
+void BuildReport::on_exec(const ExecEvent& event, const std::string& cwd, std::uint64_t handled_ns) {
     ProcessRecord& process = live_process(event.pid);
     process.ppid = event.ppid;
     process.job = event.job;
@@ -73,6 +73,7 @@ void BuildReport::on_exec(const ExecEvent& event, const std::string& cwd) {
         .key = job_key(event.argv, cwd),
         .argv = event.argv,
         .started_ns = event.timestamp_ns,
+        .handled_ns = handled_ns,
     });
 }
 
@@ -98,6 +99,13 @@ void BuildReport::on_exit(const ExitEvent& event) {
 void BuildReport::on_oom_kill(const OomKillEvent& event) {
     live_process(event.pid).oom_killed = true;
     if (JobRecord* job = live_job(event.job)) job->oom_killed = true;
+}
+
+void BuildReport::on_admitted(pid_t job_id, std::uint64_t monotonic_ns, bool waited) {
+    if (JobRecord* job = live_job(job_id)) {
+        job->admitted_ns = monotonic_ns;
+        job->waited = waited;
+    }
 }
 
 std::vector<const JobRecord*> BuildReport::top_jobs(std::size_t limit) const {
@@ -161,7 +169,14 @@ json BuildReport::to_json(const BuildSummary& summary) const {
             {"duration_seconds",
              record.ended_ns > record.started_ns ? (record.ended_ns - record.started_ns) / 1e9 : 0.0},
             {"oom_killed", record.oom_killed},
+            {"waited", record.waited},
         };
+        // exec -> SIGCONT: the gate's own latency for a job that fit at once.
+        if (record.admitted_ns >= record.started_ns && record.admitted_ns) {
+            entry["gate_seconds"] = (record.admitted_ns - record.started_ns) / 1e9;
+            if (record.handled_ns >= record.started_ns)  // split: ring buffer + wake-up, then memgov
+                entry["gate_delivery_seconds"] = (record.handled_ns - record.started_ns) / 1e9;
+        }
         put_status(entry, record.wait_status);
         jobs.push_back(std::move(entry));
     }

@@ -32,7 +32,10 @@ struct JobRecord {
     pid_t job = 0;
     JobKey key;
     std::vector<std::string> argv;
-    std::uint64_t started_ns = 0;
+    std::uint64_t started_ns = 0;   // exec, CLOCK_MONOTONIC (the BPF clock)
+    std::uint64_t handled_ns = 0;   // the controller began handling its exec event
+    std::uint64_t admitted_ns = 0;  // SIGCONT sent (0: never held)
+    bool waited = false;            // refused at least once before admission
     std::uint64_t ended_ns = 0;
     std::uint64_t peak_bytes = 0;
     std::optional<int> wait_status;
@@ -56,9 +59,10 @@ struct BuildSummary {
 class BuildReport {
 public:
     // `cwd` is the exec'ing process's working directory, which relative paths in argv name.
-    void on_exec(const ExecEvent& event, const std::string& cwd);
+    void on_exec(const ExecEvent& event, const std::string& cwd, std::uint64_t handled_ns = 0);
     void on_exit(const ExitEvent& event);
     void on_oom_kill(const OomKillEvent& event);
+    void on_admitted(pid_t job, std::uint64_t monotonic_ns, bool waited);
 
     const std::vector<ProcessRecord>& processes() const { return processes_; }
     const std::vector<JobRecord>& jobs() const { return jobs_; }

@@ -90,26 +90,32 @@ MemoryProbe::MemoryProbe(Paths paths) : paths_(std::move(paths)) {
     }
 }
 
+std::optional<std::uint64_t> MemoryProbe::reclaimable(const std::string& dir) const {
+    auto now = std::chrono::steady_clock::now();
+    auto cached = stat_cache_.find(dir);
+    if (cached != stat_cache_.end() && now - cached->second.read_at < stat_interval) return cached->second.reclaimable;
+    std::optional<std::uint64_t> value;
+    if (auto stat = read_text(dir + "/memory.stat")) {
+        value = field(*stat, v2_ ? "inactive_file" : "total_inactive_file");
+        if (!value && !v2_) value = field(*stat, "inactive_file");
+    }
+    stat_cache_[dir] = {now, value};
+    return value;
+}
+
 std::optional<CgroupLevel> MemoryProbe::read_level(const std::string& dir) const {
     std::optional<std::uint64_t> limit;
     std::optional<std::uint64_t> usage;
-    std::optional<std::uint64_t> reclaimable;
-    auto stat = read_text(dir + "/memory.stat");
     if (v2_) {
         limit = read_number(dir + "/memory.max");
         if (auto high = read_number(dir + "/memory.high"); high && limit) limit = std::min(*limit, *high);
         usage = read_number(dir + "/memory.current");
-        if (stat) reclaimable = field(*stat, "inactive_file");
     } else {
         limit = read_number(dir + "/memory.limit_in_bytes");
         usage = read_number(dir + "/memory.usage_in_bytes");
-        if (stat) {
-            reclaimable = field(*stat, "total_inactive_file");
-            if (!reclaimable) reclaimable = field(*stat, "inactive_file");
-        }
     }
     if (!limit || !usage || *limit >= unlimited) return std::nullopt;
-    std::uint64_t cache = std::min(reclaimable.value_or(0), *usage);
+    std::uint64_t cache = std::min(reclaimable(dir).value_or(0), *usage);
     return CgroupLevel{dir, *limit, *usage - cache};
 }
 

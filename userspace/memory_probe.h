@@ -3,7 +3,9 @@
 // /proc/meminfo and cgroup files; their roots are injectable so tests use fixture trees.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -57,6 +59,17 @@ public:
 
 private:
     std::optional<CgroupLevel> read_level(const std::string& dir) const;
+    std::optional<std::uint64_t> reclaimable(const std::string& dir) const;
+
+    // memory.stat is costly to produce (the kernel flushes per-CPU statistics for it) and
+    // its file cache figure moves slowly: it is read at most every stat_interval per level,
+    // while limit and usage are read every time.
+    static constexpr std::chrono::milliseconds stat_interval{500};
+    struct CachedStat {
+        std::chrono::steady_clock::time_point read_at;
+        std::optional<std::uint64_t> reclaimable;
+    };
+    mutable std::map<std::string, CachedStat> stat_cache_;
 
     Paths paths_;
     std::vector<std::string> dirs_;

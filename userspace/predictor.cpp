@@ -22,24 +22,36 @@ const char* describe(PredictionSource source) {
     return "?";
 }
 
-std::uint64_t percentile(std::vector<std::uint64_t> values, double fraction) {
-    if (values.empty()) return 0;
-    std::sort(values.begin(), values.end());
-    auto rank = static_cast<std::size_t>(std::ceil(fraction * static_cast<double>(values.size())));
-    return values[std::clamp<std::size_t>(rank, 1, values.size()) - 1];
+std::uint64_t sorted_percentile(const std::vector<std::uint64_t>& sorted, double fraction) {
+    if (sorted.empty()) return 0;
+    auto rank = static_cast<std::size_t>(std::ceil(fraction * static_cast<double>(sorted.size())));
+    return sorted[std::clamp<std::size_t>(rank, 1, sorted.size()) - 1];
 }
+
+std::uint64_t percentile(std::vector<std::uint64_t> values, double fraction) {
+    std::sort(values.begin(), values.end());
+    return sorted_percentile(values, fraction);
+}
+
+namespace {
+
+void insert_sorted(std::vector<std::uint64_t>& sorted, std::uint64_t value) {
+    sorted.insert(std::upper_bound(sorted.begin(), sorted.end(), value), value);
+}
+
+}  // namespace
 
 void Predictor::learn(const std::string& key, const std::string& tool, std::uint64_t peak_bytes) {
     by_key_[key] = peak_bytes;
-    by_tool_[tool].push_back(peak_bytes);
-    all_.push_back(peak_bytes);
+    insert_sorted(by_tool_[tool], peak_bytes);
+    insert_sorted(all_, peak_bytes);
 }
 
 Prediction Predictor::predict(const std::string& key, const std::string& tool) const {
     if (auto it = by_key_.find(key); it != by_key_.end()) return {it->second, PredictionSource::profile};
     if (auto it = by_tool_.find(tool); it != by_tool_.end() && !it->second.empty())
-        return {percentile(it->second, cold_percentile), PredictionSource::same_tool};
-    if (!all_.empty()) return {percentile(all_, cold_percentile), PredictionSource::any_tool};
+        return {sorted_percentile(it->second, cold_percentile), PredictionSource::same_tool};
+    if (!all_.empty()) return {sorted_percentile(all_, cold_percentile), PredictionSource::any_tool};
     return {fallback_bytes_, PredictionSource::fallback};
 }
 

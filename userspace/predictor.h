@@ -31,11 +31,14 @@ public:
 private:
     std::uint64_t fallback_bytes_;
     std::map<std::string, std::uint64_t> by_key_;
+    // Kept sorted, so a percentile costs one index (predict runs on every gated exec).
     std::map<std::string, std::vector<std::uint64_t>> by_tool_;
     std::vector<std::uint64_t> all_;
 };
 
 // The value below which `fraction` of `values` lie (nearest rank); 0 for none.
 std::uint64_t percentile(std::vector<std::uint64_t> values, double fraction);
+// The same for values already sorted ascending.
+std::uint64_t sorted_percentile(const std::vector<std::uint64_t>& sorted, double fraction);
 
 }  // namespace memgov

@@ -97,6 +97,12 @@ std::string tool_of(const ExecEvent& event) {
 
 double seconds(Clock::duration duration) { return std::chrono::duration<double>(duration).count(); }
 
+std::uint64_t monotonic_ns() {
+    timespec now{};
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return static_cast<std::uint64_t>(now.tv_sec) * 1'000'000'000ull + static_cast<std::uint64_t>(now.tv_nsec);
+}
+
 double own_cpu_seconds() {
     rusage usage{};
     getrusage(RUSAGE_SELF, &usage);
@@ -173,7 +179,13 @@ public:
 
     // Reads memory, lets the governor decide, applies what it decided.
     void tick() {
-        auto now = Clock::now();
+        refresh();
+        decide();
+        save_store_if_due(Clock::now());
+    }
+
+    // New readings of every running job and of memory.
+    void refresh() {
         for (pid_t job : governor_.running_jobs()) {
             if (auto usage = tracker_.job_usage(job)) governor_.job_usage(job, usage->rss_bytes, usage->peak_bytes);
             else forget_vanished(job);
@@ -181,11 +193,14 @@ public:
         for (pid_t job : governor_.waiting_jobs())
             if (!tracker_.job_usage(job)) forget_vanished(job);
         availability_ = available_for_build(probe_.read(), settings_.budget, tracker_.totals().rss_bytes);
-        const auto& availability = availability_;
-        totals_.tightest_available = std::min(totals_.tightest_available, availability.bytes);
+        read_at_ = Clock::now();
+        totals_.tightest_available = std::min(totals_.tightest_available, availability_.bytes);
+    }
+
+    void decide() {
         if (!options_.gate || draining_) return;
-        for (const auto& decision : governor_.decide(availability.bytes, now)) apply(decision, now);
-        save_store_if_due(now);
+        auto now = Clock::now();
+        for (const auto& decision : governor_.decide(availability_.bytes, now)) apply(decision, now);
     }
 
     // The build is being interrupted: held jobs get the signal too (a terminal's already
@@ -254,9 +269,11 @@ private:
     };
 
     void on(const ExecEvent& event) {
-        report_.on_exec(event, event.job_root ? process_cwd(event.pid) : std::string());  // cwd: keys only
-        log_.write(LogCategory::debug, "exec PID={} PPID={} job={} {}{}", event.pid, event.ppid,
-                   event.job, joined(event.argv), event.argv_truncated ? " …(argv truncated)" : "");
+        std::uint64_t handled = monotonic_ns();
+        report_.on_exec(event, event.job_root ? process_cwd(event.pid) : std::string(), handled);  // cwd: keys only
+        if (log_.enabled(LogCategory::debug))
+            log_.write(LogCategory::debug, "exec PID={} PPID={} job={} {}{}", event.pid, event.ppid, event.job,
+                       joined(event.argv), event.argv_truncated ? " …(argv truncated)" : "");
         if (!event.job_root) return;
         const JobRecord* record = report_.job(event.pid);
         JobInfo info{record ? record->key.key : event.filename, tool_of(event), {}};
@@ -267,7 +284,12 @@ private:
         if (event.paused && !draining_) governor_.job_waiting(event.pid, info.prediction.bytes, Clock::now());
         else governor_.job_running(event.pid, info.prediction.bytes, Clock::now());
         jobs_[event.pid] = std::move(info);
-        if (event.paused) tick();  // admit at once when it fits
+        if (event.paused) {
+            // Admit at once when it fits. A reading younger than a tight tick is as good as a
+            // new one (what was admitted since counts as imminent), and costs no file reads.
+            if (Clock::now() - read_at_ > tight_tick) refresh();
+            decide();
+        }
     }
 
     void on(const ExitEvent& event) {
@@ -320,6 +342,7 @@ private:
         switch (decision.kind) {
             case DecisionKind::admit: {
                 tracker_.resume(decision.job);
+                report_.on_admitted(decision.job, monotonic_ns(), decision.waited || decision.forced);
                 double waited = seconds(governor_.waited(decision.job, now).value_or(Clock::duration{}));
                 if (decision.waited || decision.forced) {
                     ++totals_.jobs_waited;
@@ -384,6 +407,7 @@ private:
     Clock::time_point last_save_ = Clock::now();
     bool draining_ = false;
     Availability availability_;
+    Clock::time_point read_at_{};
     unsigned bar_frame_ = 0;
 };
 

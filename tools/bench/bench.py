@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """memgov benchmarks: every claim a ratio measured side by side in one run on one machine.
 
-    sudo tools/bench/bench.py [--quick] [memstorm] [accuracy] [overhead]
+    sudo tools/bench/bench.py [--quick] [memstorm] [accuracy] [overhead] [latency]
 
 Writes docs/bench/<name>.json (machine-readable) and docs/bench/<name>.md (the table
 docs/BENCHMARKS.md shows), and docs/bench/memstorm.svg (memory over time).
@@ -139,9 +139,18 @@ def lower_bound(jobs, limit_bytes, slots):
     return max(memory_time, sum(duration) / slots, max(duration))
 
 
+def storm_limit(jobs, slots):
+    """A cgroup limit plain make -jN cannot live in: about half of what N jobs that make runs
+    side by side need at their peaks, yet room for the largest job alone."""
+    window = max(sum(j["mb"] for j in jobs[i:i + slots]) for i in range(len(jobs) - slots + 1))
+    largest = max(j["mb"] for j in jobs)
+    return int(max(1.3 * largest, 0.5 * window)) // 64 * 64 * MiB
+
+
 def memstorm(quick):
-    count, slots, limit = (24, 8, 1536 * MiB) if quick else (80, 16, 2048 * MiB)
+    count, slots = (24, 8) if quick else (80, 16)
     jobs = memstorm_jobs(count)
+    limit = storm_limit(jobs, slots)
     largest = max(j["mb"] for j in jobs) * MiB
     safe_j = max(1, int(limit * 0.9 // largest))  # LLVM_RAM_PER_COMPILE_JOB-style: RAM / biggest job
     bound = lower_bound(jobs, limit, slots)
@@ -314,6 +323,49 @@ def overhead(quick):
     return result
 
 
+# ---------------------------------------------------------------- gate latency
+
+def latency(quick):
+    """exec -> SIGCONT of gated jobs that fit at once, and the cost of the gate per exec."""
+    count = 2000 if quick else 10000
+    script = f"i=0; while [ $i -lt {count} ]; do i=$((i+1)); /bin/true; done"
+    with tempfile.TemporaryDirectory() as work:
+        stats_path = Path(work) / "stats.json"
+        timings = {}
+        for label, args in (("no memgov", None), ("memgov --no-gate", ["--no-gate"]), ("memgov, gated", ["--gate", "true"])):
+            argv = ["/bin/sh", "-c", script]
+            if args is not None:
+                argv = [MEMGOV, "-q", *args, "--profiles-dir", Path(work) / "p", "--stats-json", stats_path, "--", *argv]
+            start = time.monotonic()
+            subprocess.run(argv, check=True)
+            timings[label] = time.monotonic() - start
+        stats = json.loads(stats_path.read_text())
+    held = [j for j in stats["jobs"] if "gate_seconds" in j and not j["waited"]]
+    gates = sorted(j["gate_seconds"] * 1e6 for j in held)
+    delivery = sorted(j.get("gate_delivery_seconds", 0) * 1e6 for j in held)
+
+    def pct(p):
+        return round(gates[min(len(gates) - 1, int(p * len(gates)))], 1)
+
+    per_exec_us = (timings["memgov, gated"] - timings["no memgov"]) / count * 1e6
+    result = {"benchmark": "latency", "quick": quick, "execs": count, "measured": len(gates),
+              "p50_us": pct(0.50), "p99_us": pct(0.99), "max_us": round(gates[-1], 1),
+              "delivery_p50_us": round(delivery[len(delivery) // 2], 1),
+              "delivery_p99_us": round(delivery[int(0.99 * len(delivery))], 1),
+              "seconds": {k: round(v, 3) for k, v in timings.items()}, "cost_per_gated_exec_us": round(per_exec_us, 1),
+              "events_dropped": stats["events_dropped"]}
+    print(f"latency: {len(gates)} gated execs: p50 {result['p50_us']} us, p99 {result['p99_us']} us, "
+          f"max {result['max_us']} us (ring buffer + wake-up p50 {result['delivery_p50_us']} us); "
+          f"+{per_exec_us:.1f} us per exec end to end", flush=True)
+    table = ["| gated execs | exec → SIGCONT p50 | p99 | max | of which delivery (p50 / p99) | end-to-end cost per gated exec | events dropped |",
+             "|---|---|---|---|---|---|---|",
+             f"| {len(gates)} | {result['p50_us']} µs | {result['p99_us']} µs | {result['max_us']} µs | "
+             f"{result['delivery_p50_us']} / {result['delivery_p99_us']} µs | "
+             f"{result['cost_per_gated_exec_us']} µs | {result['events_dropped']} |"]
+    write_outputs("latency", result, table)
+    return result
+
+
 # ---------------------------------------------------------------- output
 
 def write_outputs(name, result, table):
@@ -325,8 +377,8 @@ def write_outputs(name, result, table):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller job sets, one repetition (CI smoke runs)")
-    parser.add_argument("benchmarks", nargs="*", default=["memstorm", "accuracy", "overhead"],
-                        choices=["memstorm", "accuracy", "overhead"])
+    names = ["memstorm", "accuracy", "overhead", "latency"]
+    parser.add_argument("benchmarks", nargs="*", default=names, choices=names)
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench: needs root (BPF and memory cgroups): sudo tools/bench/bench.py")
