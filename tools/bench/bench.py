@@ -378,13 +378,13 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller job sets, one repetition (CI smoke runs)")
     names = ["memstorm", "accuracy", "overhead", "latency"]
-    parser.add_argument("benchmarks", nargs="*", default=names, choices=names)
+    parser.add_argument("benchmarks", nargs="*", choices=[[], *names], help="default: all of them")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench: needs root (BPF and memory cgroups): sudo tools/bench/bench.py")
     if not MEMGOV.exists():
         sys.exit(f"bench: {MEMGOV} missing: run tools/build.sh first")
-    for name in args.benchmarks:
+    for name in args.benchmarks or names:
         globals()[name](args.quick)
 
 
