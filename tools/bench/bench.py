@@ -221,12 +221,12 @@ def write_svg(series, limit, labels):
     for i, (label, samples) in enumerate(chosen.items()):
         points = " ".join(f"{x:.1f},{y:.1f}" for x, y in (xy(t, b) for t, b in samples))
         parts.append(f'<polyline fill="none" stroke="{colors[i % 2]}" stroke-width="2" points="{points}"/>')
-        parts.append(f'<text x="{pad + 10}" y="{20 + 16 * i}" fill="{colors[i % 2]}">{label}</text>')
+        parts.append(f'<text x="{width / 2 - 80}" y="{16 + 16 * i}" fill="{colors[i % 2]}">{label}</text>')
     ox, oy = xy(0, 0)
     parts.append(f'<line x1="{ox}" y1="{oy}" x2="{width - pad}" y2="{oy}" stroke="black"/>')
     parts.append(f'<line x1="{ox}" y1="{oy}" x2="{ox}" y2="{pad}" stroke="black"/>')
     parts.append(f'<text x="{width / 2 - 60}" y="{height - 12}">seconds (0 – {t_max:.1f})</text>')
-    parts.append(f'<text x="6" y="{pad - 10}">cgroup memory</text></svg>')
+    parts.append(f'<text x="6" y="{pad - 8}">cgroup memory</text></svg>')
     (OUT / "memstorm.svg").write_text("\n".join(parts) + "\n")
 
 
