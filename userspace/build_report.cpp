@@ -127,6 +127,7 @@ json BuildReport::to_json(const BuildSummary& summary) const {
     out["peak_bytes"] = summary.totals.peak_bytes;
     out["backend"] = summary.backend;
     out["controller_cpu_seconds"] = summary.controller_cpu_seconds;
+    out["controller_max_rss_bytes"] = summary.controller_max_rss_bytes;
     out["events_dropped"] = summary.totals.events_dropped;
     out["undecodable_records"] = summary.totals.undecodable_records;
     out["oom_kills"] = summary.totals.oom_kills;

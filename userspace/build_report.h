@@ -54,6 +54,7 @@ struct BuildSummary {
     std::string bound_by;             // what set it: MemAvailable, cgroup …, --limit
     std::string backend = "bpf";
     double controller_cpu_seconds = 0;  // memgov's own user + system time
+    std::uint64_t controller_max_rss_bytes = 0;
 };
 
 class BuildReport {

@@ -67,7 +67,7 @@ void ProcfsTracker::report_exec(pid_t pid, Process& process, const EventHandler&
     event.comm = basename_of(process.exe).substr(0, 15);
     if (!process.job && gates_.contains(basename_of(process.exe))) {
         process.job = pid;
-        jobs_[pid] = Job{process.rss_bytes, process.rss_bytes, 1};
+        jobs_[pid] = JobUsage{process.rss_bytes, process.rss_bytes, 1};
         event.job_root = true;
         if (options_.pause_job_roots) {
             // Late: it has run for up to an interval, and may have children already.
@@ -198,7 +198,7 @@ void ProcfsTracker::signal_all(int signo) {
 std::optional<JobUsage> ProcfsTracker::job_usage(pid_t job) const {
     auto it = jobs_.find(job);
     if (it == jobs_.end()) return std::nullopt;
-    return JobUsage{it->second.rss_bytes, it->second.peak_bytes, it->second.nprocs};
+    return it->second;
 }
 
 TrackerTotals ProcfsTracker::totals() const { return totals_; }

@@ -42,12 +42,6 @@ private:
         std::uint64_t rss_bytes = 0;
         std::uint64_t peak_rss_bytes = 0;
     };
-    struct Job {
-        std::uint64_t rss_bytes = 0;
-        std::uint64_t peak_bytes = 0;
-        std::uint32_t nprocs = 0;
-    };
-
     int scan(const EventHandler& handler);
     void discover_children(pid_t pid, std::vector<pid_t>& found) const;
     void report_exec(pid_t pid, Process& process, const EventHandler& handler);
@@ -57,7 +51,7 @@ private:
     std::string proc_;
     std::set<std::string> gates_;
     std::map<pid_t, Process> processes_;
-    std::map<pid_t, Job> jobs_;
+    std::map<pid_t, JobUsage> jobs_;
     std::set<pid_t> held_;
     std::chrono::steady_clock::time_point next_scan_;
     TrackerTotals totals_;

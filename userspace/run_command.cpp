@@ -103,9 +103,13 @@ std::uint64_t monotonic_ns() {
     return static_cast<std::uint64_t>(now.tv_sec) * 1'000'000'000ull + static_cast<std::uint64_t>(now.tv_nsec);
 }
 
-double own_cpu_seconds() {
+rusage own_usage() {
     rusage usage{};
     getrusage(RUSAGE_SELF, &usage);
+    return usage;
+}
+
+double cpu_seconds(const rusage& usage) {
     auto to_seconds = [](const timeval& t) { return static_cast<double>(t.tv_sec) + t.tv_usec / 1e6; };
     return to_seconds(usage.ru_utime) + to_seconds(usage.ru_stime);
 }
@@ -475,9 +479,16 @@ int run_command(const RunOptions& options) {
     if (int failed = runner->start()) return failed;
 
     auto next_bar = Clock::now();
+    auto next_tick = Clock::now();
     while (!runner->try_wait()) {
-        tracker->poll(controller.tick_interval(), handler);
-        controller.tick();
+        // Events wake the loop at once (and admit new jobs themselves); memory is read on
+        // the tick's schedule only, not after every batch of events.
+        auto until_tick = std::chrono::duration_cast<std::chrono::milliseconds>(next_tick - Clock::now());
+        tracker->poll(std::max(until_tick, 0ms), handler);
+        if (Clock::now() >= next_tick) {
+            controller.tick();
+            next_tick = Clock::now() + controller.tick_interval();
+        }
         if (pending_resize.exchange(false)) terminal->resized();
         if (pending_continue.exchange(false)) {
             // Ctrl-Z then fg continued the whole process group, held jobs included.
@@ -513,7 +524,8 @@ int run_command(const RunOptions& options) {
         .ceiling_bytes = controller.availability().ceiling,
         .bound_by = controller.availability().bound_by,
         .backend = options.backend == Backend::procfs ? "procfs" : "bpf",
-        .controller_cpu_seconds = own_cpu_seconds(),
+        .controller_cpu_seconds = cpu_seconds(own_usage()),
+        .controller_max_rss_bytes = static_cast<std::uint64_t>(own_usage().ru_maxrss) * 1024,
     };
     log->write(LogCategory::exit, "build exited with status {}", summary.exit_status);
     std::uint64_t dropped_lines = terminal->dropped_lines();

@@ -40,6 +40,18 @@ struct Scenario {
     Clock::time_point now{};
 };
 
+// Jobs 1 and 2 running with 300 MB each; memory then drops below the floor: 2 is stopped.
+Scenario two_running_one_stopped() {
+    GovernorSettings settings;
+    settings.emergency_floor_bytes = 100 * MiB;
+    Scenario s(settings);
+    s.wait(1, 300);
+    s.wait(2, 300);
+    s.decide(1000);
+    REQUIRE(Scenario::find(s.decide(10), DecisionKind::emergency_stop, 2));
+    return s;
+}
+
 }  // namespace
 
 TEST_CASE("jobs that fit start oldest first; the rest wait") {
@@ -232,13 +244,7 @@ TEST_CASE("emergency: below the floor the youngest running job stops; it resumes
 }
 
 TEST_CASE("emergency: a stopped job resumes at once when nothing else runs") {
-    GovernorSettings settings;
-    settings.emergency_floor_bytes = 100 * MiB;
-    Scenario s(settings);
-    s.wait(1, 300);
-    s.wait(2, 300);
-    s.decide(1000);
-    REQUIRE(Scenario::find(s.decide(10), DecisionKind::emergency_stop, 2));
+    Scenario s = two_running_one_stopped();
     s.governor.job_exited(1);
     CHECK(Scenario::find(s.decide(10), DecisionKind::emergency_resume, 2));
 }
@@ -280,13 +286,7 @@ TEST_CASE("--jobs caps admitted jobs on top of memory") {
 }
 
 TEST_CASE("release_all lets every waiting and stopped job go") {
-    GovernorSettings settings;
-    settings.emergency_floor_bytes = 100 * MiB;
-    Scenario s(settings);
-    s.wait(1, 300);
-    s.wait(2, 300);
-    s.decide(1000);
-    REQUIRE(Scenario::find(s.decide(10), DecisionKind::emergency_stop, 2));
+    Scenario s = two_running_one_stopped();
     s.wait(3, 900);
     auto released = s.governor.release_all(s.now);
     CHECK(released == std::vector<pid_t>{2, 3});

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """memgov benchmarks: every claim a ratio measured side by side in one run on one machine.
 
-    sudo tools/bench/bench.py [--quick] [memstorm] [accuracy] [overhead] [latency]
+    sudo tools/bench/bench.py [--quick] [memstorm] [accuracy] [overhead] [latency] [scale]
 
 Writes docs/bench/<name>.json (machine-readable) and docs/bench/<name>.md (the table
 docs/BENCHMARKS.md shows), and docs/bench/memstorm.svg (memory over time).
@@ -366,6 +366,42 @@ def latency(quick):
     return result
 
 
+# ---------------------------------------------------------------- scale
+
+def scale(quick):
+    """Many processes at once, and a long stream of execs: nothing dropped, little CPU, small memgov."""
+    concurrent, execs = (500, 20000) if quick else (2000, 100000)
+    scripts = {
+        f"{concurrent} concurrent processes": f"i=0; while [ $i -lt {concurrent} ]; do i=$((i+1)); sleep 2 & done; wait",
+        f"{execs} execs": f"i=0; while [ $i -lt {execs} ]; do i=$((i+1)); /bin/true; done",
+    }
+    rows = []
+    for label, script in scripts.items():
+        with tempfile.TemporaryDirectory() as work:
+            stats_path = Path(work) / "stats.json"
+            start = time.monotonic()
+            subprocess.run([MEMGOV, "-q", "--profiles-dir", Path(work) / "p", "--stats-json", stats_path, "--",
+                            "/bin/sh", "-c", script], check=True)
+            wall = time.monotonic() - start
+            stats = json.loads(stats_path.read_text())
+        rows.append({"run": label, "wall": round(wall, 2), "procs_seen": stats["procs_seen"],
+                     "execs": stats["execs"], "events_dropped": stats["events_dropped"],
+                     "untracked": stats["procs_untracked_map_full"],
+                     "controller_cpu_pct_of_core": round(100 * stats["controller_cpu_seconds"] / wall, 2),
+                     "controller_max_rss_mib": round(stats["controller_max_rss_bytes"] / MiB, 1)})
+        r = rows[-1]
+        print(f"scale: {label:28s} {r['procs_seen']} procs, {r['execs']} execs, {r['events_dropped']} dropped, "
+              f"memgov {r['controller_cpu_pct_of_core']} % of a core, {r['controller_max_rss_mib']} MiB", flush=True)
+    table = ["| run | wall (s) | processes seen | execs | events dropped | not tracked | memgov CPU (% of a core) | memgov max RSS |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        table.append(f"| {r['run']} | {r['wall']} | {r['procs_seen']} | {r['execs']} | {r['events_dropped']} | "
+                     f"{r['untracked']} | {r['controller_cpu_pct_of_core']} % | {r['controller_max_rss_mib']} MiB |")
+    result = {"benchmark": "scale", "quick": quick, "rows": rows}
+    write_outputs("scale", result, table)
+    return result
+
+
 # ---------------------------------------------------------------- output
 
 def write_outputs(name, result, table):
@@ -377,7 +413,7 @@ def write_outputs(name, result, table):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller job sets, one repetition (CI smoke runs)")
-    names = ["memstorm", "accuracy", "overhead", "latency"]
+    names = ["memstorm", "accuracy", "overhead", "latency", "scale"]
     parser.add_argument("benchmarks", nargs="*", choices=[[], *names], help="default: all of them")
     args = parser.parse_args()
     if os.geteuid() != 0:
