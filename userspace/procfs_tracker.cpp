@@ -81,7 +81,6 @@ void ProcfsTracker::report_exec(pid_t pid, Process& process, const EventHandler&
 }
 
 int ProcfsTracker::scan(const EventHandler& handler) {
-    ++scans_;
     int events = 0;
     // New processes: children of the ones we know, transitively.
     std::vector<pid_t> frontier;

@@ -31,9 +31,6 @@ public:
     std::optional<JobUsage> job_usage(pid_t job) const override;
     TrackerTotals totals() const override;
 
-    // Scans done so far, for the benchmarks' cost per scan.
-    std::uint64_t scans() const { return scans_; }
-
 private:
     struct Process {
         pid_t ppid = 0;
@@ -55,7 +52,6 @@ private:
     std::set<pid_t> held_;
     std::chrono::steady_clock::time_point next_scan_;
     TrackerTotals totals_;
-    std::uint64_t scans_ = 0;
     long page_size_;
 };
 

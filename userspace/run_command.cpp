@@ -157,7 +157,6 @@ struct GovernorTotals {
     std::size_t jobs_waited = 0;
     double seconds_waited = 0;
     std::size_t emergency_stops = 0;
-    std::uint64_t tightest_available = UINT64_MAX;
 };
 
 // One run: tracker events and memory readings in, governor decisions applied.
@@ -198,7 +197,6 @@ public:
             if (!tracker_.job_usage(job)) forget_vanished(job);
         availability_ = available_for_build(probe_.read(), settings_.budget, tracker_.totals().rss_bytes);
         read_at_ = Clock::now();
-        totals_.tightest_available = std::min(totals_.tightest_available, availability_.bytes);
     }
 
     void decide() {
