@@ -127,8 +127,17 @@ void Governor::admit_waiting(std::int64_t effective_free, Clock::time_point now,
                                    [](const auto& entry) { return entry.second.emergency_stopped; });
     if (any_stopped) return;  // stopped jobs continue before new ones start
 
-    std::optional<pid_t> blocked;  // the oldest job that does not fit
+    std::optional<pid_t> blocked;  // the first job in `order` that does not fit
     std::vector<pid_t> order(queue_.begin(), queue_.end());
+    if (settings_.max_running && !order.empty()) {
+        // With --jobs the queue can be deep (make -j256 --jobs 16): start the biggest job that
+        // fits first (LPT), which packs memory and shortens the tail. The oldest job keeps its
+        // place once it has waited a backfill window, so nothing starves.
+        bool oldest_due = now - waiting_.at(order.front()).queued_at >= settings_.backfill_window;
+        std::stable_sort(order.begin() + (oldest_due ? 1 : 0), order.end(), [this](pid_t a, pid_t b) {
+            return waiting_.at(a).reserved_bytes > waiting_.at(b).reserved_bytes;
+        });
+    }
     for (pid_t pid : order) {
         if (settings_.max_running && running_.size() >= settings_.max_running) return;
         const Job& job = waiting_.at(pid);

@@ -22,7 +22,8 @@ struct GovernorSettings {
     // A job that does not fit may be passed by smaller ones only while it has waited less
     // than this; after it, it blocks the queue until it fits (no starvation).
     std::chrono::milliseconds backfill_window{10'000};
-    // At most this many jobs admitted at once (0: no limit besides memory).
+    // At most this many jobs admitted at once (0: no limit besides memory). When set, waiting
+    // jobs start biggest first (the build tool's -j can then be much larger: a deep queue).
     std::size_t max_running = 0;
     // With jobs waiting and no running job's memory changing (or ending) for this long, the
     // running ones may be waiting for a waiting one (a pipe between two compilers): the

@@ -294,3 +294,31 @@ TEST_CASE("release_all lets every waiting and stopped job go") {
     CHECK(s.governor.view().emergency_stopped == 0);
     CHECK(s.governor.view().running == 3);
 }
+
+TEST_CASE("--jobs with a deep queue starts the biggest job that fits first; the oldest is not starved") {
+    GovernorSettings settings;
+    settings.max_running = 2;
+    settings.backfill_window = 5s;
+    Scenario s(settings);
+    s.wait(1, 100);
+    s.wait(2, 600);
+    s.wait(3, 300);
+    s.wait(4, 700);
+    CHECK(Scenario::admitted(s.decide(1000)) == std::vector<pid_t>{4, 3});  // 700 + 300, biggest first
+    s.governor.job_exited(4);
+    s.governor.job_exited(3);
+    CHECK(Scenario::admitted(s.decide(1000)) == std::vector<pid_t>{2, 1});
+    s.governor.job_exited(2);
+    s.governor.job_exited(1);
+
+    // Job 10 is small and old: after the window it goes first even though bigger ones wait.
+    s.wait(10, 50);
+    s.wait(11, 400);
+    s.wait(12, 500);
+    s.wait(13, 600);
+    s.governor.job_running(99, 0, s.now);  // a slot taken by something else
+    CHECK(Scenario::admitted(s.decide(1000)) == std::vector<pid_t>{13});
+    s.governor.job_exited(13);
+    s.now += 6s;
+    CHECK(Scenario::admitted(s.decide(1000)).front() == 10);
+}

@@ -169,6 +169,8 @@ def memstorm(quick):
                                                     "now,fail=1", "-a", work / "jobs.txt"]),
         (f"memgov -- make -j{slots} (cold)", memgov + ["make", "-s", f"-j{slots}", "-C", work]),
         (f"memgov -- make -j{slots} (warm)", memgov + ["make", "-s", f"-j{slots}", "-C", work]),
+        (f"memgov --jobs {slots} -- make -j{4 * slots} (warm, deep queue)",
+         memgov[:-1] + ["--jobs", str(slots), "--", "make", "-s", f"-j{4 * slots}", "-C", work]),
     ]
     try:
         for label, argv in runs:
