@@ -83,7 +83,8 @@ int main(int argc, char** argv) {
     app.add_option("--profiles-dir", run.profiles_dir,
                    "Where learned peaks are kept (default: the invoking user's ~/.cache/memgov)")
         ->envname("MEMGOV_PROFILES_DIR");
-    app.add_option("--jobs", run.max_running, "At most N jobs admitted at once (default: no limit but memory)")
+    app.add_option("--jobs", run.max_running,
+                   "At most N jobs admitted at once, biggest first (with a large -j: a deep queue)")
         ->envname("MEMGOV_JOBS");
     std::int64_t backfill_ms = run.backfill_window.count();
     app.add_option("--backfill-window", backfill_ms,
