@@ -30,12 +30,6 @@ int print_libbpf(enum libbpf_print_level level, const char* format, va_list args
     return std::vfprintf(stderr, format, args);
 }
 
-std::uint64_t monotonic_ns() {
-    timespec now{};
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return static_cast<std::uint64_t>(now.tv_sec) * 1'000'000'000ull + now.tv_nsec;
-}
-
 template <typename T>
 std::uint64_t load_relaxed(T& field) {
     return static_cast<std::uint64_t>(std::atomic_ref<T>(field).load(std::memory_order_relaxed));

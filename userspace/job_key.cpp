@@ -42,11 +42,6 @@ bool is_source(std::string_view arg) {
            source_extensions.end();
 }
 
-std::string basename_of(std::string_view path) {
-    auto slash = path.rfind('/');
-    return std::string(slash == std::string_view::npos ? path : path.substr(slash + 1));
-}
-
 // "x86_64-linux-gnu-g++-12" -> "g++": drops a version suffix and a target prefix.
 std::string_view tool_name(std::string_view program) {
     auto dash = program.rfind('-');
@@ -67,6 +62,11 @@ bool is_linker_or_driver(std::string_view program) {
 }
 
 }  // namespace
+
+std::string basename_of(std::string_view path) {
+    auto slash = path.rfind('/');
+    return std::string(slash == std::string_view::npos ? path : path.substr(slash + 1));
+}
 
 std::string absolute_path(const std::string& path, const std::string& cwd) {
     std::filesystem::path p(path);

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace memgov {
@@ -16,6 +17,9 @@ struct JobKey {
 };
 
 JobKey job_key(const std::vector<std::string>& argv, const std::string& cwd);
+
+// The last component of a path: "/usr/bin/g++" -> "g++" (the exec gate's and key's program name).
+std::string basename_of(std::string_view path);
 
 // Lexically normal absolute path of `path` seen from `cwd`; never touches the file system.
 std::string absolute_path(const std::string& path, const std::string& cwd);

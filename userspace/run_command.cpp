@@ -89,19 +89,7 @@ std::string joined(const std::vector<std::string>& argv) {
     return text;
 }
 
-std::string tool_of(const ExecEvent& event) {
-    std::string_view path = event.filename;
-    auto slash = path.rfind('/');
-    return std::string(slash == std::string_view::npos ? path : path.substr(slash + 1));
-}
-
 double seconds(Clock::duration duration) { return std::chrono::duration<double>(duration).count(); }
-
-std::uint64_t monotonic_ns() {
-    timespec now{};
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return static_cast<std::uint64_t>(now.tv_sec) * 1'000'000'000ull + static_cast<std::uint64_t>(now.tv_nsec);
-}
 
 rusage own_usage() {
     rusage usage{};
@@ -278,7 +266,7 @@ private:
                        joined(event.argv), event.argv_truncated ? " …(argv truncated)" : "");
         if (!event.job_root) return;
         const JobRecord* record = report_.job(event.pid);
-        JobInfo info{record ? record->key.key : event.filename, tool_of(event), {}};
+        JobInfo info{record ? record->key.key : event.filename, basename_of(event.filename), {}};
         info.prediction = predictor_.predict(info.key, info.tool);
         log_.write(LogCategory::debug, "New job PID={} {} ({}), predicted peak {} ({})", event.pid,
                    info.key, info.tool, format_mb(info.prediction.bytes), describe(info.prediction.source));

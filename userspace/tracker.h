@@ -4,6 +4,8 @@
 
 #include <sys/types.h>
 
+#include <time.h>
+
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -13,6 +15,14 @@
 #include <vector>
 
 namespace memgov {
+
+// CLOCK_MONOTONIC in nanoseconds: the clock of bpf_ktime_get_ns() and so of every event's
+// timestamp_ns, for comparing controller times with kernel ones.
+inline std::uint64_t monotonic_ns() {
+    timespec now{};
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return static_cast<std::uint64_t>(now.tv_sec) * 1'000'000'000ull + static_cast<std::uint64_t>(now.tv_nsec);
+}
 
 struct ExecEvent {
     pid_t pid = 0;
