@@ -120,7 +120,12 @@ TEST_CASE("SIGKILL of the controller leaves no process stopped") {
     while (read(report[0], &pid, sizeof(pid)) == sizeof(pid)) paused.push_back(pid);
     close(report[0]);
     REQUIRE(paused.size() == jobs);
-    for (pid_t job : paused) CHECK(harness::process_state(job) == 'T');
+    // The exec record can arrive before the queued SIGSTOP has taken effect: give it a moment.
+    for (pid_t job : paused) {
+        for (int tries = 0; tries < 100 && harness::process_state(job) != 'T'; ++tries)
+            std::this_thread::sleep_for(10ms);
+        CHECK(harness::process_state(job) == 'T');
+    }
 
     kill(controller, SIGKILL);
     waitpid(controller, nullptr, 0);
