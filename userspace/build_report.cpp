@@ -160,6 +160,9 @@ json BuildReport::to_json(const BuildSummary& summary) const {
     out["processes"] = std::move(processes);
 
     json jobs = json::array();
+    // Timeline in seconds since the first job's exec: when each job was exec'd, let run, ended.
+    std::uint64_t origin = jobs_.empty() ? 0 : jobs_.front().started_ns;
+    auto since_origin = [origin](std::uint64_t ns) { return ns >= origin ? (ns - origin) / 1e9 : 0.0; };
     for (const auto& record : jobs_) {
         json entry{
             {"job", record.job},
@@ -171,7 +174,10 @@ json BuildReport::to_json(const BuildSummary& summary) const {
              record.ended_ns > record.started_ns ? (record.ended_ns - record.started_ns) / 1e9 : 0.0},
             {"oom_killed", record.oom_killed},
             {"waited", record.waited},
+            {"exec_at_seconds", since_origin(record.started_ns)},
+            {"run_at_seconds", since_origin(record.admitted_ns ? record.admitted_ns : record.started_ns)},
         };
+        if (record.ended_ns) entry["exit_at_seconds"] = since_origin(record.ended_ns);
         // exec -> SIGCONT: the gate's own latency for a job that fit at once.
         if (record.admitted_ns >= record.started_ns && record.admitted_ns) {
             entry["gate_seconds"] = (record.admitted_ns - record.started_ns) / 1e9;

@@ -4,15 +4,18 @@
 
 namespace memgov {
 
-void Governor::job_waiting(pid_t job, std::uint64_t predicted_bytes, Clock::time_point now) {
+void Governor::job_waiting(pid_t job, Reservation expected, Clock::time_point now) {
     if (waiting_.contains(job) || running_.contains(job)) return;
-    waiting_[job] = Job{.reserved_bytes = predicted_bytes, .queued_at = now};
+    waiting_[job] = Job{.reserved_bytes = expected.peak_bytes, .curve = std::move(expected.curve), .queued_at = now};
     queue_.push_back(job);
 }
 
-void Governor::job_running(pid_t job, std::uint64_t predicted_bytes, Clock::time_point now) {
+void Governor::job_running(pid_t job, Reservation expected, Clock::time_point now) {
     if (waiting_.contains(job) || running_.contains(job)) return;
-    running_[job] = Job{.reserved_bytes = predicted_bytes, .queued_at = now, .admitted_at = now};
+    running_[job] = Job{.reserved_bytes = expected.peak_bytes,
+                        .curve = std::move(expected.curve),
+                        .queued_at = now,
+                        .admitted_at = now};
     admission_order_.push_back(job);
 }
 
@@ -24,12 +27,91 @@ void Governor::job_usage(pid_t job, std::uint64_t current_bytes, std::uint64_t p
     it->second.reserved_bytes = std::max(it->second.reserved_bytes, peak_bytes);
 }
 
-void Governor::job_exited(pid_t job) {
-    if (running_.contains(job)) progressed_ = true;
+void Governor::job_exited(pid_t job, Clock::time_point now) {
+    if (auto it = running_.find(job); it != running_.end()) {
+        progressed_ = true;
+        const Job& ended = it->second;
+        if (ended.curve && !ended.ever_stopped) {
+            run_time_ratios_.push_back(std::chrono::duration<double, std::milli>(now - ended.admitted_at).count() /
+                                       ended.curve->duration_ms);
+            if (run_time_ratios_.size() > settings_.calibration_jobs) run_time_ratios_.pop_front();
+            if (run_time_ratios_.size() >= settings_.min_calibration_jobs)
+                curve_later_ = std::max(1.0, *std::max_element(run_time_ratios_.begin(), run_time_ratios_.end()));
+        }
+    }
     waiting_.erase(job);
     running_.erase(job);
     std::erase(queue_, job);
     std::erase(admission_order_, job);
+}
+
+double Governor::curve_end_ms(const GrowthCurve& curve) const {
+    return curve.duration_ms * curve_later_ + static_cast<double>(settings_.curve_end_margin.count());
+}
+
+std::int64_t Governor::extra_use(const Job& job, double age_ms, double ahead_ms) const {
+    double age = age_ms + ahead_ms;
+    if (age < 0) return 0;  // planned, not started yet
+    auto current = static_cast<std::int64_t>(job.current_bytes);
+    auto peak = static_cast<std::int64_t>(std::max(job.reserved_bytes, job.current_bytes));
+    if (!settings_.follow_growth_curves || !job.curve) return peak - current;
+    double end = curve_end_ms(*job.curve);
+    if (age_ms >= end) return peak - current;  // overdue: no longer trusted to end soon
+    if (age >= end) return -current;
+    auto expected = static_cast<std::int64_t>(static_cast<double>(peak) * job.curve->share_at(age / settings_.curve_sooner));
+    return std::max(expected, current) - current;
+}
+
+std::vector<std::pair<double, std::int64_t>> Governor::steps(const Job& job, double age_ms) const {
+    std::vector<double> instants{0.0};
+    if (age_ms < 0) instants.push_back(-age_ms);
+    if (settings_.follow_growth_curves && job.curve && age_ms < curve_end_ms(*job.curve)) {
+        instants.push_back(curve_end_ms(*job.curve) - age_ms);
+        for (std::uint32_t reach : job.curve->reach_ms)
+            if (double ahead = reach * settings_.curve_sooner - age_ms; ahead > 0) instants.push_back(ahead);
+    }
+    std::sort(instants.begin(), instants.end());
+    instants.erase(std::unique(instants.begin(), instants.end()), instants.end());
+    std::vector<std::pair<double, std::int64_t>> result;
+    for (double ahead : instants) result.emplace_back(ahead, extra_use(job, age_ms, ahead));
+    return result;
+}
+
+Outlook Governor::outlook(Clock::time_point now, std::optional<Planned> planned) const {
+    Outlook result;
+    auto add = [&](const Job& job, double age_ms) {
+        std::int64_t previous = 0;
+        for (const auto& [ahead, value] : steps(job, age_ms)) {
+            result.add(ahead, value - previous);
+            previous = value;
+        }
+    };
+    for (const auto& [pid, job] : running_)
+        add(job, std::chrono::duration<double, std::milli>(now - job.admitted_at).count());
+    if (planned) add(*planned->job, -planned->start_ms);
+    result.build();
+    return result;
+}
+
+bool Governor::fits_from(const Job& job, double start_ms, const Outlook& running, std::int64_t available_bytes) const {
+    // While the job is expected to use memory, the running jobs' expected use plus its own
+    // keeps curve_reserve_bytes of what is available now free.
+    std::int64_t room = available_bytes - static_cast<std::int64_t>(settings_.curve_reserve_bytes);
+    auto own = steps(job, -start_ms);
+    for (std::size_t i = 0; i < own.size(); ++i) {
+        auto [from, value] = own[i];
+        double to = i + 1 < own.size() ? own[i + 1].first : Outlook::forever;
+        if (value > 0 && value + running.max_over(from, to) > room) return false;
+    }
+    return true;
+}
+
+std::optional<double> Governor::earliest_start(const Job& job, const Outlook& running,
+                                               std::int64_t available_bytes) const {
+    // The running jobs' plan only changes at its instants, so one of them is the earliest.
+    for (double ahead : running.instants())
+        if (fits_from(job, ahead, running, available_bytes)) return ahead;
+    return std::nullopt;
 }
 
 std::uint64_t Governor::imminent_bytes() const {
@@ -88,6 +170,7 @@ void Governor::emergency(std::uint64_t available_bytes, std::vector<Decision>& d
             Job& job = running_.at(*it);
             if (job.emergency_stopped) continue;
             job.emergency_stopped = true;
+            job.ever_stopped = true;
             decisions.push_back({DecisionKind::emergency_stop, *it, job.reserved_bytes,
                                  static_cast<std::int64_t>(available_bytes), imminent});
             return;  // one per tick: the next reading shows whether it was enough
@@ -121,12 +204,13 @@ Decision Governor::admit(pid_t pid, std::int64_t effective_free, Clock::time_poi
                     imminent_bytes() - job.reserved_bytes, job.refused_once};
 }
 
-void Governor::admit_waiting(std::int64_t effective_free, Clock::time_point now,
+void Governor::admit_waiting(std::uint64_t available_bytes, Clock::time_point now,
                              std::vector<Decision>& decisions) {
     bool any_stopped = std::any_of(running_.begin(), running_.end(),
                                    [](const auto& entry) { return entry.second.emergency_stopped; });
     if (any_stopped) return;  // stopped jobs continue before new ones start
 
+    auto available = static_cast<std::int64_t>(available_bytes);
     std::optional<pid_t> blocked;  // the first job in `order` that does not fit
     std::vector<pid_t> order(queue_.begin(), queue_.end());
     if (settings_.max_running && !order.empty()) {
@@ -138,24 +222,40 @@ void Governor::admit_waiting(std::int64_t effective_free, Clock::time_point now,
             return waiting_.at(a).reserved_bytes > waiting_.at(b).reserved_bytes;
         });
     }
+    Outlook running = outlook(now);
+    // With curves, a job that does not fit yet gets a start instant (its shadow) from when
+    // running jobs end; smaller jobs may pass it only if it can still start then (EASY
+    // backfilling). Without one (no curves), the backfill window alone bounds its wait.
+    std::optional<double> blocked_start;
+    std::optional<Outlook> with_blocked;  // the running jobs and the blocked one from its start
     for (pid_t pid : order) {
         if (settings_.max_running && running_.size() >= settings_.max_running) return;
         const Job& job = waiting_.at(pid);
         auto needed = static_cast<std::int64_t>(job.reserved_bytes);
+        // The mission's rule: free memory minus what running jobs are about to take (their
+        // peaks minus their current use) holds the job's whole peak.
+        std::int64_t effective_free = available - static_cast<std::int64_t>(imminent_bytes());
         if (active_count() == 0) {
             // Progress guarantee: with nothing running, the oldest job starts whatever it needs.
             Decision decision = admit(pid, effective_free, now);
             decision.forced = needed > effective_free;
             decisions.push_back(decision);
-            effective_free -= needed;
+            running = outlook(now);
             continue;
         }
-        if (needed <= effective_free) {
-            if (blocked && now - waiting_.at(*blocked).queued_at >= settings_.backfill_window) return;
+        bool on_curve = needed > effective_free;
+        if (!on_curve || (settings_.follow_growth_curves && fits_from(job, 0, running, available))) {
+            if (blocked) {
+                if (now - waiting_.at(*blocked).queued_at >= settings_.backfill_window) return;
+                if (with_blocked && !fits_from(job, 0, *with_blocked, available))
+                    continue;  // it would delay the job it passes
+            }
             Decision decision = admit(pid, effective_free, now);
             decision.backfill = blocked.has_value();
+            decision.on_curve = on_curve;
             decisions.push_back(decision);
-            effective_free -= needed;
+            running = outlook(now);
+            if (with_blocked) with_blocked = outlook(now, Planned{&waiting_.at(*blocked), *blocked_start});
             continue;
         }
         if (!job.refused_once) {
@@ -166,6 +266,9 @@ void Governor::admit_waiting(std::int64_t effective_free, Clock::time_point now,
         if (!blocked) {
             blocked = pid;
             if (now - job.queued_at >= settings_.backfill_window) return;
+            if (!settings_.follow_growth_curves) continue;
+            blocked_start = earliest_start(job, running, available);
+            if (blocked_start) with_blocked = outlook(now, Planned{&job, *blocked_start});
         }
     }
 }
@@ -177,12 +280,11 @@ std::vector<Decision> Governor::decide(std::uint64_t available_bytes, Clock::tim
         progressed_ = false;
     }
     emergency(available_bytes, decisions);
-    auto effective_free = static_cast<std::int64_t>(available_bytes) -
-                          static_cast<std::int64_t>(imminent_bytes());
-    admit_waiting(effective_free, now, decisions);
+    admit_waiting(available_bytes, now, decisions);
     bool admitted = std::any_of(decisions.begin(), decisions.end(),
                                 [](const Decision& d) { return d.kind == DecisionKind::admit; });
     if (!admitted && !queue_.empty() && now - last_progress_ >= settings_.stall_timeout) {
+        auto effective_free = static_cast<std::int64_t>(available_bytes) - static_cast<std::int64_t>(imminent_bytes());
         Decision decision = admit(queue_.front(), effective_free, now);
         decision.forced = true;
         decision.stalled = true;

@@ -86,6 +86,11 @@ int main(int argc, char** argv) {
     app.add_option("--jobs", run.max_running,
                    "At most N jobs admitted at once, biggest first (with a large -j: a deep queue)")
         ->envname("MEMGOV_JOBS");
+    bool no_curves = false;
+    app.add_flag("--no-curves", no_curves,
+                 "Reserve every job's whole predicted peak from its start, ignoring the growth curves "
+                 "learned for it (a job then never starts on memory that running jobs are about to free)")
+        ->envname("MEMGOV_NO_CURVES");
     std::int64_t backfill_ms = run.backfill_window.count();
     app.add_option("--backfill-window", backfill_ms,
                    "Milliseconds a waiting job may be passed by smaller jobs before it blocks the queue")
@@ -214,6 +219,7 @@ int main(int argc, char** argv) {
     }
     run.gate = !no_gate;
     run.backfill_window = std::chrono::milliseconds(backfill_ms);
+    run.follow_growth_curves = !no_curves;
     run.poll_interval = std::chrono::milliseconds(poll_ms);
     return memgov::run_command(run);
 }

@@ -41,14 +41,14 @@ void insert_sorted(std::vector<std::uint64_t>& sorted, std::uint64_t value) {
 
 }  // namespace
 
-void Predictor::learn(const std::string& key, const std::string& tool, std::uint64_t peak_bytes) {
-    by_key_[key] = peak_bytes;
-    insert_sorted(by_tool_[tool], peak_bytes);
-    insert_sorted(all_, peak_bytes);
+void Predictor::learn(const std::string& key, const Profile& profile) {
+    by_key_[key] = Prediction{profile.peak_bytes, PredictionSource::profile, profile.curve};
+    insert_sorted(by_tool_[profile.tool], profile.peak_bytes);
+    insert_sorted(all_, profile.peak_bytes);
 }
 
 Prediction Predictor::predict(const std::string& key, const std::string& tool) const {
-    if (auto it = by_key_.find(key); it != by_key_.end()) return {it->second, PredictionSource::profile};
+    if (auto it = by_key_.find(key); it != by_key_.end()) return it->second;
     if (auto it = by_tool_.find(tool); it != by_tool_.end() && !it->second.empty())
         return {sorted_percentile(it->second, cold_percentile), PredictionSource::same_tool};
     if (!all_.empty()) return {sorted_percentile(all_, cold_percentile), PredictionSource::any_tool};

@@ -8,6 +8,9 @@
 #include <string>
 #include <vector>
 
+#include "growth_curve.h"
+#include "profile_store.h"
+
 namespace memgov {
 
 enum class PredictionSource { profile, same_tool, any_tool, fallback };
@@ -15,6 +18,7 @@ enum class PredictionSource { profile, same_tool, any_tool, fallback };
 struct Prediction {
     std::uint64_t bytes = 0;
     PredictionSource source = PredictionSource::fallback;
+    std::optional<GrowthCurve> curve;  // only a job's own profile has one
 };
 
 const char* describe(PredictionSource source);
@@ -23,14 +27,14 @@ class Predictor {
 public:
     explicit Predictor(std::uint64_t fallback_bytes) : fallback_bytes_(fallback_bytes) {}
 
-    // A peak known for `key`, produced by `tool` (from the store, or a job that just ended).
-    void learn(const std::string& key, const std::string& tool, std::uint64_t peak_bytes);
+    // What is known for `key` (from the store, or a job that just ended).
+    void learn(const std::string& key, const Profile& profile);
 
     Prediction predict(const std::string& key, const std::string& tool) const;
 
 private:
     std::uint64_t fallback_bytes_;
-    std::map<std::string, std::uint64_t> by_key_;
+    std::map<std::string, Prediction> by_key_;
     // Kept sorted, so a percentile costs one index (predict runs on every gated exec).
     std::map<std::string, std::vector<std::uint64_t>> by_tool_;
     std::vector<std::uint64_t> all_;

@@ -46,6 +46,22 @@ bool write_all(int fd, const std::string& text) {
     return true;
 }
 
+// Both fields or neither; a curve that is not one (unsorted, past its end) is bad input.
+std::optional<GrowthCurve> parse_curve(const json* duration, const json* reach) {
+    if (!duration || !reach || !duration->is_number_unsigned() || !reach->is_array() ||
+        reach->size() != GrowthCurve::steps || duration->get<std::uint64_t>() > UINT32_MAX)
+        return std::nullopt;
+    GrowthCurve curve;
+    curve.duration_ms = duration->get<std::uint32_t>();
+    for (std::size_t k = 0; k < GrowthCurve::steps; ++k) {
+        const json& step = (*reach)[k];
+        if (!step.is_number_unsigned() || step.get<std::uint64_t>() > UINT32_MAX) return std::nullopt;
+        curve.reach_ms[k] = step.get<std::uint32_t>();
+    }
+    if (!curve.valid()) return std::nullopt;
+    return curve;
+}
+
 }  // namespace
 
 std::optional<Profiles> parse_profiles(const std::string& text, std::string& error) {
@@ -79,8 +95,11 @@ std::optional<Profiles> parse_profiles(const std::string& text, std::string& err
         const json* samples = peak ? field(entry, "samples") : nullptr;
         const json* last_seen = peak ? field(entry, "last_seen") : nullptr;
         const json* tool = peak ? field(entry, "tool") : nullptr;
+        const json* duration = peak ? field(entry, "duration_ms") : nullptr;
+        const json* reach = peak ? field(entry, "reach_ms") : nullptr;
         if (!peak || !peak->is_number_unsigned() || (samples && !samples->is_number_unsigned()) ||
-            (last_seen && !last_seen->is_number_integer()) || (tool && !tool->is_string())) {
+            (last_seen && !last_seen->is_number_integer()) || (tool && !tool->is_string()) ||
+            ((duration || reach) && !parse_curve(duration, reach))) {
             error = fmt::format("bad entry for {}", key);
             return std::nullopt;
         }
@@ -89,6 +108,7 @@ std::optional<Profiles> parse_profiles(const std::string& text, std::string& err
         profile.samples = samples ? samples->get<std::uint64_t>() : 1;
         profile.last_seen = last_seen ? last_seen->get<std::int64_t>() : 0;
         profile.tool = tool ? tool->get<std::string>() : std::string();
+        if (duration || reach) profile.curve = parse_curve(duration, reach);
         profiles[key] = std::move(profile);
     }
     return profiles;
@@ -96,11 +116,16 @@ std::optional<Profiles> parse_profiles(const std::string& text, std::string& err
 
 std::string serialize_profiles(const Profiles& profiles) {
     json entries = json::object();
-    for (const auto& [key, profile] : profiles)
-        entries[key] = {{"peak_bytes", profile.peak_bytes},
-                        {"samples", profile.samples},
-                        {"last_seen", profile.last_seen},
-                        {"tool", profile.tool}};
+    for (const auto& [key, profile] : profiles) {
+        json& entry = entries[key] = {{"peak_bytes", profile.peak_bytes},
+                                      {"samples", profile.samples},
+                                      {"last_seen", profile.last_seen},
+                                      {"tool", profile.tool}};
+        if (profile.curve) {
+            entry["duration_ms"] = profile.curve->duration_ms;
+            entry["reach_ms"] = profile.curve->reach_ms;
+        }
+    }
     json document{{"format", store_format}, {"version", store_version}, {"profiles", std::move(entries)}};
     return document.dump(1, ' ', false, json::error_handler_t::replace) + "\n";
 }
@@ -215,13 +240,13 @@ void ProfileStore::load() {
     if (auto loaded = read_file(lock.get())) profiles_ = std::move(*loaded);
 }
 
-void ProfileStore::record(const std::string& key, const std::string& tool, std::uint64_t peak_bytes,
-                          std::int64_t now, bool at_least) {
+void ProfileStore::record(const std::string& key, const Observation& seen, std::int64_t now) {
     Profile& profile = profiles_[key];
-    profile.peak_bytes = at_least ? std::max(profile.peak_bytes, peak_bytes) : peak_bytes;
+    profile.peak_bytes = seen.complete ? seen.peak_bytes : std::max(profile.peak_bytes, seen.peak_bytes);
+    if (seen.complete) profile.curve = seen.curve;
     profile.samples += 1;
     profile.last_seen = now;
-    profile.tool = tool;
+    profile.tool = seen.tool;
     dirty_.insert(key);
 }
 

@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "growth_curve.h"
+
 namespace memgov {
 
 struct Profile {
@@ -19,6 +21,17 @@ struct Profile {
     std::uint64_t samples = 0;
     std::int64_t last_seen = 0;  // unix seconds
     std::string tool;            // program that ran the job, for cold estimates of its peers
+    std::optional<GrowthCurve> curve;  // of the last complete run
+};
+
+// What one run of a job showed.
+struct Observation {
+    std::string tool;
+    std::uint64_t peak_bytes = 0;
+    // false: the job failed or was killed, so its peak is only a lower bound of what the
+    // file needs and its curve says nothing.
+    bool complete = true;
+    std::optional<GrowthCurve> curve;
 };
 
 using Profiles = std::map<std::string, Profile>;
@@ -37,10 +50,9 @@ public:
     // Reads the store. A bad file is renamed aside (never overwritten) and reported in
     // warnings(); memgov then starts from what it can read.
     void load();
-    // Records a finished job. `at_least`: keep the larger of old and new (a job killed before
-    // it finished only shows a lower bound).
-    void record(const std::string& key, const std::string& tool, std::uint64_t peak_bytes,
-                std::int64_t now, bool at_least = false);
+    // Records a finished job: a complete run replaces what was known; an incomplete one can
+    // only raise the peak.
+    void record(const std::string& key, const Observation& seen, std::int64_t now);
     // Takes every profile of `incoming` that is newer than ours (import of a shared file).
     std::size_t merge_in(const Profiles& incoming);
     // Forgets a key, or every key last seen before `cutoff`; returns how many.

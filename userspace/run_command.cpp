@@ -36,8 +36,12 @@ using namespace std::chrono_literals;
 // How often memory is read. Fast (a job growing at 1 GB/s moves the numbers ~20 MB between
 // two readings) only while it matters: jobs wait, or memory is within a few floors of
 // running out. New jobs never wait for a tick: their exec event wakes the loop.
-constexpr auto tight_tick = 20ms;
-constexpr auto relaxed_tick = 100ms;
+constexpr auto tight_reading = 20ms;
+constexpr auto relaxed_reading = 100ms;
+// Running jobs' peaks are sampled more often (a map lookup each, no file reads): the
+// samples date their growth curves. With many jobs, less often, so the cost stays flat.
+constexpr auto sample_tick = 20ms;
+constexpr auto sample_cost_per_job = 1ms;
 constexpr auto idle_tick = 200ms;
 constexpr auto store_save_interval = 10s;
 constexpr auto bar_interval = 300ms;
@@ -138,6 +142,9 @@ Settings resolve_settings(const RunOptions& options, const MemoryReading& readin
     settings.governor.backfill_window = options.backfill_window;
     settings.governor.max_running = options.max_running;
     settings.cold_estimate = size("--cold-estimate", options.cold_estimate);
+    // A plan that comes true must not itself cross the floor and stop a job.
+    settings.governor.curve_reserve_bytes = settings.governor.emergency_floor_bytes;
+    settings.governor.follow_growth_curves = options.follow_growth_curves;
     return settings;
 }
 
@@ -161,28 +168,42 @@ public:
           log_(log),
           governor_(settings.governor),
           predictor_(settings.cold_estimate) {
-        for (const auto& [key, profile] : store_.profiles()) predictor_.learn(key, profile.tool, profile.peak_bytes);
+        for (const auto& [key, profile] : store_.profiles()) predictor_.learn(key, profile);
     }
 
     void handle(const TrackerEvent& event) {
         std::visit([this](const auto& e) { on(e); }, event);
     }
 
-    // Reads memory, lets the governor decide, applies what it decided.
+    // Samples the jobs, reads memory when due, lets the governor decide, applies that.
     void tick() {
-        refresh();
+        sample_jobs();
+        if (Clock::now() - read_at_ >= reading_interval()) read_memory();
         decide();
         save_store_if_due(Clock::now());
     }
 
-    // New readings of every running job and of memory.
     void refresh() {
+        sample_jobs();
+        read_memory();
+    }
+
+    void sample_jobs() {
+        auto now = Clock::now();
         for (pid_t job : governor_.running_jobs()) {
-            if (auto usage = tracker_.job_usage(job)) governor_.job_usage(job, usage->rss_bytes, usage->peak_bytes);
-            else forget_vanished(job);
+            if (auto usage = tracker_.job_usage(job)) {
+                governor_.job_usage(job, usage->rss_bytes, usage->peak_bytes);
+                if (auto it = jobs_.find(job); it != jobs_.end() && it->second.started_at)
+                    it->second.growth.observe(milliseconds_since(*it->second.started_at, now), usage->peak_bytes);
+            } else {
+                forget_vanished(job);
+            }
         }
         for (pid_t job : governor_.waiting_jobs())
             if (!tracker_.job_usage(job)) forget_vanished(job);
+    }
+
+    void read_memory() {
         availability_ = available_for_build(probe_.read(), settings_.budget, tracker_.totals().rss_bytes);
         read_at_ = Clock::now();
     }
@@ -236,12 +257,21 @@ public:
     std::chrono::milliseconds tick_interval() const {
         auto view = governor_.view();
         if (view.running + view.waiting == 0) return idle_tick;
+        return std::min(std::max(sample_tick, sample_cost_per_job * static_cast<int>(view.running)),
+                        reading_interval());
+    }
+
+    std::chrono::milliseconds reading_interval() const {
+        auto view = governor_.view();
         bool tight = view.waiting > 0 || view.emergency_stopped > 0 ||
                      availability_.bytes < 4 * settings_.governor.emergency_floor_bytes + view.imminent_bytes;
-        return tight ? tight_tick : relaxed_tick;
+        return tight ? tight_reading : relaxed_reading;
     }
 
     void finish() {
+        if (settings_.governor.follow_growth_curves)
+            log_.write(LogCategory::memory, "growth curves: jobs are expected to run up to {:.2f}x their learned "
+                       "run time (measured on this build's last jobs)", governor_.curve_later());
         FilesystemIdentity as_user(identity_);
         if (!store_.save()) log_.write(LogCategory::memory, "profile store not saved");
         for (const auto& warning : store_.take_warnings()) fmt::print(stderr, "memgov: warning: {}\n", warning);
@@ -256,7 +286,15 @@ private:
         std::string key;
         std::string tool;
         Prediction prediction;
+        std::optional<Clock::time_point> started_at;  // admitted (or never paused)
+        GrowthRecorder growth;
+        bool emergency_stopped = false;  // its timing says nothing about the next run
     };
+
+    static std::uint32_t milliseconds_since(Clock::time_point start, Clock::time_point now) {
+        auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now - start).count();
+        return static_cast<std::uint32_t>(std::clamp<std::int64_t>(ms, 0, UINT32_MAX));
+    }
 
     void on(const ExecEvent& event) {
         std::uint64_t handled = monotonic_ns();
@@ -271,13 +309,18 @@ private:
         log_.write(LogCategory::debug, "New job PID={} {} ({}), predicted peak {} ({})", event.pid,
                    info.key, info.tool, format_mb(info.prediction.bytes), describe(info.prediction.source));
         if (event.paused && draining_) tracker_.resume(event.pid);
-        if (event.paused && !draining_) governor_.job_waiting(event.pid, info.prediction.bytes, Clock::now());
-        else governor_.job_running(event.pid, info.prediction.bytes, Clock::now());
+        Reservation expected{info.prediction.bytes, info.prediction.curve};
+        if (event.paused && !draining_) {
+            governor_.job_waiting(event.pid, std::move(expected), Clock::now());
+        } else {
+            governor_.job_running(event.pid, std::move(expected), Clock::now());
+            info.started_at = Clock::now();
+        }
         jobs_[event.pid] = std::move(info);
         if (event.paused) {
             // Admit at once when it fits. A reading younger than a tight tick is as good as a
             // new one (what was admitted since counts as imminent), and costs no file reads.
-            if (Clock::now() - read_at_ > tight_tick) refresh();
+            if (Clock::now() - read_at_ > tight_reading) refresh();
             decide();
         }
     }
@@ -294,15 +337,18 @@ private:
         bool complete = WIFEXITED(event.wait_status) && WEXITSTATUS(event.wait_status) == 0 &&
                         !(record && record->oom_killed);
         std::uint64_t old_peak = store_.profiles().contains(info.key) ? store_.profiles().at(info.key).peak_bytes : 0;
-        store_.record(info.key, info.tool, event.job_peak_bytes, std::time(nullptr), !complete);
-        predictor_.learn(info.key, info.tool, store_.profiles().at(info.key).peak_bytes);
+        Observation seen{.tool = info.tool, .peak_bytes = event.job_peak_bytes, .complete = complete};
+        if (info.started_at && !info.emergency_stopped)
+            seen.curve = info.growth.finish(milliseconds_since(*info.started_at, Clock::now()), event.job_peak_bytes);
+        store_.record(info.key, seen, std::time(nullptr));
+        predictor_.learn(info.key, store_.profiles().at(info.key));
         log_.write(LogCategory::memory, "PID={} job exited, final peak for {}: {} -> {}{}", event.pid,
                    info.key, format_mb(old_peak), format_mb(event.job_peak_bytes),
                    complete ? "" : " (did not finish: kept as a lower bound)");
         if (auto waited = governor_.waited(event.job, Clock::now()))
             log_.write(LogCategory::memory, "Released {} reservation for {} (job completed) (PID={})",
                        format_mb(std::max(info.prediction.bytes, event.job_peak_bytes)), info.key, event.pid);
-        governor_.job_exited(event.job);
+        governor_.job_exited(event.job, Clock::now());
         jobs_.erase(it);
     }
 
@@ -310,7 +356,7 @@ private:
     // lost): its reservation must not be held forever.
     void forget_vanished(pid_t job) {
         log_.write(LogCategory::memory, "PID={} job is gone (no exit record yet): released its reservation", job);
-        governor_.job_exited(job);
+        governor_.job_exited(job, Clock::now());
     }
 
     void on(const OomKillEvent& event) {
@@ -332,6 +378,7 @@ private:
         switch (decision.kind) {
             case DecisionKind::admit: {
                 tracker_.resume(decision.job);
+                if (it != jobs_.end()) it->second.started_at = now;
                 report_.on_admitted(decision.job, monotonic_ns(), decision.waited || decision.forced);
                 double waited = seconds(governor_.waited(decision.job, now).value_or(Clock::duration{}));
                 if (decision.waited || decision.forced) {
@@ -346,6 +393,7 @@ private:
                                       : decision.waited ? fmt::format("PROCEEDING (waited {:.1f}s)", waited)
                                                         : std::string("OK");
                 if (decision.backfill) verdict += " (passes a larger waiting job)";
+                if (decision.on_curve) verdict += " (its growth meets memory running jobs free as they end)";
                 log_.verdict(colour, "PID={} {}: needs {}, {} - {}", decision.job, key,
                              format_mb(decision.needed_bytes), free_text(), verdict);
                 auto view = governor_.view();
@@ -361,6 +409,7 @@ private:
             case DecisionKind::emergency_stop:
                 ++totals_.emergency_stops;
                 tracker_.stop_job(decision.job);
+                if (it != jobs_.end()) it->second.emergency_stopped = true;
                 log_.write(LogCategory::memory, "EMERGENCY: only {} available (floor {}): stopped PID={} {} "
                            "(youngest running job) until memory returns",
                            format_mb(static_cast<std::uint64_t>(std::max<std::int64_t>(decision.effective_free_bytes, 0))),
@@ -465,15 +514,18 @@ int run_command(const RunOptions& options) {
     if (int failed = runner->start()) return failed;
 
     auto next_bar = Clock::now();
-    auto next_tick = Clock::now();
+    auto last_tick = Clock::now();
+    auto next_tick = last_tick;
     while (!runner->try_wait()) {
         // Events wake the loop at once (and admit new jobs themselves); memory is read on
         // the tick's schedule only, not after every batch of events.
         auto until_tick = std::chrono::duration_cast<std::chrono::milliseconds>(next_tick - Clock::now());
         tracker->poll(std::max(until_tick, 0ms), handler);
+        next_tick = std::min(next_tick, last_tick + controller.tick_interval());  // a job may have started
         if (Clock::now() >= next_tick) {
             controller.tick();
-            next_tick = Clock::now() + controller.tick_interval();
+            last_tick = Clock::now();
+            next_tick = last_tick + controller.tick_interval();
         }
         if (pending_resize.exchange(false)) terminal->resized();
         if (pending_continue.exchange(false)) {

@@ -25,6 +25,7 @@ struct RunOptions {
     std::string cold_estimate = "512M";
     std::optional<std::string> profiles_dir;
     std::size_t max_running = 0;
+    bool follow_growth_curves = true;
     std::chrono::milliseconds backfill_window{10'000};
     std::optional<std::string> stats_json;
     std::optional<std::string> log_file;

@@ -31,7 +31,7 @@ struct Scenario {
                                [&](const Decision& d) { return d.kind == kind && d.job == job; });
         return it == decisions.end() ? nullptr : &*it;
     }
-    void wait(pid_t job, std::uint64_t mib) { governor.job_waiting(job, mib * MiB, now); }
+    void wait(pid_t job, std::uint64_t mib) { governor.job_waiting(job, {mib * MiB}, now); }
     void use(pid_t job, std::uint64_t current_mib, std::uint64_t peak_mib) {
         governor.job_usage(job, current_mib * MiB, peak_mib * MiB);
     }
@@ -95,7 +95,7 @@ TEST_CASE("a waiting job is announced once, and proceeds with waited set") {
     s.now += 1s;
     auto again = s.decide(1000);
     CHECK(Scenario::find(again, DecisionKind::keep_waiting, 2) == nullptr);
-    s.governor.job_exited(1);
+    s.governor.job_exited(1, s.now);
     auto after = s.decide(1000);
     const Decision* admit = Scenario::find(after, DecisionKind::admit, 2);
     REQUIRE(admit);
@@ -114,7 +114,7 @@ TEST_CASE("progress: with nothing running the oldest job starts whatever it need
     CHECK(admit->forced);
     // Job 1 reserves 5000: nothing fits beside it until it ends.
     CHECK(Scenario::admitted(decisions) == std::vector<pid_t>{1});
-    s.governor.job_exited(1);
+    s.governor.job_exited(1, s.now);
     CHECK(Scenario::admitted(s.decide(1000)) == std::vector<pid_t>{2});
 }
 
@@ -125,7 +125,7 @@ TEST_CASE("progress: the queue never stalls with zero memory") {
         auto admitted = Scenario::admitted(s.decide(0));
         REQUIRE(admitted.size() == 1);
         CHECK(admitted.front() == job);
-        s.governor.job_exited(job);
+        s.governor.job_exited(job, s.now);
     }
 }
 
@@ -147,8 +147,8 @@ TEST_CASE("backfill: small jobs pass a big waiting one only inside the window") 
     s.wait(4, 50);
     CHECK(Scenario::admitted(s.decide(1000)).empty());  // 4 would fit, but 2 goes first
 
-    s.governor.job_exited(1);
-    s.governor.job_exited(3);
+    s.governor.job_exited(1, s.now);
+    s.governor.job_exited(3, s.now);
     CHECK(Scenario::admitted(s.decide(1000)) == std::vector<pid_t>{2, 4});
 }
 
@@ -175,7 +175,7 @@ TEST_CASE("backfill never starves the big job: small jobs stop passing it when t
         s.now += 500ms;
         for (auto it = small_ends.begin(); it != small_ends.end();) {
             if (it->second <= s.now) {
-                s.governor.job_exited(it->first);
+                s.governor.job_exited(it->first, s.now);
                 it = small_ends.erase(it);
             } else {
                 ++it;
@@ -185,8 +185,8 @@ TEST_CASE("backfill never starves the big job: small jobs stop passing it when t
     REQUIRE(last_backfill);
     CHECK(*last_backfill < Clock::time_point{} + 3s);  // no small job started after the window
     // Once the long job and the last small ones end, the big one goes first.
-    s.governor.job_exited(100);
-    for (auto& [job, end] : small_ends) s.governor.job_exited(job);
+    s.governor.job_exited(100, s.now);
+    for (auto& [job, end] : small_ends) s.governor.job_exited(job, s.now);
     CHECK(Scenario::admitted(s.decide(1000)).front() == 1);
 }
 
@@ -234,7 +234,7 @@ TEST_CASE("emergency: below the floor the youngest running job stops; it resumes
     CHECK(s.governor.view().emergency_stopped == 2);
 
     // Job 1 ends; memory comes back. Job 2 (older) resumes first, then 3, then 4 starts.
-    s.governor.job_exited(1);
+    s.governor.job_exited(1, s.now);
     auto back = s.decide(400);
     CHECK(Scenario::find(back, DecisionKind::emergency_resume, 2));
     CHECK(Scenario::find(back, DecisionKind::emergency_resume, 3) == nullptr);
@@ -245,7 +245,7 @@ TEST_CASE("emergency: below the floor the youngest running job stops; it resumes
 
 TEST_CASE("emergency: a stopped job resumes at once when nothing else runs") {
     Scenario s = two_running_one_stopped();
-    s.governor.job_exited(1);
+    s.governor.job_exited(1, s.now);
     CHECK(Scenario::find(s.decide(10), DecisionKind::emergency_resume, 2));
 }
 
@@ -254,9 +254,9 @@ TEST_CASE("a job that exits while paused leaves no trace") {
     s.wait(1, 900);
     s.wait(2, 900);
     s.decide(1000);
-    s.governor.job_exited(2);  // killed while stopped at exec
+    s.governor.job_exited(2, s.now);  // killed while stopped at exec
     CHECK(s.governor.view().waiting == 0);
-    s.governor.job_exited(1);
+    s.governor.job_exited(1, s.now);
     CHECK(s.decide(1000).empty());
     CHECK(s.governor.view().running == 0);
     CHECK_FALSE(s.governor.waited(2, s.now));
@@ -271,7 +271,7 @@ TEST_CASE("the same job announced twice is counted once; the same key twice is t
     auto admitted = Scenario::admitted(s.decide(1000));
     CHECK(admitted == std::vector<pid_t>{7, 8});
     CHECK(s.governor.view().reserved_bytes == 800 * MiB);
-    s.governor.job_running(7, 400 * MiB, s.now);  // late report of a known job: ignored
+    s.governor.job_running(7, {400 * MiB}, s.now);  // late report of a known job: ignored
     CHECK(s.governor.view().running == 2);
 }
 
@@ -281,7 +281,7 @@ TEST_CASE("--jobs caps admitted jobs on top of memory") {
     Scenario s(settings);
     for (pid_t job = 1; job <= 4; ++job) s.wait(job, 10);
     CHECK(Scenario::admitted(s.decide(10'000)) == std::vector<pid_t>{1, 2});
-    s.governor.job_exited(1);
+    s.governor.job_exited(1, s.now);
     CHECK(Scenario::admitted(s.decide(10'000)) == std::vector<pid_t>{3});
 }
 
@@ -305,20 +305,20 @@ TEST_CASE("--jobs with a deep queue starts the biggest job that fits first; the 
     s.wait(3, 300);
     s.wait(4, 700);
     CHECK(Scenario::admitted(s.decide(1000)) == std::vector<pid_t>{4, 3});  // 700 + 300, biggest first
-    s.governor.job_exited(4);
-    s.governor.job_exited(3);
+    s.governor.job_exited(4, s.now);
+    s.governor.job_exited(3, s.now);
     CHECK(Scenario::admitted(s.decide(1000)) == std::vector<pid_t>{2, 1});
-    s.governor.job_exited(2);
-    s.governor.job_exited(1);
+    s.governor.job_exited(2, s.now);
+    s.governor.job_exited(1, s.now);
 
     // Job 10 is small and old: after the window it goes first even though bigger ones wait.
     s.wait(10, 50);
     s.wait(11, 400);
     s.wait(12, 500);
     s.wait(13, 600);
-    s.governor.job_running(99, 0, s.now);  // a slot taken by something else
+    s.governor.job_running(99, {0}, s.now);  // a slot taken by something else
     CHECK(Scenario::admitted(s.decide(1000)) == std::vector<pid_t>{13});
-    s.governor.job_exited(13);
+    s.governor.job_exited(13, s.now);
     s.now += 6s;
     CHECK(Scenario::admitted(s.decide(1000)).front() == 10);
 }

@@ -35,8 +35,8 @@ TEST_CASE("profiles round-trip through the file, including awkward keys") {
         ProfileStore store(dir.path() / "store");
         store.load();
         CHECK(store.profiles().empty());
-        store.record("/src/a.cc", "g++", 700, 1000);
-        store.record(awkward, "g++", 5, 1001);
+        store.record("/src/a.cc", {.tool = "g++", .peak_bytes = 700}, 1000);
+        store.record(awkward, {.tool = "g++", .peak_bytes = 5}, 1001);
         REQUIRE(store.save());
         CHECK(store.take_warnings().empty());
     }
@@ -56,13 +56,13 @@ TEST_CASE("profiles round-trip through the file, including awkward keys") {
 TEST_CASE("a later sample replaces the peak; an unfinished job only raises it") {
     TempDir dir;
     ProfileStore store(dir.path());
-    store.record("/k", "g++", 700, 1);
-    store.record("/k", "g++", 500, 2);
+    store.record("/k", {.tool = "g++", .peak_bytes = 700}, 1);
+    store.record("/k", {.tool = "g++", .peak_bytes = 500}, 2);
     CHECK(store.profiles().at("/k").peak_bytes == 500);
     CHECK(store.profiles().at("/k").samples == 2);
-    store.record("/k", "g++", 300, 3, true);
+    store.record("/k", {.tool = "g++", .peak_bytes = 300, .complete = false}, 3);
     CHECK(store.profiles().at("/k").peak_bytes == 500);
-    store.record("/k", "g++", 900, 4, true);
+    store.record("/k", {.tool = "g++", .peak_bytes = 900, .complete = false}, 4);
     CHECK(store.profiles().at("/k").peak_bytes == 900);
 }
 
@@ -72,10 +72,10 @@ TEST_CASE("two stores writing the same file merge instead of losing profiles") {
     ProfileStore second(dir.path());
     first.load();
     second.load();
-    first.record("/a", "g++", 1, 10);
-    second.record("/b", "g++", 2, 11);
-    second.record("/shared", "g++", 20, 12);
-    first.record("/shared", "g++", 30, 13);  // newer: wins
+    first.record("/a", {.tool = "g++", .peak_bytes = 1}, 10);
+    second.record("/b", {.tool = "g++", .peak_bytes = 2}, 11);
+    second.record("/shared", {.tool = "g++", .peak_bytes = 20}, 12);
+    first.record("/shared", {.tool = "g++", .peak_bytes = 30}, 13);  // newer: wins
     REQUIRE(second.save());
     REQUIRE(first.save());
     ProfileStore reader(dir.path());
@@ -104,7 +104,7 @@ TEST_CASE("bad store files are set aside with a warning, never overwritten silen
         CHECK(warnings[0].find("moved aside") != std::string::npos);
         CHECK(store.profiles().empty());
         CHECK(files_named(dir.path(), "profiles.json.bad-") == 1);
-        store.record("/k", "g++", 1, 1);
+        store.record("/k", {.tool = "g++", .peak_bytes = 1}, 1);
         CHECK(store.save());
         CHECK(read_all(dir.path() / "profiles.json").find("/k") != std::string::npos);
     }
@@ -119,7 +119,7 @@ TEST_CASE("a symlink or a directory at the store's path is refused and left alon
     auto warnings = store.take_warnings();
     REQUIRE(warnings.size() == 1);
     CHECK(warnings[0].find("symbolic link") != std::string::npos);
-    store.record("/k", "g++", 1, 1);
+    store.record("/k", {.tool = "g++", .peak_bytes = 1}, 1);
     CHECK_FALSE(store.save());
     CHECK(read_all(target) == "precious");
     CHECK(std::filesystem::is_symlink(dir.path() / "profiles.json"));
@@ -129,7 +129,7 @@ TEST_CASE("a symlink or a directory at the store's path is refused and left alon
     ProfileStore dir_store(other.path());
     dir_store.load();
     CHECK(dir_store.take_warnings().size() == 1);
-    dir_store.record("/k", "g++", 1, 1);
+    dir_store.record("/k", {.tool = "g++", .peak_bytes = 1}, 1);
     CHECK_FALSE(dir_store.save());
     CHECK(std::filesystem::is_directory(other.path() / "profiles.json"));
 }
@@ -138,7 +138,7 @@ TEST_CASE("a directory that cannot be created is reported, and what was learned 
     TempDir dir;
     dir.write("a-file", "not a directory");
     ProfileStore store(dir.path() / "a-file" / "memgov");  // fails even for root
-    store.record("/k", "g++", 1, 1);
+    store.record("/k", {.tool = "g++", .peak_bytes = 1}, 1);
     CHECK_FALSE(store.save());
     auto warnings = store.take_warnings();
     REQUIRE(warnings.size() == 1);
@@ -154,9 +154,9 @@ TEST_CASE("default directory is the invoking user's cache") {
 TEST_CASE("forget and import survive a save, even against another writer") {
     TempDir dir;
     ProfileStore store(dir.path());
-    store.record("/old", "g++", 1, 100);
-    store.record("/new", "g++", 2, 5000);
-    store.record("/gone", "g++", 3, 5000);
+    store.record("/old", {.tool = "g++", .peak_bytes = 1}, 100);
+    store.record("/new", {.tool = "g++", .peak_bytes = 2}, 5000);
+    store.record("/gone", {.tool = "g++", .peak_bytes = 3}, 5000);
     REQUIRE(store.save());
 
     ProfileStore editor(dir.path());
@@ -198,9 +198,9 @@ TEST_CASE("keys with NUL, newline and non-UTF-8 bytes survive or are replaced, n
     std::string bad_utf8 = "/src/\xff\xfe.c";
     {
         ProfileStore store(dir.path());
-        store.record(nul_key, "g++", 1, 1);
-        store.record("/src/new\nline.c", "g++", 2, 1);
-        store.record(bad_utf8, "g++", 3, 1);
+        store.record(nul_key, {.tool = "g++", .peak_bytes = 1}, 1);
+        store.record("/src/new\nline.c", {.tool = "g++", .peak_bytes = 2}, 1);
+        store.record(bad_utf8, {.tool = "g++", .peak_bytes = 3}, 1);
         REQUIRE(store.save());
     }
     ProfileStore again(dir.path());
@@ -215,7 +215,7 @@ TEST_CASE("a store directory owned by someone else, or writable by anyone, is re
     TempDir dir;
     ProfileStore foreign(dir.path(), geteuid() + 1);
     foreign.load();
-    foreign.record("/k", "g++", 1, 1);
+    foreign.record("/k", {.tool = "g++", .peak_bytes = 1}, 1);
     CHECK_FALSE(foreign.save());
     auto warnings = foreign.take_warnings();
     REQUIRE(warnings.size() == 2);
@@ -224,7 +224,50 @@ TEST_CASE("a store directory owned by someone else, or writable by anyone, is re
 
     std::filesystem::permissions(dir.path(), std::filesystem::perms::others_write, std::filesystem::perm_options::add);
     ProfileStore open_to_all(dir.path());
-    open_to_all.record("/k", "g++", 1, 1);
+    open_to_all.record("/k", {.tool = "g++", .peak_bytes = 1}, 1);
     CHECK_FALSE(open_to_all.save());
     CHECK(open_to_all.take_warnings().at(0).find("world-writable") != std::string::npos);
+}
+
+TEST_CASE("a growth curve round-trips; an unfinished run keeps the last complete run's curve") {
+    TempDir dir;
+    GrowthCurve curve;
+    curve.duration_ms = 1500;
+    for (std::size_t k = 0; k < GrowthCurve::steps; ++k) curve.reach_ms[k] = static_cast<std::uint32_t>(60 * k);
+    {
+        ProfileStore store(dir.path());
+        store.record("/curved", {.tool = "cc1plus", .peak_bytes = 700, .curve = curve}, 1);
+        store.record("/flat", {.tool = "cc1plus", .peak_bytes = 70}, 1);
+        GrowthCurve other = curve;
+        other.duration_ms = 9000;
+        store.record("/curved", {.tool = "cc1plus", .peak_bytes = 300, .complete = false, .curve = other}, 2);
+        REQUIRE(store.save());
+    }
+    ProfileStore again(dir.path());
+    again.load();
+    CHECK(again.take_warnings().empty());
+    REQUIRE(again.profiles().at("/curved").curve);
+    CHECK(*again.profiles().at("/curved").curve == curve);
+    CHECK(again.profiles().at("/curved").peak_bytes == 700);
+    CHECK_FALSE(again.profiles().at("/flat").curve);
+}
+
+TEST_CASE("a curve that is not one makes its entry bad input") {
+    std::string steps = "[0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15]";
+    auto store_with = [](const std::string& fields) {
+        return R"({"format":"memgov-profiles","version":1,"profiles":{"/k":{"peak_bytes":5)" + fields + "}}}";
+    };
+    std::string error;
+    REQUIRE(parse_profiles(store_with(R"(,"duration_ms":20,"reach_ms":)" + steps), error));
+    for (const std::string& bad : std::vector<std::string>{R"(,"duration_ms":20)",  // half a curve
+                                   R"(,"reach_ms":)" + steps,                               // the other half
+                                   R"(,"duration_ms":10,"reach_ms":)" + steps,              // steps after its end
+                                   R"(,"duration_ms":20,"reach_ms":[0,1,2])",               // too few steps
+                                   R"(,"duration_ms":-1,"reach_ms":)" + steps,              // negative
+                                   R"(,"duration_ms":20,"reach_ms":[15,14,13,12,11,10,9,8,7,6,5,4,3,2,1,0])",
+                                   R"(,"duration_ms":99999999999,"reach_ms":)" + steps}) {  // beyond 32 bits
+        CAPTURE(bad);
+        CHECK_FALSE(parse_profiles(store_with(bad), error));
+        CHECK(error == "bad entry for /k");
+    }
 }
