@@ -84,13 +84,25 @@ void BuildReport::on_exit(const ExitEvent& event) {
     if (process.comm.empty()) process.comm = event.comm;
     process.peak_rss_bytes = event.peak_rss_bytes;
     process.wait_status = event.wait_status;
-    live_processes_.erase(event.pid);
+    if (keep_everything_) {
+        live_processes_.erase(event.pid);
+    } else {
+        // Every record left is a live one: the last takes the exited one's place.
+        std::size_t index = live_processes_.at(event.pid);
+        live_processes_.erase(event.pid);
+        if (index + 1 != processes_.size()) {
+            processes_[index] = std::move(processes_.back());
+            live_processes_[processes_[index].pid] = index;
+        }
+        processes_.pop_back();
+    }
 
     if (JobRecord* job = live_job(event.job)) {
         job->peak_bytes = std::max(job->peak_bytes, event.job_peak_bytes);
         if (event.pid == event.job) {
             job->wait_status = event.wait_status;
             job->ended_ns = event.timestamp_ns;
+            if (!keep_everything_) job->argv = {};
             live_jobs_.erase(event.job);
         }
     }

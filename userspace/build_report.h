@@ -59,6 +59,11 @@ struct BuildSummary {
 
 class BuildReport {
 public:
+    // `keep_everything`: every process and each job's argv stay for to_json(); without it
+    // (no --stats-json), a process's record goes when it exits and a job keeps only what
+    // the summary shows, so memgov's memory stays flat over a build of millions of processes.
+    explicit BuildReport(bool keep_everything = true) : keep_everything_(keep_everything) {}
+
     // `cwd` is the exec'ing process's working directory, which relative paths in argv name.
     void on_exec(const ExecEvent& event, const std::string& cwd, std::uint64_t handled_ns = 0);
     void on_exit(const ExitEvent& event);
@@ -79,6 +84,7 @@ private:
     ProcessRecord& live_process(pid_t pid);
     JobRecord* live_job(pid_t job_id);
 
+    bool keep_everything_;
     std::vector<ProcessRecord> processes_;
     std::vector<JobRecord> jobs_;
     // Pids are reused over a long build: these map only processes and jobs still running.

@@ -141,6 +141,14 @@ GovernorView Governor::view() const {
 
 std::vector<pid_t> Governor::running_jobs() const { return admission_order_; }
 
+bool Governor::admits_at_once(std::uint64_t peak_bytes, std::uint64_t available_bytes) const {
+    if (!queue_.empty() || (settings_.max_running && running_.size() >= settings_.max_running)) return false;
+    if (std::any_of(running_.begin(), running_.end(), [](const auto& entry) { return entry.second.emergency_stopped; }))
+        return false;
+    std::uint64_t imminent = imminent_bytes();
+    return available_bytes >= imminent && peak_bytes <= available_bytes - imminent;
+}
+
 std::vector<pid_t> Governor::release_all(Clock::time_point now) {
     std::vector<pid_t> released;
     for (auto& [pid, job] : running_) {

@@ -102,6 +102,10 @@ public:
     // Every decision returned is already applied to the governor's own state.
     std::vector<Decision> decide(std::uint64_t available_bytes, Clock::time_point now);
 
+    // Whether a job needing at most `peak_bytes` would start at once by the peak rule, with
+    // nobody waiting before it: the gate's fast path, taken before the job is identified.
+    bool admits_at_once(std::uint64_t peak_bytes, std::uint64_t available_bytes) const;
+
     // Lets every held job (waiting at exec or emergency-stopped) run, returning them: the
     // build is being interrupted and must be able to end.
     std::vector<pid_t> release_all(Clock::time_point now);

@@ -47,6 +47,10 @@ void Predictor::learn(const std::string& key, const Profile& profile) {
     insert_sorted(all_, profile.peak_bytes);
 }
 
+std::uint64_t Predictor::largest() const {
+    return std::max(fallback_bytes_, all_.empty() ? 0 : all_.back());
+}
+
 Prediction Predictor::predict(const std::string& key, const std::string& tool) const {
     if (auto it = by_key_.find(key); it != by_key_.end()) return it->second;
     if (auto it = by_tool_.find(tool); it != by_tool_.end() && !it->second.empty())

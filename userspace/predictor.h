@@ -31,13 +31,15 @@ public:
     void learn(const std::string& key, const Profile& profile);
 
     Prediction predict(const std::string& key, const std::string& tool) const;
+    // No prediction is larger than this.
+    std::uint64_t largest() const;
 
 private:
     std::uint64_t fallback_bytes_;
     std::map<std::string, Prediction> by_key_;
     // Kept sorted, so a percentile costs one index (predict runs on every gated exec).
     std::map<std::string, std::vector<std::uint64_t>> by_tool_;
-    std::vector<std::uint64_t> all_;
+    std::vector<std::uint64_t> all_;  // every peak learned (a key relearned counts twice), sorted
 };
 
 // The value below which `fraction` of `values` lie (nearest rank); 0 for none.

@@ -167,7 +167,8 @@ public:
           store_(store),
           log_(log),
           governor_(settings.governor),
-          predictor_(settings.cold_estimate) {
+          predictor_(settings.cold_estimate),
+          report_(options.stats_json.has_value()) {
         for (const auto& [key, profile] : store_.profiles()) predictor_.learn(key, profile);
     }
 
@@ -299,6 +300,18 @@ private:
     void on(const ExecEvent& event) {
         std::uint64_t handled = monotonic_ns();
         report_.on_exec(event, event.job_root ? process_cwd(event.pid) : std::string(), handled);  // cwd: keys only
+        // The gate's fast path: with room for the largest job known (and nobody queued
+        // before it), which job this is does not matter: it goes on at once, and is
+        // identified and predicted while it runs.
+        bool admitted_at_once = event.job_root && event.paused && !draining_ &&
+                                Clock::now() - read_at_ <= tight_reading &&
+                                governor_.admits_at_once(predictor_.largest(), availability_.bytes);
+        std::uint64_t imminent_before = 0;
+        if (admitted_at_once) {
+            tracker_.resume(event.pid);
+            report_.on_admitted(event.pid, monotonic_ns(), false);
+            imminent_before = governor_.view().imminent_bytes;
+        }
         if (log_.enabled(LogCategory::debug))
             log_.write(LogCategory::debug, "exec PID={} PPID={} job={} {}{}", event.pid, event.ppid, event.job,
                        joined(event.argv), event.argv_truncated ? " …(argv truncated)" : "");
@@ -310,14 +323,20 @@ private:
                    info.key, info.tool, format_mb(info.prediction.bytes), describe(info.prediction.source));
         if (event.paused && draining_) tracker_.resume(event.pid);
         Reservation expected{info.prediction.bytes, info.prediction.curve};
-        if (event.paused && !draining_) {
+        if (event.paused && !draining_ && !admitted_at_once) {
             governor_.job_waiting(event.pid, std::move(expected), Clock::now());
         } else {
             governor_.job_running(event.pid, std::move(expected), Clock::now());
             info.started_at = Clock::now();
         }
+        if (admitted_at_once) {
+            log_.verdict(Verdict::ok, "PID={} {}: needs {}, have {} free ({} imminent) - OK", event.pid, info.key,
+                         format_mb(info.prediction.bytes), format_mb(availability_.bytes - imminent_before),
+                         format_mb(imminent_before));
+            log_reserved(event.pid, info.key, info.prediction.bytes);
+        }
         jobs_[event.pid] = std::move(info);
-        if (event.paused) {
+        if (event.paused && !admitted_at_once) {
             // Admit at once when it fits. A reading younger than a tight tick is as good as a
             // new one (what was admitted since counts as imminent), and costs no file reads.
             if (Clock::now() - read_at_ > tight_reading) refresh();
@@ -396,10 +415,7 @@ private:
                 if (decision.on_curve) verdict += " (its growth meets memory running jobs free as they end)";
                 log_.verdict(colour, "PID={} {}: needs {}, {} - {}", decision.job, key,
                              format_mb(decision.needed_bytes), free_text(), verdict);
-                auto view = governor_.view();
-                log_.write(LogCategory::memory, "Reserved memory: {} -> {} (+{}) for {} (PID={})",
-                           format_mb(view.reserved_bytes - decision.needed_bytes), format_mb(view.reserved_bytes),
-                           format_mb(decision.needed_bytes), key, decision.job);
+                log_reserved(decision.job, key, decision.needed_bytes);
                 break;
             }
             case DecisionKind::keep_waiting:
@@ -422,6 +438,13 @@ private:
                            decision.job, key);
                 break;
         }
+    }
+
+    void log_reserved(pid_t job, const std::string& key, std::uint64_t needed_bytes) {
+        auto view = governor_.view();
+        log_.write(LogCategory::memory, "Reserved memory: {} -> {} (+{}) for {} (PID={})",
+                   format_mb(view.reserved_bytes - needed_bytes), format_mb(view.reserved_bytes),
+                   format_mb(needed_bytes), key, job);
     }
 
     void save_store_if_due(Clock::time_point now) {

@@ -93,3 +93,21 @@ TEST_CASE("non-UTF-8 argv is written as valid JSON") {
     auto text = report.to_json({}).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     CHECK(nlohmann::json::parse(text)["processes"][0]["argv"][1] == "\xEF\xBF\xBD\xEF\xBF\xBD");
 }
+
+TEST_CASE("without --stats-json, exited processes are forgotten and the summary is unchanged") {
+    BuildReport report(false);
+    for (pid_t pid = 100; pid < 110; ++pid) report.on_exec(exec_of(pid, 100, pid == 100, {"sh", "-c", "x"}), "/");
+    for (pid_t pid = 101; pid < 109; pid += 2) report.on_exit(exit_of(pid, 100, 5, 700, 0));  // 101 103 105 107
+    REQUIRE(report.processes().size() == 6);
+    for (const auto& process : report.processes()) CHECK((process.pid % 2 == 0 || process.pid == 109));
+    report.on_exec(exec_of(104, 100, false, {"cc1", "y"}), "/");  // a live process execs again
+    CHECK(report.processes().size() == 6);
+    for (pid_t pid : {100, 102, 104, 106, 108, 109}) report.on_exit(exit_of(pid, 100, 5, 900, 0));
+    CHECK(report.processes().empty());
+    REQUIRE(report.jobs().size() == 1);
+    CHECK(report.jobs()[0].peak_bytes == 900);
+    CHECK(report.jobs()[0].key.key == "sh -c x");
+    CHECK(report.jobs()[0].argv.empty());
+    BuildSummary summary{.command = {"make"}};
+    CHECK(report.summary_text(summary, 5).find("sh -c x") != std::string::npos);
+}
