@@ -42,7 +42,7 @@ constexpr auto relaxed_reading = 100ms;
 // samples date their growth curves. With many jobs, less often, so the cost stays flat.
 constexpr auto sample_tick = 20ms;
 constexpr auto sample_cost_per_job = 1ms;
-constexpr auto idle_tick = 200ms;
+constexpr auto idle_tick = relaxed_reading;  // keeps a reading the gate's fast path can use
 constexpr auto store_save_interval = 10s;
 constexpr auto bar_interval = 300ms;
 
@@ -302,14 +302,17 @@ private:
         report_.on_exec(event, event.job_root ? process_cwd(event.pid) : std::string(), handled);  // cwd: keys only
         // The gate's fast path: with room for the largest job known (and nobody queued
         // before it), which job this is does not matter: it goes on at once, and is
-        // identified and predicted while it runs.
-        bool admitted_at_once = event.job_root && event.paused && !draining_ &&
-                                Clock::now() - read_at_ <= tight_reading &&
-                                governor_.admits_at_once(predictor_.largest(), availability_.bytes);
+        // identified and predicted while it runs. The reading may be a relaxed tick old:
+        // the emergency floor on top covers what can change meanwhile.
+        bool admitted_at_once =
+            event.job_root && event.paused && !draining_ && Clock::now() - read_at_ <= relaxed_reading &&
+            governor_.admits_at_once(predictor_.largest() + settings_.governor.emergency_floor_bytes, availability_.bytes);
         std::uint64_t imminent_before = 0;
         if (admitted_at_once) {
+            // Stamped before the signal: the woken job may run before we do again.
+            std::uint64_t continued = monotonic_ns();
             tracker_.resume(event.pid);
-            report_.on_admitted(event.pid, monotonic_ns(), false);
+            report_.on_admitted(event.pid, continued, false);
             imminent_before = governor_.view().imminent_bytes;
         }
         if (log_.enabled(LogCategory::debug))
@@ -396,9 +399,10 @@ private:
         };
         switch (decision.kind) {
             case DecisionKind::admit: {
+                std::uint64_t continued = monotonic_ns();  // before the signal, as above
                 tracker_.resume(decision.job);
                 if (it != jobs_.end()) it->second.started_at = now;
-                report_.on_admitted(decision.job, monotonic_ns(), decision.waited || decision.forced);
+                report_.on_admitted(decision.job, continued, decision.waited || decision.forced);
                 double waited = seconds(governor_.waited(decision.job, now).value_or(Clock::duration{}));
                 if (decision.waited || decision.forced) {
                     ++totals_.jobs_waited;
