@@ -2,9 +2,11 @@
 # The whole test suite, from nothing: dependencies, build, then
 #   1. unit and integration tests (ctest),
 #   2. the same under AddressSanitizer + UndefinedBehaviorSanitizer,
-#   3. a short run of every fuzzer on its corpus.
-# Integration tests load BPF programs: run as root (they report themselves skipped otherwise).
-# MEMGOV_QUICK=1 skips 2 and 3.
+#   3. a short run of every fuzzer on its corpus,
+#   4. every benchmark in quick mode, checked for outcomes (no OOM kill under memgov, plain make
+#      OOM-killed, BPF peaks exact, no event dropped); timings are reported, not judged.
+# Integration tests and benchmarks load BPF programs: run as root (tests report themselves
+# skipped otherwise; the benchmarks are skipped). MEMGOV_QUICK=1 skips 2 to 4.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/tools/build.sh"
@@ -19,3 +21,12 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 
 echo "== fuzzers, 20 s each"
 "$root/tools/fuzz.sh" 20
+
+echo "== benchmarks, quick mode (results in a temporary directory; docs/bench is left alone)"
+if [[ $(id -u) != 0 ]]; then
+  echo "skipped: the benchmarks need root (BPF, memory cgroups)"
+  exit 0
+fi
+bench_out=$(mktemp -d)
+trap 'rm -rf "$bench_out"' EXIT
+"$root/tools/bench/bench.py" --quick --check --out "$bench_out"

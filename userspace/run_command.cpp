@@ -546,7 +546,7 @@ int run_command(const RunOptions& options) {
     while (!runner->try_wait()) {
         // Events wake the loop at once (and admit new jobs themselves); memory is read on
         // the tick's schedule only, not after every batch of events.
-        auto until_tick = std::chrono::duration_cast<std::chrono::milliseconds>(next_tick - Clock::now());
+        auto until_tick = std::chrono::ceil<std::chrono::milliseconds>(next_tick - Clock::now());  // never spin
         tracker->poll(std::max(until_tick, 0ms), handler);
         next_tick = std::min(next_tick, last_tick + controller.tick_interval());  // a job may have started
         if (Clock::now() >= next_tick) {

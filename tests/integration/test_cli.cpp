@@ -3,6 +3,9 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <sstream>
 
 #include "harness.h"
@@ -88,4 +91,39 @@ TEST_CASE("a command without -- runs, and a command that is not there exits 127"
     std::string err;
     CHECK(run({memgov_bin(), "-q", "--", "no-such-command-anywhere"}, nullptr, &err) == 127);
     CHECK(err == "memgov: no-such-command-anywhere: command not found\n");
+}
+
+TEST_CASE("every option in --help is in the man page, the README and the bash completion") {
+    std::string help;
+    REQUIRE(run({memgov_bin(), "--help"}, &help) == 0);
+    std::vector<std::string> options;
+    std::istringstream lines(help.substr(0, help.find("\nEXAMPLES\n")));
+    for (std::string line; std::getline(lines, line);) {
+        auto first = line.find_first_not_of(' ');  // option lines start at column 2 with "-"
+        if (first != 2 || line[first] != '-') continue;
+        auto at = line.find("--", first);
+        auto end = line.find_first_of(" ,=", at);
+        std::string option = line.substr(at, end == std::string::npos ? std::string::npos : end - at);
+        if (option != "--help" && option != "--version") options.push_back(option);  // CLI11's own
+    }
+    REQUIRE(options.size() > 15);
+    auto source = std::filesystem::path(MEMGOV_SOURCE_DIR);
+    auto text_of = [](const std::filesystem::path& path) {
+        std::ifstream in(path);
+        return std::string(std::istreambuf_iterator<char>(in), {});
+    };
+    std::string man = text_of(source / "docs/memgov.1");
+    std::string readme = text_of(source / "README.md");
+    std::string completion = text_of(source / "tools/completion/memgov.bash");
+    auto man_form = [](std::string option) {  // groff writes each '-' as "\-"
+        std::string escaped;
+        for (char c : option) escaped += c == '-' ? std::string("\\-") : std::string(1, c);
+        return escaped;
+    };
+    for (const auto& option : options) {
+        CAPTURE(option);
+        CHECK(man.find(man_form(option)) != std::string::npos);
+        CHECK(readme.find("`" + option) != std::string::npos);
+        CHECK(completion.find(option) != std::string::npos);
+    }
 }

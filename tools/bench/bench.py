@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
 """memgov benchmarks: every claim a ratio measured side by side in one run on one machine.
 
-    sudo tools/bench/bench.py [--quick] [memstorm] [accuracy] [overhead] [latency] [scale]
+    sudo tools/bench/bench.py [--quick] [--check] [--out DIR] [memstorm] [accuracy] [overhead] [latency] [scale]
 
 Writes docs/bench/<name>.json (machine-readable) and docs/bench/<name>.md (the table
-docs/BENCHMARKS.md shows), and docs/bench/memstorm.svg (memory over time).
+docs/BENCHMARKS.md shows), and docs/bench/memstorm.svg (memory over time); --out elsewhere.
+--check fails (exit 1) when a result that does not depend on timing is wrong: memgov
+OOM-killed or failed, plain make not OOM-killed (then the benchmark shows nothing),
+BPF peaks off, events dropped.
 Needs root (BPF, memory cgroups) and a built tree (tools/build.sh).
 """
 import argparse
@@ -254,6 +257,7 @@ def write_svg(series, limit, labels):
     parts.append(f'<line x1="{ox}" y1="{oy}" x2="{ox}" y2="{pad}" stroke="black"/>')
     parts.append(f'<text x="{width / 2 - 60}" y="{height - 12}">seconds (0 – {t_max:.1f})</text>')
     parts.append(f'<text x="6" y="{pad - 8}">cgroup memory</text></svg>')
+    OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "memstorm.svg").write_text("\n".join(parts) + "\n")
 
 
@@ -475,9 +479,35 @@ def write_outputs(name, result, table):
     (OUT / f"{name}.md").write_text("\n".join(table) + "\n")
 
 
+def failures(result):
+    """What --check rejects in one benchmark's result: only outcomes, never timings."""
+    name, found = result["benchmark"], []
+    if name == "memstorm":
+        for row in result["rows"]:
+            if row["run"].startswith("memgov") and (row["oom_kills"] or row["exit"] != 0):
+                found.append(f"{row['run']}: {row['oom_kills']} OOM kills, exit {row['exit']}")
+        if not result["rows"][0]["oom_kills"]:
+            found.append(f"{result['rows'][0]['run']} was not OOM-killed: the cgroup does not test anything")
+    elif name == "accuracy":
+        bpf = next(r for r in result["rows"] if r["backend"] == "bpf")
+        if bpf["within_tolerance"] != bpf["processes"]:
+            found.append(f"BPF peaks: {bpf['within_tolerance']} of {bpf['processes']} within tolerance")
+    elif name == "latency":
+        if result["events_dropped"] or result["measured"] != result["execs"]:
+            found.append(f"{result['events_dropped']} events dropped, {result['measured']} of {result['execs']} measured")
+    elif name == "scale":
+        for row in result["rows"]:
+            if row["events_dropped"] or row["untracked"]:
+                found.append(f"{row['run']}: {row['events_dropped']} dropped, {row['untracked']} untracked")
+    return [f"{name}: {failure}" for failure in found]
+
+
 def main():
+    global OUT
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller job sets, one repetition (CI smoke runs)")
+    parser.add_argument("--check", action="store_true", help="exit 1 when an outcome (not a timing) is wrong")
+    parser.add_argument("--out", type=Path, default=OUT, help=f"where results go (default {OUT})")
     names = ["memstorm", "accuracy", "overhead", "latency", "scale"]
     parser.add_argument("benchmarks", nargs="*", choices=[[], *names], help="default: all of them")
     args = parser.parse_args()
@@ -485,8 +515,13 @@ def main():
         sys.exit("bench: needs root (BPF and memory cgroups): sudo tools/bench/bench.py")
     if not MEMGOV.exists():
         sys.exit(f"bench: {MEMGOV} missing: run tools/build.sh first")
+    OUT = args.out
+    found = []
     for name in args.benchmarks or names:
-        globals()[name](args.quick)
+        found += failures(globals()[name](args.quick))
+    for failure in found:
+        print(f"bench: FAILED {failure}", file=sys.stderr)
+    sys.exit(1 if args.check and found else 0)
 
 
 if __name__ == "__main__":

@@ -16,16 +16,17 @@ _memgov() {
         --stats-json|--log) _filedir; return ;;
         --profiles-dir) _filedir -d; return ;;
         --bar) COMPREPLY=($(compgen -W "auto always never" -- "$cur")); return ;;
+        --backend) COMPREPLY=($(compgen -W "bpf procfs" -- "$cur")); return ;;
         --gate) COMPREPLY=($(compgen -c -- "$cur")); return ;;
-        --limit|--headroom|--emergency-floor|--cold-estimate|--jobs|--backfill-window|--top|--max-procs) return ;;
+        --limit|--headroom|--emergency-floor|--cold-estimate|--jobs|--backfill-window|--poll-interval|--top|--max-procs) return ;;
         --sort) COMPREPLY=($(compgen -W "peak key last-seen" -- "$cur")); return ;;
         profiles) COMPREPLY=($(compgen -W "list show forget export import" -- "$cur")); return ;;
     esac
 
     if [[ $cur == -* ]]; then
         COMPREPLY=($(compgen -W "--help --version --limit --headroom --emergency-floor --cold-estimate
-            --profiles-dir --jobs --backfill-window --gate --no-gate --stats-json --log --verbose --bar
-            --quiet --top --max-procs --" -- "$cur"))
+            --profiles-dir --jobs --backfill-window --no-curves --gate --no-gate --stats-json --log --verbose --bar
+            --quiet --top --max-procs --backend --poll-interval --" -- "$cur"))
     elif ((cword == 1)); then
         COMPREPLY=($(compgen -W "check profiles version" -- "$cur") $(compgen -c -- "$cur"))
     fi
