@@ -23,6 +23,7 @@ const volatile __u32 pause_job_roots = 0;
 const volatile __u64 page_size = 4096;
 
 struct mg_totals totals = {};
+struct mg_grant grant = {};
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -228,6 +229,25 @@ static __always_inline bool is_gated(const char *filename)
 	return bpf_map_lookup_elem(&gate_names, &scratch->key) != NULL;
 }
 
+/* Spends one of the controller's grant (struct mg_grant) if any is left: a compare-and-swap,
+ * never a decrement to undo, since the controller may take the grant back at any instant.
+ * `spent` rises before the attempt (and falls back after a failed one), so a controller
+ * that reads it after taking the grant back can over-count what it has not heard of, never
+ * under-count. */
+static __always_inline bool take_grant(void)
+{
+	__sync_fetch_and_add(&grant.spent, 1);
+	for (int attempt = 0; attempt < 8; attempt++) {
+		__s64 left = *(volatile __s64 *)&grant.jobs;
+		if (left <= 0)
+			break;
+		if (__sync_val_compare_and_swap(&grant.jobs, left, left - 1) == left)
+			return true;
+	}
+	__sync_fetch_and_add(&grant.spent, -1);
+	return false; /* none left, or contended: the controller decides */
+}
+
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(on_exec, struct task_struct *task, pid_t old_pid, struct linux_binprm *bprm)
 {
@@ -254,7 +274,9 @@ int BPF_PROG(on_exec, struct task_struct *task, pid_t old_pid, struct linux_binp
 		}
 	}
 
-	if ((flags & MG_EXEC_JOB_ROOT) && pause_job_roots) {
+	if ((flags & MG_EXEC_JOB_ROOT) && pause_job_roots && take_grant())
+		flags |= MG_EXEC_GRANTED;
+	else if ((flags & MG_EXEC_JOB_ROOT) && pause_job_roots) {
 		/* Recorded before the stop, so the crash guard can always undo it. Queued before
 		 * the event is visible, so the controller's SIGCONT can never overtake it. */
 		__u64 now = bpf_ktime_get_ns();

@@ -197,6 +197,14 @@ void BpfTracker::resume_job(pid_t job) {
     for (pid_t pid : members) resume(pid);
 }
 
+// The grant lives in the program's mmapped .bss: no syscall either way.
+void BpfTracker::grant(std::int64_t jobs) { __atomic_store_n(&skeleton_->bss->grant.jobs, jobs, __ATOMIC_SEQ_CST); }
+
+std::uint64_t BpfTracker::take_back_grant() {
+    __atomic_exchange_n(&skeleton_->bss->grant.jobs, 0, __ATOMIC_SEQ_CST);
+    return __atomic_load_n(&skeleton_->bss->grant.spent, __ATOMIC_SEQ_CST);
+}
+
 std::optional<JobUsage> BpfTracker::job_usage(pid_t job) const {
     __u32 key = static_cast<__u32>(job);
     mg_job value{};

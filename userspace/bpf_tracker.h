@@ -35,6 +35,8 @@ public:
     void signal_all(int signo) override;
     std::optional<JobUsage> job_usage(pid_t job) const override;
     TrackerTotals totals() const override;
+    void grant(std::int64_t jobs) override;
+    std::uint64_t take_back_grant() override;
 
 private:
     BpfTracker() = default;

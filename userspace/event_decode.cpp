@@ -32,6 +32,7 @@ std::optional<TrackerEvent> decode_exec(std::span<const std::byte> bytes) {
     event.job = static_cast<pid_t>(raw->job);
     event.job_root = raw->flags & MG_EXEC_JOB_ROOT;
     event.paused = raw->flags & MG_EXEC_PAUSED;
+    event.granted = raw->flags & MG_EXEC_GRANTED;
     event.argv_truncated = (raw->flags & MG_EXEC_ARGV_TRUNCATED) || argv_len < raw->argv_len;
     event.argv_unreadable = raw->flags & MG_EXEC_ARGV_UNREADABLE;
     event.timestamp_ns = raw->header.timestamp_ns;

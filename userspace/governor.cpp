@@ -141,12 +141,19 @@ GovernorView Governor::view() const {
 
 std::vector<pid_t> Governor::running_jobs() const { return admission_order_; }
 
-bool Governor::admits_at_once(std::uint64_t peak_bytes, std::uint64_t available_bytes) const {
-    if (!queue_.empty() || (settings_.max_running && running_.size() >= settings_.max_running)) return false;
+std::uint64_t Governor::startable_at_once(std::uint64_t job_bytes, std::uint64_t margin_bytes,
+                                          std::uint64_t unannounced, std::uint64_t available_bytes) const {
+    if (!queue_.empty() || job_bytes == 0) return 0;
     if (std::any_of(running_.begin(), running_.end(), [](const auto& entry) { return entry.second.emergency_stopped; }))
-        return false;
-    std::uint64_t imminent = imminent_bytes();
-    return available_bytes >= imminent && peak_bytes <= available_bytes - imminent;
+        return 0;
+    std::uint64_t taken = imminent_bytes() + margin_bytes + unannounced * job_bytes;
+    std::uint64_t count = available_bytes > taken ? (available_bytes - taken) / job_bytes : 0;
+    if (settings_.max_running) {
+        std::uint64_t slots = running_.size() + unannounced < settings_.max_running
+                                  ? settings_.max_running - running_.size() - unannounced : 0;
+        count = std::min(count, slots);
+    }
+    return count;
 }
 
 std::vector<pid_t> Governor::release_all(Clock::time_point now) {

@@ -102,9 +102,12 @@ public:
     // Every decision returned is already applied to the governor's own state.
     std::vector<Decision> decide(std::uint64_t available_bytes, Clock::time_point now);
 
-    // Whether a job needing at most `peak_bytes` would start at once by the peak rule, with
-    // nobody waiting before it: the gate's fast path, taken before the job is identified.
-    bool admits_at_once(std::uint64_t peak_bytes, std::uint64_t available_bytes) const;
+    // How many more jobs of at most `job_bytes` each would start at once by the peak rule,
+    // with `margin_bytes` left free, nobody waiting before them, and `unannounced` jobs of
+    // that size already started but not reported yet: the gate's fast paths, which start a
+    // job before knowing which one it is.
+    std::uint64_t startable_at_once(std::uint64_t job_bytes, std::uint64_t margin_bytes, std::uint64_t unannounced,
+                                    std::uint64_t available_bytes) const;
 
     // Lets every held job (waiting at exec or emergency-stopped) run, returning them: the
     // build is being interrupted and must be able to end.

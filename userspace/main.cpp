@@ -86,6 +86,10 @@ int main(int argc, char** argv) {
     app.add_option("--jobs", run.max_running,
                    "At most N jobs admitted at once, biggest first (with a large -j: a deep queue)")
         ->envname("MEMGOV_JOBS");
+    app.add_flag("--always-stop", run.always_stop,
+                 "Stop every gated job at exec until memgov admits it, even when memory has room for any job "
+                 "(by default the kernel lets those start at once)")
+        ->envname("MEMGOV_ALWAYS_STOP");
     bool no_curves = false;
     app.add_flag("--no-curves", no_curves,
                  "Reserve every job's whole predicted peak from its start, ignoring the growth curves "

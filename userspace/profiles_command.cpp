@@ -88,6 +88,14 @@ int profiles_show(const ProfilesOptions& options) {
     fmt::print("key        {}\npeak       {} ({} bytes)\nsamples    {}\nlast seen  {}\ntool       {}\n", it->first,
                format_bytes(profile.peak_bytes), profile.peak_bytes, profile.samples, when(profile.last_seen),
                profile.tool);
+    if (const auto& curve = profile.curve) {
+        // The curve as a reader wants it: when a quarter, half, three quarters and all of the
+        // peak were reached (the 16ths in between are in the store and `profiles export`).
+        constexpr std::size_t quarter = GrowthCurve::steps / 4;
+        fmt::print("run time   {} ms\ngrowth     25% by {} ms, 50% by {} ms, 75% by {} ms, 100% by {} ms\n",
+                   curve->duration_ms, curve->reach_ms[quarter - 1], curve->reach_ms[2 * quarter - 1],
+                   curve->reach_ms[3 * quarter - 1], curve->reach_ms[4 * quarter - 1]);
+    }
     return 0;
 }
 

@@ -181,6 +181,7 @@ public:
         sample_jobs();
         if (Clock::now() - read_at_ >= reading_interval()) read_memory();
         decide();
+        regrant();
         save_store_if_due(Clock::now());
     }
 
@@ -219,6 +220,7 @@ public:
     // reached them) and are let go, so they end with the build instead of staying stopped.
     void interrupt(int signo, bool from_terminal, pid_t root) {
         draining_ = true;
+        tracker_.take_back_grant();
         // A terminal's signal reached every process of the foreground group; one sent to
         // memgov alone is passed on. The build tool gets it first: make, hit while its
         // children die, can lose track of them ("wait: No child processes") and exit 2
@@ -300,21 +302,26 @@ private:
     void on(const ExecEvent& event) {
         std::uint64_t handled = monotonic_ns();
         report_.on_exec(event, event.job_root ? process_cwd(event.pid) : std::string(), handled);  // cwd: keys only
-        // The gate's fast path: with room for the largest job known (and nobody queued
-        // before it), which job this is does not matter: it goes on at once, and is
-        // identified and predicted while it runs. The reading may be a relaxed tick old:
-        // the emergency floor on top covers what can change meanwhile.
-        bool admitted_at_once =
-            event.job_root && event.paused && !draining_ && Clock::now() - read_at_ <= relaxed_reading &&
-            governor_.admits_at_once(predictor_.largest() + settings_.governor.emergency_floor_bytes, availability_.bytes);
-        std::uint64_t imminent_before = 0;
+        // The gate's fast paths: with room for the largest job known (and nobody queued
+        // before it), which job this is does not matter. The kernel may have started it
+        // already (a grant, see regrant()); otherwise it is continued here, before it is
+        // identified and predicted. The reading may be a relaxed tick old: the emergency
+        // floor on top covers what can change meanwhile.
+        if (event.granted) {
+            ++granted_seen_;
+            report_.on_admitted(event.pid, event.timestamp_ns, false);
+        }
+        bool admitted_at_once = event.job_root && event.paused && !draining_ &&
+                                Clock::now() - read_at_ <= relaxed_reading &&
+                                governor_.startable_at_once(predictor_.largest(), settings_.governor.emergency_floor_bytes,
+                                                            unannounced_grants(), availability_.bytes) > 0;
         if (admitted_at_once) {
             // Stamped before the signal: the woken job may run before we do again.
             std::uint64_t continued = monotonic_ns();
             tracker_.resume(event.pid);
             report_.on_admitted(event.pid, continued, false);
-            imminent_before = governor_.view().imminent_bytes;
         }
+        std::uint64_t imminent_before = admitted_at_once || event.granted ? governor_.view().imminent_bytes : 0;
         if (log_.enabled(LogCategory::debug))
             log_.write(LogCategory::debug, "exec PID={} PPID={} job={} {}{}", event.pid, event.ppid, event.job,
                        joined(event.argv), event.argv_truncated ? " …(argv truncated)" : "");
@@ -332,9 +339,10 @@ private:
             governor_.job_running(event.pid, std::move(expected), Clock::now());
             info.started_at = Clock::now();
         }
-        if (admitted_at_once) {
+        if (admitted_at_once || event.granted) {
             log_.verdict(Verdict::ok, "PID={} {}: needs {}, have {} free ({} imminent) - OK", event.pid, info.key,
-                         format_mb(info.prediction.bytes), format_mb(availability_.bytes - imminent_before),
+                         format_mb(info.prediction.bytes),
+                         format_mb(availability_.bytes > imminent_before ? availability_.bytes - imminent_before : 0),
                          format_mb(imminent_before));
             log_reserved(event.pid, info.key, info.prediction.bytes);
         }
@@ -345,6 +353,23 @@ private:
             if (Clock::now() - read_at_ > tight_reading) refresh();
             decide();
         }
+        regrant();
+    }
+
+    // Ends the kernel's grant; returns how many execs it started that we have not heard of.
+    std::uint64_t unannounced_grants() {
+        std::uint64_t spent = tracker_.take_back_grant();
+        return spent > granted_seen_ ? spent - granted_seen_ : 0;
+    }
+
+    // Lets the kernel start, without stopping them, as many gated jobs as there is room for
+    // by the peak rule, each counted as the largest job known plus the emergency floor as a
+    // margin for a reading up to a relaxed tick old. None while jobs wait or are stopped.
+    void regrant() {
+        std::uint64_t unannounced = unannounced_grants();
+        if (!options_.gate || options_.always_stop || draining_ || Clock::now() - read_at_ > relaxed_reading) return;
+        tracker_.grant(static_cast<std::int64_t>(governor_.startable_at_once(
+            predictor_.largest(), settings_.governor.emergency_floor_bytes, unannounced, availability_.bytes)));
     }
 
     void on(const ExitEvent& event) {
@@ -474,6 +499,7 @@ private:
     bool draining_ = false;
     Availability availability_;
     Clock::time_point read_at_{};
+    std::uint64_t granted_seen_ = 0;  // execs the kernel started under a grant, heard of
     unsigned bar_frame_ = 0;
 };
 

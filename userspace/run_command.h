@@ -26,6 +26,7 @@ struct RunOptions {
     std::optional<std::string> profiles_dir;
     std::size_t max_running = 0;
     bool follow_growth_curves = true;
+    bool always_stop = false;  // no kernel grant: every gated job waits for the controller
     std::chrono::milliseconds backfill_window{10'000};
     std::optional<std::string> stats_json;
     std::optional<std::string> log_file;

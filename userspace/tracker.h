@@ -30,6 +30,7 @@ struct ExecEvent {
     pid_t job = 0;  // 0: glue (make, sh …), not part of a job
     bool job_root = false;
     bool paused = false;  // stopped at exec; waits for Tracker::resume
+    bool granted = false; // started under Tracker::grant, never stopped
     bool argv_truncated = false;
     bool argv_unreadable = false;
     std::uint64_t timestamp_ns = 0;
@@ -111,6 +112,12 @@ public:
     virtual void signal_all(int signo) = 0;
     virtual std::optional<JobUsage> job_usage(pid_t job) const = 0;
     virtual TrackerTotals totals() const = 0;
+    // The gate's in-kernel fast path (BPF only): up to `jobs` gated execs may start without
+    // being stopped, reported with ExecEvent::granted. take_back_grant() ends the grant and
+    // returns how many execs were ever started under one (at least; final until the next
+    // grant), so the caller knows how many it has not heard of yet.
+    virtual void grant(std::int64_t jobs) { (void)jobs; }
+    virtual std::uint64_t take_back_grant() { return 0; }
 };
 
 }  // namespace memgov

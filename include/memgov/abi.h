@@ -31,6 +31,7 @@ enum mg_exec_flags {
 	MG_EXEC_PAUSED = 1u << 1,          /* SIGSTOPped; waits for the controller */
 	MG_EXEC_ARGV_TRUNCATED = 1u << 2,  /* argv longer than MG_ARGV_MAX */
 	MG_EXEC_ARGV_UNREADABLE = 1u << 3, /* bpf_probe_read_user failed */
+	MG_EXEC_GRANTED = 1u << 4,         /* started under the controller's grant: never stopped */
 };
 
 struct mg_event_header {
@@ -98,6 +99,15 @@ struct mg_totals {
 	__u64 jobs_map_full;   /* a gated exec could not become a job */
 	__u64 oom_kills;
 	__u64 guard_resumed;   /* pids the crash guard SIGCONTed */
+};
+
+/* Gated execs the kernel may let start without stopping them, in the program's .bss. The
+ * controller grants N when memory holds N more of the largest job it knows; each granted exec
+ * spends one. To regrant, the controller first exchanges `jobs` with 0 (nothing can be
+ * spent meanwhile), then reads `spent` to know which granted execs it has not heard of yet. */
+struct mg_grant {
+	__s64 jobs;
+	__u64 spent;
 };
 
 #endif /* MEMGOV_ABI_H */

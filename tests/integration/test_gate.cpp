@@ -1,6 +1,7 @@
 // The exec gate stops a job before its first instruction; the crash guard resumes every
 // stopped job when the controller dies, however it dies.
 #include <doctest/doctest.h>
+#include <fmt/format.h>
 #include <signal.h>
 #include <fcntl.h>
 #include <sys/prctl.h>
@@ -58,6 +59,36 @@ TEST_CASE("a gated exec is stopped before user code runs, and resumed by the con
     CHECK_FALSE(runner.try_wait());
 
     tracker->resume(runner.pid());
+    CHECK(runner.wait() == 0);
+}
+
+TEST_CASE("the kernel starts granted execs without stopping them, and only as many as granted") {
+    auto tracker = BpfTracker::open(gate_memhog());
+    // A shell that runs three gated jobs one after another, each holding 300 ms.
+    Runner runner({{"/bin/sh", "-c",
+                    fmt::format("for i in 1 2 3; do {} --mb 1 --hold-ms 300; done", harness::memhog_bin())},
+                   std::nullopt});
+    tracker->track(runner.pid());
+    tracker->grant(2);
+    REQUIRE(runner.start() == 0);
+
+    std::vector<ExecEvent> jobs;
+    auto deadline = std::chrono::steady_clock::now() + 10s;
+    Tracker::EventHandler handler = [&](const TrackerEvent& event) {
+        if (auto* exec = std::get_if<ExecEvent>(&event); exec && exec->job_root) jobs.push_back(*exec);
+    };
+    while (jobs.size() < 3 && std::chrono::steady_clock::now() < deadline) tracker->poll(100ms, handler);
+    REQUIRE(jobs.size() == 3);
+    for (int i = 0; i < 2; ++i) {
+        CHECK(jobs[i].granted);
+        CHECK_FALSE(jobs[i].paused);
+    }
+    CHECK_FALSE(jobs[2].granted);  // the grant was spent: the third waits for us
+    REQUIRE(jobs[2].paused);
+    for (int i = 0; i < 100 && harness::process_state(jobs[2].pid) != 'T'; ++i) std::this_thread::sleep_for(10ms);
+    CHECK(harness::process_state(jobs[2].pid) == 'T');  // the stop is queued before the record
+    CHECK(tracker->take_back_grant() == 2);
+    tracker->resume(jobs[2].pid);
     CHECK(runner.wait() == 0);
 }
 

@@ -60,6 +60,21 @@ TEST_CASE("memstorm: plain make -j8 is OOM-killed in 1 GiB; memgov finishes cold
     auto cold = run_memgov(memgov_args, make, &cgroup);
     check_clean_governed_run(cold, cgroup, oom_before_cold, memstorm_sizes.size());
     CHECK(std::filesystem::exists(profiles.path() + "/profiles.json"));
+    // Each job's growth curve was learned: it ran 300 + 200 ms (longer side by side), and
+    // reached half its peak within its 300 ms ramp (dated early, never late).
+    std::ifstream store(profiles.path() + "/profiles.json");
+    auto learned = nlohmann::json::parse(store)["profiles"];
+    REQUIRE(learned.size() == std::set<int>(memstorm_sizes.begin(), memstorm_sizes.end()).size());  // one key a size
+    for (const auto& [key, profile] : learned.items()) {
+        CAPTURE(key);
+        REQUIRE(profile.contains("duration_ms"));
+        CHECK(profile["duration_ms"].get<int>() >= 500);
+        CHECK(profile["duration_ms"].get<int>() < 5000);
+        CHECK(profile["reach_ms"][7].get<int>() <= 300);
+    }
+    std::string shown;
+    REQUIRE(run({memgov_bin(), "profiles", "show", "--profiles-dir", profiles.path(), learned.begin().key()}, &shown) == 0);
+    CHECK(shown.find("growth     25% by") != std::string::npos);
 
     auto warm = run_memgov(memgov_args, make, &cgroup);
     check_clean_governed_run(warm, cgroup, oom_before_cold, memstorm_sizes.size());

@@ -38,10 +38,21 @@ TEST_CASE("exec records decode with argv split on NUL") {
     CHECK(exec.ppid == 41);
     CHECK(exec.job_root);
     CHECK(exec.paused);
+    CHECK_FALSE(exec.granted);
     CHECK_FALSE(exec.argv_truncated);
     CHECK(exec.comm == "cc1plus");
     CHECK(exec.filename == "/usr/bin/g++");
     CHECK(exec.argv == std::vector<std::string>{"g++", "-c", "a b.cc"});
+}
+
+TEST_CASE("an exec the kernel started under the grant is a job root, granted, not paused") {
+    std::string block("cc\0", 3);
+    auto event = decode_event(exec_record(block, MG_EXEC_JOB_ROOT | MG_EXEC_GRANTED, block.size()));
+    REQUIRE(event);
+    auto& exec = std::get<ExecEvent>(*event);
+    CHECK(exec.job_root);
+    CHECK(exec.granted);
+    CHECK_FALSE(exec.paused);
 }
 
 TEST_CASE("a record shorter than its claimed argv is truncated, not overread") {

@@ -322,3 +322,35 @@ TEST_CASE("--jobs with a deep queue starts the biggest job that fits first; the 
     s.now += 6s;
     CHECK(Scenario::admitted(s.decide(1000)).front() == 10);
 }
+
+TEST_CASE("startable at once: how many of the largest job fit now, none while anything waits") {
+    GovernorSettings settings;
+    settings.emergency_floor_bytes = 100 * MiB;
+    Scenario s(settings);
+    auto startable = [&](std::uint64_t job_mib, std::uint64_t unannounced, std::uint64_t available_mib) {
+        return s.governor.startable_at_once(job_mib * MiB, 100 * MiB, unannounced, available_mib * MiB);
+    };
+    CHECK(startable(200, 0, 1000) == 4);  // (1000 - 100 margin) / 200
+    CHECK(startable(200, 2, 1000) == 2);  // two started by the kernel, not reported yet
+    CHECK(startable(200, 0, 250) == 0);
+    CHECK(startable(0, 0, 1000) == 0);
+    s.wait(1, 300);
+    s.decide(1000);
+    s.use(1, 100, 100);                   // 200 imminent
+    CHECK(startable(200, 0, 1000) == 3);  // (1000 - 200 - 100) / 200
+    s.wait(2, 5000);                      // does not fit: waits
+    s.decide(1000);
+    CHECK(startable(1, 0, 1000) == 0);    // a newcomer would pass it
+}
+
+TEST_CASE("startable at once respects --jobs, counting unreported starts") {
+    GovernorSettings settings;
+    settings.max_running = 3;
+    settings.emergency_floor_bytes = 0;
+    Scenario s(settings);
+    s.wait(1, 10);
+    s.decide(1000);
+    CHECK(s.governor.startable_at_once(10 * MiB, 0, 0, 1000 * MiB) == 2);
+    CHECK(s.governor.startable_at_once(10 * MiB, 0, 1, 1000 * MiB) == 1);
+    CHECK(s.governor.startable_at_once(10 * MiB, 0, 5, 1000 * MiB) == 0);
+}

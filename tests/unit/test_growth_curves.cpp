@@ -47,6 +47,12 @@ struct Curves {
             if (d.kind == DecisionKind::admit) pids.push_back(d.job);
         return pids;
     }
+    // A job that takes `mib` at once and ends `duration_ms` after it starts, started now.
+    void start_flat(pid_t job, std::uint64_t mib, std::uint32_t duration_ms) {
+        wait(job, mib, linear(0, duration_ms));
+        REQUIRE(admitted(1000) == std::vector<pid_t>{job});
+        governor.job_usage(job, mib * MiB, mib * MiB);
+    }
     const Decision* admission(pid_t job) const {
         auto it = std::find_if(last.begin(), last.end(),
                                [&](const Decision& d) { return d.kind == DecisionKind::admit && d.job == job; });
@@ -165,9 +171,7 @@ TEST_CASE("curves: off, or for a job that grows at once, the whole peak must fit
         GovernorSettings settings = exact();
         settings.follow_growth_curves = follow;
         Curves s(settings);
-        s.wait(1, 600, linear(0, 1000));
-        REQUIRE(s.admitted(1000) == std::vector<pid_t>{1});
-        s.governor.job_usage(1, 600 * MiB, 600 * MiB);
+        s.start_flat(1, 600, 1000);
         s.now += 900ms;
         s.wait(2, 600, follow ? linear(0, 1500) : linear(1000, 1500));
         CHECK(s.admitted(400).empty());
@@ -176,9 +180,7 @@ TEST_CASE("curves: off, or for a job that grows at once, the whole peak must fit
 
 TEST_CASE("curves: a running job past its expected end is no longer counted on to end") {
     Curves s;
-    s.wait(1, 600, linear(0, 1000));
-    REQUIRE(s.admitted(1000) == std::vector<pid_t>{1});
-    s.governor.job_usage(1, 600 * MiB, 600 * MiB);
+    s.start_flat(1, 600, 1000);
     s.now += 1100ms;  // overdue
     s.wait(2, 600, linear(1000, 1500));
     CHECK(s.admitted(400).empty());
@@ -190,9 +192,7 @@ TEST_CASE("curves: what stays free is never planned away (curve_reserve_bytes)")
     GovernorSettings settings = exact();
     settings.curve_reserve_bytes = 100 * MiB;
     Curves s(settings);
-    s.wait(1, 600, linear(0, 1000));
-    REQUIRE(s.admitted(1000) == std::vector<pid_t>{1});
-    s.governor.job_usage(1, 600 * MiB, 600 * MiB);
+    s.start_flat(1, 600, 1000);
     s.now += 900ms;
     // Before job 1 ends, job 2 grows to 2/16 of 640 = 80 MiB; 400 - 100 kept free = 300.
     s.wait(2, 640, linear(1000, 1500));
@@ -204,9 +204,7 @@ TEST_CASE("curves: what stays free is never planned away (curve_reserve_bytes)")
 
 TEST_CASE("curves: a smaller job passes a blocked one only if that can still start on time") {
     Curves s;
-    s.wait(1, 800, linear(0, 1000));
-    REQUIRE(s.admitted(1000) == std::vector<pid_t>{1});
-    s.governor.job_usage(1, 800 * MiB, 800 * MiB);
+    s.start_flat(1, 800, 1000);
     s.wait(2, 900, linear(0, 1000));   // blocked: can start when job 1 ends, 1 s from now
     s.wait(3, 150, linear(0, 2000));   // fits now, but would still run then: 900 + 150 > 1000
     s.wait(4, 150, linear(0, 500));    // fits now and ends before job 2 can start

@@ -25,7 +25,7 @@ _memgov() {
 
     if [[ $cur == -* ]]; then
         COMPREPLY=($(compgen -W "--help --version --limit --headroom --emergency-floor --cold-estimate
-            --profiles-dir --jobs --backfill-window --no-curves --gate --no-gate --stats-json --log --verbose --bar
+            --profiles-dir --jobs --backfill-window --no-curves --gate --no-gate --always-stop --stats-json --log --verbose --bar
             --quiet --top --max-procs --backend --poll-interval --" -- "$cur"))
     elif ((cword == 1)); then
         COMPREPLY=($(compgen -W "check profiles version" -- "$cur") $(compgen -c -- "$cur"))
