@@ -101,6 +101,15 @@ rusage own_usage() {
     return usage;
 }
 
+// The peak RSS of memgov's own address space. Not getrusage's ru_maxrss: Linux carries that
+// across execve, so it would report the peak of whatever process forked memgov.
+std::uint64_t own_peak_rss_bytes() {
+    std::ifstream status("/proc/self/status");
+    for (std::string line; std::getline(status, line);)
+        if (line.starts_with("VmHWM:")) return std::strtoull(line.c_str() + 6, nullptr, 10) * 1024;
+    return 0;
+}
+
 double cpu_seconds(const rusage& usage) {
     auto to_seconds = [](const timeval& t) { return static_cast<double>(t.tv_sec) + t.tv_usec / 1e6; };
     return to_seconds(usage.ru_utime) + to_seconds(usage.ru_stime);
@@ -616,7 +625,7 @@ int run_command(const RunOptions& options) {
         .bound_by = controller.availability().bound_by,
         .backend = options.backend == Backend::procfs ? "procfs" : "bpf",
         .controller_cpu_seconds = cpu_seconds(own_usage()),
-        .controller_max_rss_bytes = static_cast<std::uint64_t>(own_usage().ru_maxrss) * 1024,
+        .controller_max_rss_bytes = own_peak_rss_bytes(),
     };
     log->write(LogCategory::exit, "build exited with status {}", summary.exit_status);
     std::uint64_t dropped_lines = terminal->dropped_lines();

@@ -339,7 +339,7 @@ def overhead(quick):
         build_dir, target, what = work / "project", [], "the demo project (five g++ translation units)"
     else:
         copy_project(work / "src")
-        build_dir, target, what = work / "obj", ["memgov"], "memgov itself (`make memgov`: BPF object, skeleton, 30 C++ files)"
+        build_dir, target, what = work / "obj", ["memgov"], "memgov itself (`make memgov`: BPF object, skeleton, 22 C++ files)"
         subprocess.run(["cmake", "-S", work / "src", "-B", build_dir, "-G", "Unix Makefiles",
                         "-DCMAKE_BUILD_TYPE=RelWithDebInfo"], check=True, stdout=subprocess.DEVNULL)
     measured = {label: {"wall": [], "build_cpu": [], "controller_cpu": []} for label, _ in variants}
