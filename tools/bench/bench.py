@@ -234,7 +234,7 @@ def memstorm(quick):
 
 def write_svg(series, limit, labels):
     width, height, pad = 720, 320, 50
-    chosen = {k: v for k, v in series.items() if k in labels and v}
+    chosen = {label: series[label] for label in labels if series.get(label)}  # in the legend's order
     t_max = max(t for v in chosen.values() for t, _ in v) or 1
     y_max = limit * 1.1
     colors = ["#d62728", "#999999", "#7b3fb5"]
