@@ -60,17 +60,20 @@ TEST_CASE("memstorm: plain make -j8 is OOM-killed in 1 GiB; memgov finishes cold
     auto cold = run_memgov(memgov_args, make, &cgroup);
     check_clean_governed_run(cold, cgroup, oom_before_cold, memstorm_sizes.size());
     CHECK(std::filesystem::exists(profiles.path() + "/profiles.json"));
-    // Each job's growth curve was learned: it ran 300 + 200 ms (longer side by side), and
-    // reached half its peak within its 300 ms ramp (dated early, never late).
+    // Each job's growth curve was learned: it ran its 300 + 200 ms (longer side by side), and
+    // reached half its peak during its ramp, well before its 200 ms hold at the peak ended.
+    // (The ramp's speed depends on the machine's load; the shape does not.)
     std::ifstream store(profiles.path() + "/profiles.json");
     auto learned = nlohmann::json::parse(store)["profiles"];
     REQUIRE(learned.size() == std::set<int>(memstorm_sizes.begin(), memstorm_sizes.end()).size());  // one key a size
     for (const auto& [key, profile] : learned.items()) {
         CAPTURE(key);
         REQUIRE(profile.contains("duration_ms"));
-        CHECK(profile["duration_ms"].get<int>() >= 500);
-        CHECK(profile["duration_ms"].get<int>() < 5000);
-        CHECK(profile["reach_ms"][7].get<int>() <= 300);
+        int duration = profile["duration_ms"].get<int>();
+        CHECK(duration >= 500);
+        CHECK(duration < 10000);
+        CHECK(profile["reach_ms"][7].get<int>() < duration - 200);
+        CHECK(profile["reach_ms"][15].get<int>() <= duration);
     }
     std::string shown;
     REQUIRE(run({memgov_bin(), "profiles", "show", "--profiles-dir", profiles.path(), learned.begin().key()}, &shown) == 0);
