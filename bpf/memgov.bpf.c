@@ -322,6 +322,10 @@ int BPF_PROG(on_exec, struct task_struct *task, pid_t old_pid, struct linux_binp
 	__u64 wakeup = (flags & MG_EXEC_PAUSED) ? BPF_RB_FORCE_WAKEUP : 0;
 	if (bpf_ringbuf_output(&events, record, size, wakeup)) {
 		__sync_fetch_and_add(&totals.events_dropped, 1);
+		/* The controller will never hear of a granted job either: not counted as spent,
+		 * it is not waited for forever; it runs ungoverned, as a dropped paused one does. */
+		if (flags & MG_EXEC_GRANTED)
+			__sync_fetch_and_add(&grant.spent, -1);
 		if (flags & MG_EXEC_PAUSED) {
 			/* The controller will never hear of this job: let it run ungoverned rather
 			 * than stay stopped. SIGCONT discards the still-pending SIGSTOP. */

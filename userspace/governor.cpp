@@ -31,7 +31,8 @@ void Governor::job_exited(pid_t job, Clock::time_point now) {
     if (auto it = running_.find(job); it != running_.end()) {
         progressed_ = true;
         const Job& ended = it->second;
-        if (ended.curve && !ended.ever_stopped) {
+        // Short jobs say little: a 2 ms job taking 8 ms would make every job "4x late".
+        if (ended.curve && !ended.ever_stopped && ended.curve->duration_ms >= settings_.min_calibration_ms) {
             run_time_ratios_.push_back(std::chrono::duration<double, std::milli>(now - ended.admitted_at).count() /
                                        ended.curve->duration_ms);
             if (run_time_ratios_.size() > settings_.calibration_jobs) run_time_ratios_.pop_front();
@@ -58,7 +59,10 @@ std::int64_t Governor::extra_use(const Job& job, double age_ms, double ahead_ms)
     double end = curve_end_ms(*job.curve);
     if (age_ms >= end) return peak - current;  // overdue: no longer trusted to end soon
     if (age >= end) return -current;
-    auto expected = static_cast<std::int64_t>(static_cast<double>(peak) * job.curve->share_at(age / settings_.curve_sooner));
+    // Evaluated a microsecond late: at an instant steps() computed for this step, rounding
+    // must not leave the step unreached (which would hide memory about to come).
+    auto expected = static_cast<std::int64_t>(static_cast<double>(peak) *
+                                              job.curve->share_at((age + 0.001) / settings_.curve_sooner));
     return std::max(expected, current) - current;
 }
 
@@ -237,7 +241,13 @@ void Governor::admit_waiting(std::uint64_t available_bytes, Clock::time_point no
             return waiting_.at(a).reserved_bytes > waiting_.at(b).reserved_bytes;
         });
     }
-    Outlook running = outlook(now);
+    if (queue_.empty()) return;
+    // Built only when the peak rule alone does not decide, and again after each admission.
+    std::optional<Outlook> running_outlook;
+    auto running = [&]() -> const Outlook& {
+        if (!running_outlook) running_outlook = outlook(now);
+        return *running_outlook;
+    };
     // With curves, a job that does not fit yet gets a start instant (its shadow) from when
     // running jobs end; smaller jobs may pass it only if it can still start then (EASY
     // backfilling). Without one (no curves), the backfill window alone bounds its wait.
@@ -255,11 +265,11 @@ void Governor::admit_waiting(std::uint64_t available_bytes, Clock::time_point no
             Decision decision = admit(pid, effective_free, now);
             decision.forced = needed > effective_free;
             decisions.push_back(decision);
-            running = outlook(now);
+            running_outlook.reset();
             continue;
         }
         bool on_curve = needed > effective_free;
-        if (!on_curve || (settings_.follow_growth_curves && fits_from(job, 0, running, available))) {
+        if (!on_curve || (settings_.follow_growth_curves && fits_from(job, 0, running(), available))) {
             if (blocked) {
                 if (now - waiting_.at(*blocked).queued_at >= settings_.backfill_window) return;
                 if (with_blocked && !fits_from(job, 0, *with_blocked, available))
@@ -269,7 +279,7 @@ void Governor::admit_waiting(std::uint64_t available_bytes, Clock::time_point no
             decision.backfill = blocked.has_value();
             decision.on_curve = on_curve;
             decisions.push_back(decision);
-            running = outlook(now);
+            running_outlook.reset();
             if (with_blocked) with_blocked = outlook(now, Planned{&waiting_.at(*blocked), *blocked_start});
             continue;
         }
@@ -282,7 +292,7 @@ void Governor::admit_waiting(std::uint64_t available_bytes, Clock::time_point no
             blocked = pid;
             if (now - job.queued_at >= settings_.backfill_window) return;
             if (!settings_.follow_growth_curves) continue;
-            blocked_start = earliest_start(job, running, available);
+            blocked_start = earliest_start(job, running(), available);
             if (blocked_start) with_blocked = outlook(now, Planned{&job, *blocked_start});
         }
     }

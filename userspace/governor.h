@@ -44,6 +44,7 @@ struct GovernorSettings {
     std::chrono::milliseconds curve_end_margin{50};
     std::size_t calibration_jobs = 16;
     std::size_t min_calibration_jobs = 4;
+    std::uint32_t min_calibration_ms = 200;  // shorter jobs do not calibrate
     // Curves plan ahead; they keep this much of what is available free at every future
     // instant, so the plan coming true does not itself cross the emergency floor.
     std::uint64_t curve_reserve_bytes = 0;

@@ -46,7 +46,7 @@ bool write_all(int fd, const std::string& text) {
     return true;
 }
 
-// Both fields or neither; a curve that is not one (unsorted, past its end) is bad input.
+// nullopt unless both fields are there and make a valid curve.
 std::optional<GrowthCurve> parse_curve(const json* duration, const json* reach) {
     if (!duration || !reach || !duration->is_number_unsigned() || !reach->is_array() ||
         reach->size() != GrowthCurve::steps || duration->get<std::uint64_t>() > UINT32_MAX)
@@ -98,8 +98,7 @@ std::optional<Profiles> parse_profiles(const std::string& text, std::string& err
         const json* duration = peak ? field(entry, "duration_ms") : nullptr;
         const json* reach = peak ? field(entry, "reach_ms") : nullptr;
         if (!peak || !peak->is_number_unsigned() || (samples && !samples->is_number_unsigned()) ||
-            (last_seen && !last_seen->is_number_integer()) || (tool && !tool->is_string()) ||
-            ((duration || reach) && !parse_curve(duration, reach))) {
+            (last_seen && !last_seen->is_number_integer()) || (tool && !tool->is_string())) {
             error = fmt::format("bad entry for {}", key);
             return std::nullopt;
         }
@@ -108,7 +107,9 @@ std::optional<Profiles> parse_profiles(const std::string& text, std::string& err
         profile.samples = samples ? samples->get<std::uint64_t>() : 1;
         profile.last_seen = last_seen ? last_seen->get<std::int64_t>() : 0;
         profile.tool = tool ? tool->get<std::string>() : std::string();
-        if (duration || reach) profile.curve = parse_curve(duration, reach);
+        // A curve that is not one (half of it, unsorted, another step count) is dropped: the
+        // peak still counts, and the next complete run learns the curve again.
+        profile.curve = parse_curve(duration, reach);
         profiles[key] = std::move(profile);
     }
     return profiles;

@@ -39,7 +39,8 @@ using namespace std::chrono_literals;
 constexpr auto tight_reading = 20ms;
 constexpr auto relaxed_reading = 100ms;
 // Running jobs' peaks are sampled more often (a map lookup each, no file reads): the
-// samples date their growth curves. With many jobs, less often, so the cost stays flat.
+// samples date their growth curves. With many jobs, less often (1 ms per job), though at
+// least once a reading interval.
 constexpr auto sample_tick = 20ms;
 constexpr auto sample_cost_per_job = 1ms;
 constexpr auto idle_tick = relaxed_reading;  // keeps a reading the gate's fast path can use
@@ -187,23 +188,26 @@ public:
 
     // Samples the jobs, reads memory when due, lets the governor decide, applies that.
     void tick() {
-        sample_jobs();
-        if (Clock::now() - read_at_ >= reading_interval()) read_memory();
+        if (Clock::now() - read_at_ >= reading_interval()) refresh();
+        else sample_jobs(false);
         decide();
         regrant();
         save_store_if_due(Clock::now());
     }
 
+    // Jobs' use and memory read together: growth since a memory reading must not leave the
+    // governor's imminent while that reading still counts it as free.
     void refresh() {
-        sample_jobs();
+        sample_jobs(true);
         read_memory();
     }
 
-    void sample_jobs() {
+    // Every running job's peak, for its growth curve; and for the governor with a reading.
+    void sample_jobs(bool with_reading) {
         auto now = Clock::now();
         for (pid_t job : governor_.running_jobs()) {
             if (auto usage = tracker_.job_usage(job)) {
-                governor_.job_usage(job, usage->rss_bytes, usage->peak_bytes);
+                if (with_reading) governor_.job_usage(job, usage->rss_bytes, usage->peak_bytes);
                 if (auto it = jobs_.find(job); it != jobs_.end() && it->second.started_at)
                     it->second.growth.observe(milliseconds_since(*it->second.started_at, now), usage->peak_bytes);
             } else {
@@ -345,8 +349,10 @@ private:
         if (event.paused && !draining_ && !admitted_at_once) {
             governor_.job_waiting(event.pid, std::move(expected), Clock::now());
         } else {
-            governor_.job_running(event.pid, std::move(expected), Clock::now());
-            info.started_at = Clock::now();
+            // A granted job started at its exec (the BPF clock is CLOCK_MONOTONIC, as is ours).
+            auto started = event.granted ? Clock::time_point(std::chrono::nanoseconds(event.timestamp_ns)) : Clock::now();
+            governor_.job_running(event.pid, std::move(expected), started);
+            info.started_at = started;
         }
         if (admitted_at_once || event.granted) {
             log_.verdict(Verdict::ok, "PID={} {}: needs {}, have {} free ({} imminent) - OK", event.pid, info.key,

@@ -255,3 +255,22 @@ TEST_CASE("curves: an emergency-stopped job's run time does not calibrate") {
     s.governor.job_exited(2, s.now);
     CHECK(s.governor.curve_later() == 1.0);
 }
+
+TEST_CASE("curves with the default margins: a step is never missed at the instant it is planned") {
+    // A running job that will take 800 MiB at once at (reach 2237 ms × 0.9): at whatever age it
+    // is looked at, a job that holds 500 MiB from now on (no curve) does not fit beside it in
+    // 800 MiB. Ages on a fine grid find the instants where rounding could put the step a hair
+    // late, hiding it.
+    for (double age_us = 297000; age_us < 297400; age_us += 0.37) {
+        Curves s(GovernorSettings{});
+        GrowthCurve flat_late;
+        flat_late.duration_ms = 5000;
+        flat_late.reach_ms.fill(2237);
+        s.wait(1, 800, flat_late);
+        REQUIRE(s.admitted(1000) == std::vector<pid_t>{1});
+        s.governor.job_usage(1, 50 * MiB, 50 * MiB);
+        s.now += std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double, std::micro>(age_us));
+        s.wait(2, 500, std::nullopt);
+        REQUIRE_MESSAGE(s.admitted(800).empty(), "admitted at age ", age_us, " us");
+    }
+}
