@@ -10,6 +10,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/tools/build.sh"
+echo "== unit and integration tests"
 ctest --test-dir "$root/build" --output-on-failure "$@"
 [[ ${MEMGOV_QUICK:-0} == 1 ]] && exit 0
 
