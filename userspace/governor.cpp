@@ -118,6 +118,13 @@ std::optional<double> Governor::earliest_start(const Job& job, const Outlook& ru
     return std::nullopt;
 }
 
+void Governor::jobs_interrupted() {
+    for (auto& [pid, job] : running_) {
+        job.ever_stopped = true;
+        job.curve.reset();  // its whole peak counts until it ends
+    }
+}
+
 std::uint64_t Governor::imminent_bytes() const {
     std::uint64_t imminent = 0;
     for (const auto& [pid, job] : running_)

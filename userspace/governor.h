@@ -99,6 +99,10 @@ public:
     // The job's root exited, whether it was waiting, running or stopped.
     void job_exited(pid_t job, Clock::time_point now);
 
+    // Every running job was stopped for a while from outside (the build was suspended):
+    // their run times no longer calibrate, and they are no longer counted on to end on time.
+    void jobs_interrupted();
+
     // What to do now, given memory available to the build (after limits and headroom).
     // Every decision returned is already applied to the governor's own state.
     std::vector<Decision> decide(std::uint64_t available_bytes, Clock::time_point now);

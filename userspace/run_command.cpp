@@ -293,6 +293,14 @@ public:
         for (const auto& warning : store_.take_warnings()) fmt::print(stderr, "memgov: warning: {}\n", warning);
     }
 
+    // The whole build was stopped (Ctrl-Z) for a while: what its running jobs took meanwhile
+    // says nothing about their curves, nor about how long jobs run.
+    void build_was_suspended() {
+        governor_.jobs_interrupted();
+        for (pid_t job : governor_.running_jobs())
+            if (auto it = jobs_.find(job); it != jobs_.end()) it->second.emergency_stopped = true;
+    }
+
     BuildReport& report() { return report_; }
     const Availability& availability() const { return availability_; }
     const GovernorTotals& totals() const { return totals_; }
@@ -304,7 +312,7 @@ private:
         Prediction prediction;
         std::optional<Clock::time_point> started_at;  // admitted (or never paused)
         GrowthRecorder growth;
-        bool emergency_stopped = false;  // its timing says nothing about the next run
+        bool emergency_stopped = false;  // or suspended: its timing says nothing about the next run
     };
 
     static std::uint32_t milliseconds_since(Clock::time_point start, Clock::time_point now) {
@@ -318,14 +326,14 @@ private:
         // The gate's fast paths: with room for the largest job known (and nobody queued
         // before it), which job this is does not matter. The kernel may have started it
         // already (a grant, see regrant()); otherwise it is continued here, before it is
-        // identified and predicted. The reading may be a relaxed tick old: the emergency
-        // floor on top covers what can change meanwhile.
+        // identified and predicted. The reading may be a reading interval old (20 ms when
+        // memory is tight): the emergency floor on top covers what can change meanwhile.
         if (event.granted) {
             ++granted_seen_;
             report_.on_admitted(event.pid, event.timestamp_ns, false);
         }
         bool admitted_at_once = event.job_root && event.paused && !draining_ &&
-                                Clock::now() - read_at_ <= relaxed_reading &&
+                                Clock::now() - read_at_ <= reading_interval() &&
                                 governor_.startable_at_once(predictor_.largest(), settings_.governor.emergency_floor_bytes,
                                                             unannounced_grants(), availability_.bytes) > 0;
         if (admitted_at_once) {
@@ -379,10 +387,10 @@ private:
 
     // Lets the kernel start, without stopping them, as many gated jobs as there is room for
     // by the peak rule, each counted as the largest job known plus the emergency floor as a
-    // margin for a reading up to a relaxed tick old. None while jobs wait or are stopped.
+    // margin for a reading up to a reading interval old. None while jobs wait or are stopped.
     void regrant() {
         std::uint64_t unannounced = unannounced_grants();
-        if (!options_.gate || options_.always_stop || draining_ || Clock::now() - read_at_ > relaxed_reading) return;
+        if (!options_.gate || options_.always_stop || draining_ || Clock::now() - read_at_ > reading_interval()) return;
         tracker_.grant(static_cast<std::int64_t>(governor_.startable_at_once(
             predictor_.largest(), settings_.governor.emergency_floor_bytes, unannounced, availability_.bytes)));
     }
@@ -599,6 +607,7 @@ int run_command(const RunOptions& options) {
         if (pending_continue.exchange(false)) {
             // Ctrl-Z then fg continued the whole process group, held jobs included.
             tracker->restop_held();
+            controller.build_was_suspended();
             log->write(LogCategory::signal, "continued (fg): held jobs stopped again");
             terminal->resized();  // the shell may have drawn over the bar
         }

@@ -274,3 +274,18 @@ TEST_CASE("curves with the default margins: a step is never missed at the instan
         REQUIRE_MESSAGE(s.admitted(800).empty(), "admitted at age ", age_us, " us");
     }
 }
+
+TEST_CASE("curves: after the whole build was suspended, running jobs are not counted on to end") {
+    GovernorSettings settings = exact();
+    settings.min_calibration_jobs = 1;
+    Curves s(settings);
+    s.start_flat(1, 600, 1000);
+    s.now += 900ms;
+    s.governor.jobs_interrupted();  // Ctrl-Z, fg: job 1's clock means nothing now
+    s.wait(2, 600, linear(1000, 1500));
+    CHECK(s.admitted(400).empty());  // without the suspension it would start (see above)
+    s.now += 2s;
+    s.governor.job_exited(1, s.now);
+    CHECK(s.governor.curve_later() == 1.0);  // 2.9 s for a 1 s curve did not calibrate
+    CHECK(s.admitted(1000) == std::vector<pid_t>{2});
+}
