@@ -27,8 +27,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-MEMGOV = ROOT / "build" / "memgov"
-MEMHOG = ROOT / "build" / "tests" / "memhog"
+# MEMGOV_BUILD_DIR: measure another build tree than build/ (e.g. one built from another commit).
+BUILD = Path(os.environ.get("MEMGOV_BUILD_DIR", ROOT / "build"))
+MEMGOV = BUILD / "memgov"
+MEMHOG = BUILD / "tests" / "memhog"
 OUT = ROOT / "docs" / "bench"
 MiB = 1 << 20
 
