@@ -13,15 +13,6 @@ namespace {
 
 using json = nlohmann::json;
 
-const char* kind_name(JobKind kind) {
-    switch (kind) {
-        case JobKind::compile: return "compile";
-        case JobKind::link: return "link";
-        case JobKind::other: return "other";
-    }
-    return "other";
-}
-
 void put_status(json& out, const std::optional<int>& wait_status) {
     if (!wait_status) {
         out["exit_code"] = nullptr;
@@ -146,6 +137,7 @@ json BuildReport::to_json(const BuildSummary& summary) const {
     out["jobs_waited"] = summary.jobs_waited;
     out["seconds_waited"] = summary.seconds_waited;
     out["emergency_stops"] = summary.emergency_stops;
+    out["repredictions"] = summary.repredictions;
     out["limit_bytes"] = summary.ceiling_bytes;
     out["limit_set_by"] = summary.bound_by;
     out["procs_seen"] = summary.totals.procs_seen;
@@ -211,9 +203,11 @@ std::string BuildReport::summary_text(const BuildSummary& summary, std::size_t t
         "memgov: exit {} after {:.1f}s; build peak {}{} over {} processes, {} jobs\n",
         summary.exit_status, summary.wall_seconds, format_bytes(summary.totals.peak_bytes), limit,
         summary.totals.procs_seen, jobs_.size());
-    if (summary.jobs_waited || summary.emergency_stops)
-        text += fmt::format("memgov: {} jobs waited for memory ({:.1f}s in all), {} emergency stops\n",
-                            summary.jobs_waited, summary.seconds_waited, summary.emergency_stops);
+    if (summary.jobs_waited || summary.emergency_stops || summary.repredictions)
+        text += fmt::format("memgov: {} jobs waited for memory ({:.1f}s in all), {} emergency stops, "
+                            "{} jobs re-predicted while running\n",
+                            summary.jobs_waited, summary.seconds_waited, summary.emergency_stops,
+                            summary.repredictions);
     if (summary.totals.oom_kills)
         text += fmt::format("memgov: {} processes were killed by the OOM killer\n",
                             summary.totals.oom_kills);

@@ -6,25 +6,63 @@ namespace memgov {
 
 void Governor::job_waiting(pid_t job, Reservation expected, Clock::time_point now) {
     if (waiting_.contains(job) || running_.contains(job)) return;
-    waiting_[job] = Job{.reserved_bytes = expected.peak_bytes, .curve = std::move(expected.curve), .queued_at = now};
+    waiting_[job] = Job{.predicted_bytes = expected.peak_bytes,
+                        .reserved_bytes = expected.peak_bytes,
+                        .curve = std::move(expected.curve),
+                        .measured = expected.measured,
+                        .queued_at = now};
     queue_.push_back(job);
 }
 
 void Governor::job_running(pid_t job, Reservation expected, Clock::time_point now) {
     if (waiting_.contains(job) || running_.contains(job)) return;
-    running_[job] = Job{.reserved_bytes = expected.peak_bytes,
+    running_[job] = Job{.predicted_bytes = expected.peak_bytes,
+                        .reserved_bytes = expected.peak_bytes,
                         .curve = std::move(expected.curve),
+                        .measured = expected.measured,
                         .queued_at = now,
                         .admitted_at = now};
     admission_order_.push_back(job);
 }
 
-void Governor::job_usage(pid_t job, std::uint64_t current_bytes, std::uint64_t peak_bytes) {
+void Governor::job_usage(pid_t job, std::uint64_t current_bytes, std::uint64_t peak_bytes, Clock::time_point now) {
     auto it = running_.find(job);
     if (it == running_.end()) return;
-    if (it->second.current_bytes != current_bytes) progressed_ = true;
-    it->second.current_bytes = current_bytes;
-    it->second.reserved_bytes = std::max(it->second.reserved_bytes, peak_bytes);
+    Job& running = it->second;
+    if (running.current_bytes != current_bytes) progressed_ = true;
+    if (running.read_at && now > *running.read_at) {
+        double elapsed_ms = std::chrono::duration<double, std::milli>(now - *running.read_at).count();
+        running.growth_bytes_per_ms = current_bytes > running.current_bytes
+                                          ? static_cast<double>(current_bytes - running.current_bytes) / elapsed_ms
+                                          : 0;
+    }
+    running.read_at = now;
+    running.current_bytes = current_bytes;
+    if (!running.emergency_stopped) repredict(job, running, peak_bytes);
+    running.reserved_bytes = std::max({running.reserved_bytes, running.predicted_bytes, peak_bytes});
+}
+
+void Governor::repredict(pid_t pid, Job& job, std::uint64_t peak_bytes) {
+    auto growth_ahead = static_cast<std::uint64_t>(job.growth_bytes_per_ms *
+                                                   static_cast<double>(settings_.reaction_time.count()));
+    std::uint64_t reached = std::max(peak_bytes, job.current_bytes);
+    std::uint64_t projected = job.current_bytes + growth_ahead;
+    // A guess from peers is revised as soon as the job is about to pass it; a measured peak
+    // only once the job has clearly passed it (its growth towards it is expected).
+    bool passed = job.measured ? static_cast<double>(reached) >
+                                     static_cast<double>(job.predicted_bytes) * (1 + settings_.measured_tolerance)
+                               : std::max(reached, projected) > job.predicted_bytes;
+    if (!passed) return;
+    double margin = job.measured ? settings_.repredict_margin / 2 : settings_.repredict_margin;
+    std::uint64_t previous = job.predicted_bytes;
+    job.predicted_bytes =
+        static_cast<std::uint64_t>(static_cast<double>(std::max(reached, projected)) * (1 + margin));
+    job.curve.reset();  // the job is not what its curve described
+    Decision decision{DecisionKind::repredict, pid, job.predicted_bytes};
+    decision.previous_bytes = previous;
+    decision.current_bytes = job.current_bytes;
+    decision.growth_bytes_per_second = static_cast<std::uint64_t>(job.growth_bytes_per_ms * 1000);
+    repredictions_.push_back(decision);
 }
 
 void Governor::job_exited(pid_t job, Clock::time_point now) {
@@ -91,7 +129,7 @@ Outlook Governor::outlook(Clock::time_point now, std::optional<Planned> planned)
         }
     };
     for (const auto& [pid, job] : running_)
-        add(job, std::chrono::duration<double, std::milli>(now - job.admitted_at).count());
+        if (!job.emergency_stopped) add(job, std::chrono::duration<double, std::milli>(now - job.admitted_at).count());
     if (planned) add(*planned->job, -planned->start_ms);
     result.build();
     return result;
@@ -99,8 +137,8 @@ Outlook Governor::outlook(Clock::time_point now, std::optional<Planned> planned)
 
 bool Governor::fits_from(const Job& job, double start_ms, const Outlook& running, std::int64_t available_bytes) const {
     // While the job is expected to use memory, the running jobs' expected use plus its own
-    // keeps curve_reserve_bytes of what is available now free.
-    std::int64_t room = available_bytes - static_cast<std::int64_t>(settings_.curve_reserve_bytes);
+    // keeps kept_free_bytes of what is available now free.
+    std::int64_t room = available_bytes - static_cast<std::int64_t>(settings_.kept_free_bytes);
     auto own = steps(job, -start_ms);
     for (std::size_t i = 0; i < own.size(); ++i) {
         auto [from, value] = own[i];
@@ -132,6 +170,10 @@ std::uint64_t Governor::imminent_bytes() const {
     return imminent;
 }
 
+bool Governor::any_emergency_stopped() const {
+    return std::any_of(running_.begin(), running_.end(), [](const auto& entry) { return entry.second.emergency_stopped; });
+}
+
 std::size_t Governor::active_count() const {
     return static_cast<std::size_t>(std::count_if(running_.begin(), running_.end(),
                                                   [](const auto& entry) { return !entry.second.emergency_stopped; }));
@@ -154,9 +196,7 @@ std::vector<pid_t> Governor::running_jobs() const { return admission_order_; }
 
 std::uint64_t Governor::startable_at_once(std::uint64_t job_bytes, std::uint64_t margin_bytes,
                                           std::uint64_t unannounced, std::uint64_t available_bytes) const {
-    if (!queue_.empty() || job_bytes == 0) return 0;
-    if (std::any_of(running_.begin(), running_.end(), [](const auto& entry) { return entry.second.emergency_stopped; }))
-        return 0;
+    if (!queue_.empty() || job_bytes == 0 || any_emergency_stopped()) return 0;
     std::uint64_t taken = imminent_bytes() + margin_bytes + unannounced * job_bytes;
     std::uint64_t count = available_bytes > taken ? (available_bytes - taken) / job_bytes : 0;
     if (settings_.max_running) {
@@ -188,33 +228,75 @@ std::optional<Clock::duration> Governor::waited(pid_t job, Clock::time_point now
     return std::nullopt;
 }
 
-void Governor::emergency(std::uint64_t available_bytes, std::vector<Decision>& decisions) {
-    std::uint64_t imminent = imminent_bytes();
-    if (available_bytes < settings_.emergency_floor_bytes && active_count() > 0) {
-        if (active_count() == 1) return;  // the last running job always keeps running
+std::int64_t Governor::remaining_need(Clock::time_point now) const {
+    return outlook(now).max_over(0, Outlook::forever);
+}
+
+void Governor::stop(pid_t pid, std::uint64_t available_bytes, std::int64_t remaining_need, bool below_floor,
+                    std::vector<Decision>& decisions) {
+    Job& job = running_.at(pid);
+    job.emergency_stopped = true;
+    job.ever_stopped = true;
+    job.curve.reset();  // stopped, it runs late: from now on its whole remaining growth counts
+    Decision decision{DecisionKind::emergency_stop, pid, job.reserved_bytes,
+                      static_cast<std::int64_t>(available_bytes) - remaining_need, imminent_bytes()};
+    decision.below_floor = below_floor;
+    decision.current_bytes = job.current_bytes;
+    decisions.push_back(decision);
+}
+
+void Governor::emergency(std::uint64_t available_bytes, Clock::time_point now, std::vector<Decision>& decisions) {
+    auto available = static_cast<std::int64_t>(available_bytes);
+    // Youngest first: it has done the least work and, stopped early, holds the least memory;
+    // the older jobs it makes room for are the ones closest to ending and freeing theirs.
+    // A job that is not going to grow is passed over where one that is can be stopped:
+    // stopping it saves nothing.
+    auto stoppable = [&](bool growing_only) -> std::optional<pid_t> {
+        if (active_count() <= 1) return std::nullopt;  // the last running job always runs
+        std::optional<pid_t> youngest;
         for (auto it = admission_order_.rbegin(); it != admission_order_.rend(); ++it) {
-            Job& job = running_.at(*it);
+            const Job& job = running_.at(*it);
             if (job.emergency_stopped) continue;
-            job.emergency_stopped = true;
-            job.ever_stopped = true;
-            decisions.push_back({DecisionKind::emergency_stop, *it, job.reserved_bytes,
-                                 static_cast<std::int64_t>(available_bytes), imminent});
-            return;  // one per tick: the next reading shows whether it was enough
+            if (!youngest) youngest = *it;
+            if (job.reserved_bytes > job.current_bytes || job.growth_bytes_per_ms > 0) return *it;
+        }
+        return growing_only ? std::nullopt : youngest;
+    };
+    if (available_bytes < settings_.emergency_floor_bytes) {
+        // Memory is nearly gone whatever the plans say: one job per reading, the next
+        // reading shows whether that was enough.
+        if (auto pid = stoppable(false)) {
+            stop(*pid, available_bytes, remaining_need(now), true, decisions);
+            return;
+        }
+    }
+    // The plans: can every running job reach its expected peak in what is available? If
+    // not, stop jobs until the rest can, while the stopped ones are still small.
+    std::int64_t need = remaining_need(now);
+    if (need > available) {
+        while (need > available) {
+            auto pid = stoppable(true);
+            if (!pid) break;
+            stop(*pid, available_bytes, need, false, decisions);
+            need = remaining_need(now);
         }
         return;
     }
     // Memory is back: the oldest stopped job continues once its remaining growth fits
-    // above the floor, or at once if nothing else runs (progress guarantee).
+    // beside the running jobs' with kept_free_bytes to spare, or at once if nothing else
+    // runs (progress guarantee).
     for (pid_t pid : admission_order_) {
         Job& job = running_.at(pid);
         if (!job.emergency_stopped) continue;
-        std::uint64_t growth = job.reserved_bytes > job.current_bytes ? job.reserved_bytes - job.current_bytes : 0;
-        std::int64_t free_after = static_cast<std::int64_t>(available_bytes) -
-                                  static_cast<std::int64_t>(imminent - growth);
-        bool fits = free_after >= static_cast<std::int64_t>(growth + settings_.emergency_floor_bytes);
+        std::int64_t room = available - static_cast<std::int64_t>(settings_.kept_free_bytes);
+        bool fits = fits_from(job, 0, outlook(now), available);
         if (!fits && active_count() > 0) return;
         job.emergency_stopped = false;
-        decisions.push_back({DecisionKind::emergency_resume, pid, growth, free_after, imminent});
+        job.read_at.reset();  // its growth rate restarts from its next reading
+        job.growth_bytes_per_ms = 0;
+        decisions.push_back({DecisionKind::emergency_resume, pid,
+                             job.reserved_bytes > job.current_bytes ? job.reserved_bytes - job.current_bytes : 0,
+                             room - need, static_cast<std::uint64_t>(std::max<std::int64_t>(need, 0))});
         return;
     }
 }
@@ -232,9 +314,7 @@ Decision Governor::admit(pid_t pid, std::int64_t effective_free, Clock::time_poi
 
 void Governor::admit_waiting(std::uint64_t available_bytes, Clock::time_point now,
                              std::vector<Decision>& decisions) {
-    bool any_stopped = std::any_of(running_.begin(), running_.end(),
-                                   [](const auto& entry) { return entry.second.emergency_stopped; });
-    if (any_stopped) return;  // stopped jobs continue before new ones start
+    if (any_emergency_stopped()) return;  // stopped jobs continue before new ones start
 
     auto available = static_cast<std::int64_t>(available_bytes);
     std::optional<pid_t> blocked;  // the first job in `order` that does not fit
@@ -265,7 +345,7 @@ void Governor::admit_waiting(std::uint64_t available_bytes, Clock::time_point no
         const Job& job = waiting_.at(pid);
         auto needed = static_cast<std::int64_t>(job.reserved_bytes);
         // The mission's rule: free memory minus what running jobs are about to take (their
-        // peaks minus their current use) holds the job's whole peak.
+        // peaks minus their current use) holds the job's whole peak, and kept_free_bytes.
         std::int64_t effective_free = available - static_cast<std::int64_t>(imminent_bytes());
         if (active_count() == 0) {
             // Progress guarantee: with nothing running, the oldest job starts whatever it needs.
@@ -275,7 +355,7 @@ void Governor::admit_waiting(std::uint64_t available_bytes, Clock::time_point no
             running_outlook.reset();
             continue;
         }
-        bool on_curve = needed > effective_free;
+        bool on_curve = needed + static_cast<std::int64_t>(settings_.kept_free_bytes) > effective_free;
         if (!on_curve || (settings_.follow_growth_curves && fits_from(job, 0, running(), available))) {
             if (blocked) {
                 if (now - waiting_.at(*blocked).queued_at >= settings_.backfill_window) return;
@@ -306,12 +386,13 @@ void Governor::admit_waiting(std::uint64_t available_bytes, Clock::time_point no
 }
 
 std::vector<Decision> Governor::decide(std::uint64_t available_bytes, Clock::time_point now) {
-    std::vector<Decision> decisions;
+    std::vector<Decision> decisions = std::move(repredictions_);
+    repredictions_.clear();
     if (progressed_ || queue_.empty()) {
         last_progress_ = now;
         progressed_ = false;
     }
-    emergency(available_bytes, decisions);
+    emergency(available_bytes, now, decisions);
     admit_waiting(available_bytes, now, decisions);
     bool admitted = std::any_of(decisions.begin(), decisions.end(),
                                 [](const Decision& d) { return d.kind == DecisionKind::admit; });

@@ -21,7 +21,7 @@ using Clock = std::chrono::steady_clock;
 
 struct GovernorSettings {
     // Below this much available memory the youngest running job is stopped (never killed).
-    std::uint64_t emergency_floor_bytes = 256ull << 20;
+    std::uint64_t emergency_floor_bytes = 64ull << 20;
     // A job that does not fit may be passed by smaller ones only while it has waited less
     // than this; after it, it blocks the queue until it fits (no starvation).
     std::chrono::milliseconds backfill_window{10'000};
@@ -45,22 +45,38 @@ struct GovernorSettings {
     std::size_t calibration_jobs = 16;
     std::size_t min_calibration_jobs = 4;
     std::uint32_t min_calibration_ms = 200;  // shorter jobs do not calibrate
-    // Curves plan ahead; they keep this much of what is available free at every future
-    // instant, so the plan coming true does not itself cross the emergency floor.
-    std::uint64_t curve_reserve_bytes = 0;
+    // Admission keeps this much of what is available free, now (peak rule) and at every
+    // future instant (curves), so a plan coming true, or a reading that moves a little,
+    // does not itself make the emergency net act.
+    std::uint64_t kept_free_bytes = 0;
+    // How far ahead a running job's growth rate is extrapolated: about the time between a
+    // reading and a stop taking effect (readings every 20 ms while memory is tight).
+    std::chrono::milliseconds reaction_time{100};
+    // A running job that passes its prediction (or, when the prediction was only a guess
+    // from its peers, whose growth rate says it will within reaction_time) is re-predicted
+    // at once, to what it will reach within reaction_time plus this share of it: it has
+    // shown it is larger than believed, and nothing says by how much.
+    double repredict_margin = 0.5;
+    // A job whose peak was measured on an earlier run is re-predicted only when it passes
+    // that peak by this share (a file's peak moves a little from run to run), and then with
+    // half the margin.
+    double measured_tolerance = 0.05;
 };
 
 // What a job is expected to take: its peak, and (once learned) how it gets there.
 struct Reservation {
     std::uint64_t peak_bytes = 0;
     std::optional<GrowthCurve> curve;
+    // The peak is this job's own, measured on an earlier run (not a guess from its peers).
+    bool measured = false;
 };
 
 enum class DecisionKind {
     admit,           // resume a job paused at exec
     keep_waiting,    // a job does not fit (reported once per job, for the log)
     emergency_stop,  // stop a running job: memory is about to run out
-    emergency_resume // resume a job stopped by emergency_stop
+    emergency_resume, // resume a job stopped by emergency_stop
+    repredict         // a running job outgrew its prediction: a new one (for the log)
 };
 
 struct Decision {
@@ -75,6 +91,12 @@ struct Decision {
     bool backfill = false;  // admit: passed an older job that does not fit yet
     bool stalled = false;   // admit: nothing made progress for stall_timeout
     bool on_curve = false;  // admit: its peak does not fit now, but will as running jobs end
+    bool below_floor = false;  // emergency_stop: available memory fell below the floor (else:
+                               // running jobs' remaining growth exceeds what is available)
+    // repredict: the prediction before, the job's use and growth rate at the reading.
+    std::uint64_t previous_bytes = 0;
+    std::uint64_t current_bytes = 0;
+    std::uint64_t growth_bytes_per_second = 0;
 };
 
 struct GovernorView {
@@ -94,8 +116,9 @@ public:
     void job_waiting(pid_t job, Reservation expected, Clock::time_point now);
     // A job that was never paused (gate off, or not seen in time) but runs.
     void job_running(pid_t job, Reservation expected, Clock::time_point now);
-    // Current use of a running job, from the tracker.
-    void job_usage(pid_t job, std::uint64_t current_bytes, std::uint64_t peak_bytes);
+    // Current use of a running job, from the tracker, read at `now` (its growth rate is
+    // measured between two readings).
+    void job_usage(pid_t job, std::uint64_t current_bytes, std::uint64_t peak_bytes, Clock::time_point now);
     // The job's root exited, whether it was waiting, running or stopped.
     void job_exited(pid_t job, Clock::time_point now);
 
@@ -128,9 +151,13 @@ public:
 
 private:
     struct Job {
-        std::uint64_t reserved_bytes = 0;  // prediction, raised by what it really used
+        std::uint64_t predicted_bytes = 0;  // predicted peak, raised by re-predictions
+        std::uint64_t reserved_bytes = 0;   // the prediction, raised by what it really used
         std::uint64_t current_bytes = 0;
         std::optional<GrowthCurve> curve;
+        bool measured = false;              // see Reservation
+        std::optional<Clock::time_point> read_at;
+        double growth_bytes_per_ms = 0;     // between its last two readings
         Clock::time_point queued_at{};
         Clock::time_point admitted_at{};
         bool refused_once = false;
@@ -144,9 +171,11 @@ private:
         const Job* job;
         double start_ms;
     };
+    // Emergency-stopped jobs neither grow nor end, so they add nothing to it: the memory
+    // they hold is in use already, and stays in use.
     Outlook outlook(Clock::time_point now, std::optional<Planned> planned = std::nullopt) const;
     // Whether a job started `start_ms` from now keeps the outlook within `available_bytes`
-    // (less curve_reserve_bytes) while it is expected to use memory.
+    // (less kept_free_bytes) while it is expected to use memory.
     bool fits_from(const Job& job, double start_ms, const Outlook& running, std::int64_t available_bytes) const;
     // The first instant ahead from which a job would fit (nullopt: not while the outlook lasts).
     std::optional<double> earliest_start(const Job& job, const Outlook& running, std::int64_t available_bytes) const;
@@ -158,7 +187,16 @@ private:
     double curve_end_ms(const GrowthCurve& curve) const;
     std::uint64_t imminent_bytes() const;
     std::size_t active_count() const;  // running and not emergency-stopped
-    void emergency(std::uint64_t available_bytes, std::vector<Decision>& decisions);
+    void repredict(pid_t pid, Job& job, std::uint64_t peak_bytes);
+    // The emergency net: stops running jobs when memory is below the floor, or when their
+    // remaining growth (along their curves, or to their predicted peaks) exceeds what is
+    // available, so that the others can finish; resumes them when they fit again.
+    void emergency(std::uint64_t available_bytes, Clock::time_point now, std::vector<Decision>& decisions);
+    void stop(pid_t pid, std::uint64_t available_bytes, std::int64_t remaining_need, bool below_floor,
+              std::vector<Decision>& decisions);
+    // The running jobs' largest expected use beyond their current use, from now on.
+    std::int64_t remaining_need(Clock::time_point now) const;
+    bool any_emergency_stopped() const;
     void admit_waiting(std::uint64_t available_bytes, Clock::time_point now, std::vector<Decision>& decisions);
     Decision admit(pid_t job, std::int64_t effective_free, Clock::time_point now);
 
@@ -171,6 +209,7 @@ private:
     double curve_later_ = 1;             // from run_time_ratios_ (or the setting)
     Clock::time_point last_progress_{};
     bool progressed_ = true;             // since the last decide()
+    std::vector<Decision> repredictions_;  // since the last decide()
 };
 
 }  // namespace memgov

@@ -61,7 +61,31 @@ bool is_linker_or_driver(std::string_view program) {
     return std::find(linkers.begin(), linkers.end(), tool_name(program)) != linkers.end();
 }
 
+// lto1 (GCC) and lto-wrapper are LTO's code generation; a link that passes -flto runs it.
+bool is_lto(const std::vector<std::string>& argv, std::string_view program) {
+    if (program == "lto1" || program == "lto-wrapper") return true;
+    return std::any_of(argv.begin() + 1, argv.end(), [](const std::string& arg) {
+        return arg.starts_with("-flto") && !arg.starts_with("-flto-partition=none") && arg != "-fno-lto";
+    });
+}
+
 }  // namespace
+
+const char* kind_name(JobKind kind) {
+    switch (kind) {
+        case JobKind::compile: return "compile";
+        case JobKind::link: return "link";
+        case JobKind::lto: return "lto";
+        case JobKind::other: return "other";
+    }
+    return "other";
+}
+
+std::optional<JobKind> kind_from_name(std::string_view name) {
+    for (JobKind kind : {JobKind::compile, JobKind::link, JobKind::lto, JobKind::other})
+        if (name == kind_name(kind)) return kind;
+    return std::nullopt;
+}
 
 std::string basename_of(std::string_view path) {
     auto slash = path.rfind('/');
@@ -104,8 +128,10 @@ JobKey job_key(const std::vector<std::string>& argv, const std::string& cwd) {
 
     std::string program = basename_of(argv.front());
     if (program.empty()) program = argv.front().empty() ? "(unnamed program)" : argv.front();  // "", "dir/"
-    if (is_linker_or_driver(program))
-        return {JobKind::link, absolute_path(output.empty() ? "a.out" : output, cwd)};
+    if (is_linker_or_driver(program) || program == "lto-wrapper")
+        return {is_lto(argv, program) ? JobKind::lto : JobKind::link,
+                absolute_path(output.empty() ? "a.out" : output, cwd)};
+    if (program == "lto1") return {JobKind::lto, output.empty() ? program : absolute_path(output, cwd)};
     if (!output.empty()) return {JobKind::other, program + " -o " + absolute_path(output, cwd)};
 
     std::string key = program;

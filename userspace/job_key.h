@@ -3,13 +3,21 @@
 // Pure: argv and the job's cwd in, key out.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 namespace memgov {
 
-enum class JobKind { compile, link, other };
+// A job's role: what its peak is compared with when its key has never been seen. A link
+// and a compile by the same g++ need very different memory; an LTO link (code generation of
+// the whole program at link time) needs far more than a plain one.
+enum class JobKind { compile, link, lto, other };
+
+const char* kind_name(JobKind kind);
+// The role named by kind_name; nullopt for anything else.
+std::optional<JobKind> kind_from_name(std::string_view name);
 
 struct JobKey {
     JobKind kind = JobKind::other;

@@ -1,19 +1,22 @@
 // Predicts a job's peak memory (docs/DESIGN.md §4): what the profile store learned for its
-// key, else what jobs of the same tool needed (this build and the store), else what any job
-// needed, else a fallback. Pure.
+// key; else, from its peers (jobs of the same tool and role, else of the same role, in the
+// store, in this build so far, and running now), an upper quantile; else a fallback. Pure.
 #pragma once
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "growth_curve.h"
+#include "job_key.h"
 #include "profile_store.h"
 
 namespace memgov {
 
-enum class PredictionSource { profile, same_tool, any_tool, fallback };
+enum class PredictionSource { profile, same_tool, same_role, fallback };
 
 struct Prediction {
     std::uint64_t bytes = 0;
@@ -25,21 +28,44 @@ const char* describe(PredictionSource source);
 
 class Predictor {
 public:
-    explicit Predictor(std::uint64_t fallback_bytes) : fallback_bytes_(fallback_bytes) {}
+    // An unknown job is predicted at this quantile of its peers' peaks (nearest rank).
+    static constexpr double default_cold_quantile = 0.9;
 
-    // What is known for `key` (from the store, or a job that just ended).
+    explicit Predictor(std::uint64_t fallback_bytes, double cold_quantile = default_cold_quantile)
+        : fallback_bytes_(fallback_bytes), cold_quantile_(cold_quantile) {}
+
+    // What is known for `key` (from the store, or a job that just ended); ends what
+    // observe_running said of it.
     void learn(const std::string& key, const Profile& profile);
+    // A running job's peak so far. Until it ends it counts among its peers at that size:
+    // heavy jobs end last, and their peers must not be predicted only from the light ones
+    // that happened to end first.
+    void observe_running(const std::string& key, const std::string& tool, JobKind role, std::uint64_t peak_bytes);
+    // A running job ended without a profile to learn (it vanished): it no longer counts.
+    void forget_running(const std::string& key);
 
-    Prediction predict(const std::string& key, const std::string& tool) const;
+    Prediction predict(const std::string& key, const std::string& tool, JobKind role) const;
     // No prediction is larger than this.
     std::uint64_t largest() const;
 
 private:
+    struct Running {
+        std::string tool;
+        JobKind role;
+        std::uint64_t peak_bytes;
+    };
+    // The cold quantile of `finished` (sorted) together with the running jobs `matching`.
+    template <typename Matches>
+    std::optional<std::uint64_t> peers_quantile(const std::vector<std::uint64_t>* finished, Matches matching) const;
+
     std::uint64_t fallback_bytes_;
+    double cold_quantile_;
     std::map<std::string, Prediction> by_key_;
-    // Kept sorted, so a percentile costs one index (predict runs on every gated exec).
-    std::map<std::string, std::vector<std::uint64_t>> by_tool_;
-    std::vector<std::uint64_t> all_;  // every peak learned (a key relearned counts twice), sorted
+    // Kept sorted, so a quantile costs little (predict runs on every gated exec).
+    std::map<std::pair<std::string, JobKind>, std::vector<std::uint64_t>> by_tool_;
+    std::map<JobKind, std::vector<std::uint64_t>> by_role_;
+    std::map<std::string, Running> running_;
+    std::uint64_t largest_learned_ = 0;
 };
 
 // The value below which `fraction` of `values` lie (nearest rank); 0 for none.

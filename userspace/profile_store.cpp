@@ -95,10 +95,11 @@ std::optional<Profiles> parse_profiles(const std::string& text, std::string& err
         const json* samples = peak ? field(entry, "samples") : nullptr;
         const json* last_seen = peak ? field(entry, "last_seen") : nullptr;
         const json* tool = peak ? field(entry, "tool") : nullptr;
+        const json* role = peak ? field(entry, "role") : nullptr;
         const json* duration = peak ? field(entry, "duration_ms") : nullptr;
         const json* reach = peak ? field(entry, "reach_ms") : nullptr;
         if (!peak || !peak->is_number_unsigned() || (samples && !samples->is_number_unsigned()) ||
-            (last_seen && !last_seen->is_number_integer()) || (tool && !tool->is_string())) {
+            (last_seen && !last_seen->is_number_integer()) || (tool && !tool->is_string()) || (role && !role->is_string())) {
             error = fmt::format("bad entry for {}", key);
             return std::nullopt;
         }
@@ -107,6 +108,8 @@ std::optional<Profiles> parse_profiles(const std::string& text, std::string& err
         profile.samples = samples ? samples->get<std::uint64_t>() : 1;
         profile.last_seen = last_seen ? last_seen->get<std::int64_t>() : 0;
         profile.tool = tool ? tool->get<std::string>() : std::string();
+        // A role this version does not know (a later one's) only loses its peers.
+        if (role) profile.role = kind_from_name(role->get<std::string>()).value_or(JobKind::other);
         // A curve that is not one (half of it, unsorted, another step count) is dropped: the
         // peak still counts, and the next complete run learns the curve again.
         profile.curve = parse_curve(duration, reach);
@@ -121,7 +124,8 @@ std::string serialize_profiles(const Profiles& profiles) {
         json& entry = entries[key] = {{"peak_bytes", profile.peak_bytes},
                                       {"samples", profile.samples},
                                       {"last_seen", profile.last_seen},
-                                      {"tool", profile.tool}};
+                                      {"tool", profile.tool},
+                                      {"role", kind_name(profile.role)}};
         if (profile.curve) {
             entry["duration_ms"] = profile.curve->duration_ms;
             entry["reach_ms"] = profile.curve->reach_ms;
@@ -248,6 +252,7 @@ void ProfileStore::record(const std::string& key, const Observation& seen, std::
     profile.samples += 1;
     profile.last_seen = now;
     profile.tool = seen.tool;
+    profile.role = seen.role;
     dirty_.insert(key);
 }
 

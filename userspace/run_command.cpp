@@ -152,8 +152,8 @@ Settings resolve_settings(const RunOptions& options, const MemoryReading& readin
     settings.governor.backfill_window = options.backfill_window;
     settings.governor.max_running = options.max_running;
     settings.cold_estimate = size("--cold-estimate", options.cold_estimate);
-    // A plan that comes true must not itself cross the floor and stop a job.
-    settings.governor.curve_reserve_bytes = settings.governor.emergency_floor_bytes;
+    // A plan that comes true, or a reading that moves a little, must not make the net act.
+    settings.governor.kept_free_bytes = settings.governor.emergency_floor_bytes;
     settings.governor.follow_growth_curves = options.follow_growth_curves;
     return settings;
 }
@@ -162,6 +162,7 @@ struct GovernorTotals {
     std::size_t jobs_waited = 0;
     double seconds_waited = 0;
     std::size_t emergency_stops = 0;
+    std::size_t repredictions = 0;
 };
 
 // One run: tracker events and memory readings in, governor decisions applied.
@@ -207,9 +208,12 @@ public:
         auto now = Clock::now();
         for (pid_t job : governor_.running_jobs()) {
             if (auto usage = tracker_.job_usage(job)) {
-                if (with_reading) governor_.job_usage(job, usage->rss_bytes, usage->peak_bytes);
-                if (auto it = jobs_.find(job); it != jobs_.end() && it->second.started_at)
-                    it->second.growth.observe(milliseconds_since(*it->second.started_at, now), usage->peak_bytes);
+                if (with_reading) governor_.job_usage(job, usage->rss_bytes, usage->peak_bytes, now);
+                auto it = jobs_.find(job);
+                if (it == jobs_.end()) continue;
+                JobInfo& info = it->second;
+                predictor_.observe_running(info.key, info.tool, info.role, usage->peak_bytes);
+                if (info.started_at) info.growth.observe(milliseconds_since(*info.started_at, now), usage->peak_bytes);
             } else {
                 forget_vanished(job);
             }
@@ -309,6 +313,7 @@ private:
     struct JobInfo {
         std::string key;
         std::string tool;
+        JobKind role = JobKind::other;
         Prediction prediction;
         std::optional<Clock::time_point> started_at;  // admitted (or never paused)
         GrowthRecorder growth;
@@ -348,12 +353,15 @@ private:
                        joined(event.argv), event.argv_truncated ? " …(argv truncated)" : "");
         if (!event.job_root) return;
         const JobRecord* record = report_.job(event.pid);
-        JobInfo info{record ? record->key.key : event.filename, basename_of(event.filename), {}};
-        info.prediction = predictor_.predict(info.key, info.tool);
-        log_.write(LogCategory::debug, "New job PID={} {} ({}), predicted peak {} ({})", event.pid,
-                   info.key, info.tool, format_mb(info.prediction.bytes), describe(info.prediction.source));
+        JobInfo info{.key = record ? record->key.key : event.filename,
+                     .tool = basename_of(event.filename),
+                     .role = record ? record->key.kind : JobKind::other};
+        info.prediction = predictor_.predict(info.key, info.tool, info.role);
+        log_.write(LogCategory::debug, "New job PID={} {} ({} {}), predicted peak {} ({})", event.pid, info.key,
+                   info.tool, kind_name(info.role), format_mb(info.prediction.bytes), describe(info.prediction.source));
         if (event.paused && draining_) tracker_.resume(event.pid);
-        Reservation expected{info.prediction.bytes, info.prediction.curve};
+        Reservation expected{info.prediction.bytes, info.prediction.curve,
+                             info.prediction.source == PredictionSource::profile};
         if (event.paused && !draining_ && !admitted_at_once) {
             governor_.job_waiting(event.pid, std::move(expected), Clock::now());
         } else {
@@ -407,7 +415,7 @@ private:
         bool complete = WIFEXITED(event.wait_status) && WEXITSTATUS(event.wait_status) == 0 &&
                         !(record && record->oom_killed);
         std::uint64_t old_peak = store_.profiles().contains(info.key) ? store_.profiles().at(info.key).peak_bytes : 0;
-        Observation seen{.tool = info.tool, .peak_bytes = event.job_peak_bytes, .complete = complete};
+        Observation seen{.tool = info.tool, .role = info.role, .peak_bytes = event.job_peak_bytes, .complete = complete};
         if (info.started_at && !info.emergency_stopped)
             seen.curve = info.growth.finish(milliseconds_since(*info.started_at, Clock::now()), event.job_peak_bytes);
         store_.record(info.key, seen, std::time(nullptr));
@@ -427,6 +435,7 @@ private:
     void forget_vanished(pid_t job) {
         log_.write(LogCategory::memory, "PID={} job is gone (no exit record yet): released its reservation", job);
         governor_.job_exited(job, Clock::now());
+        if (auto it = jobs_.find(job); it != jobs_.end()) predictor_.forget_running(it->second.key);
     }
 
     void on(const OomKillEvent& event) {
@@ -478,10 +487,25 @@ private:
                 ++totals_.emergency_stops;
                 tracker_.stop_job(decision.job);
                 if (it != jobs_.end()) it->second.emergency_stopped = true;
-                log_.write(LogCategory::memory, "EMERGENCY: only {} available (floor {}): stopped PID={} {} "
-                           "(youngest running job) until memory returns",
-                           format_mb(static_cast<std::uint64_t>(std::max<std::int64_t>(decision.effective_free_bytes, 0))),
-                           format_mb(settings_.governor.emergency_floor_bytes), decision.job, key);
+                if (decision.below_floor)
+                    log_.write(LogCategory::memory, "EMERGENCY: only {} available (floor {}): stopped PID={} {} at {} "
+                               "(youngest growing job) until memory returns",
+                               format_mb(availability_.bytes), format_mb(settings_.governor.emergency_floor_bytes),
+                               decision.job, key, format_mb(decision.current_bytes));
+                else
+                    log_.write(LogCategory::memory, "EMERGENCY: running jobs still need {} more, {} available: "
+                               "stopped PID={} {} at {} (youngest growing job) so the older ones can finish",
+                               format_mb(static_cast<std::uint64_t>(std::max<std::int64_t>(
+                                   static_cast<std::int64_t>(availability_.bytes) - decision.effective_free_bytes, 0))),
+                               format_mb(availability_.bytes), decision.job, key, format_mb(decision.current_bytes));
+                break;
+            case DecisionKind::repredict:
+                ++totals_.repredictions;
+                if (it != jobs_.end()) it->second.prediction.bytes = decision.needed_bytes;
+                log_.verdict(Verdict::waiting, "PID={} {}: at {} growing {}/s, past its prediction of {}: "
+                             "re-predicted at {}", decision.job, key, format_mb(decision.current_bytes),
+                             format_mb(decision.growth_bytes_per_second), format_mb(decision.previous_bytes),
+                             format_mb(decision.needed_bytes));
                 break;
             case DecisionKind::emergency_resume:
                 tracker_.resume_job(decision.job);
@@ -636,6 +660,7 @@ int run_command(const RunOptions& options) {
         .jobs_waited = governed.jobs_waited,
         .seconds_waited = governed.seconds_waited,
         .emergency_stops = governed.emergency_stops,
+        .repredictions = governed.repredictions,
         .ceiling_bytes = controller.availability().ceiling,
         .bound_by = controller.availability().bound_by,
         .backend = options.backend == Backend::procfs ? "procfs" : "bpf",

@@ -33,7 +33,7 @@ struct Scenario {
     }
     void wait(pid_t job, std::uint64_t mib) { governor.job_waiting(job, {mib * MiB}, now); }
     void use(pid_t job, std::uint64_t current_mib, std::uint64_t peak_mib) {
-        governor.job_usage(job, current_mib * MiB, peak_mib * MiB);
+        governor.job_usage(job, current_mib * MiB, peak_mib * MiB, now);
     }
 
     Governor governor;
@@ -70,21 +70,27 @@ TEST_CASE("jobs that fit start oldest first; the rest wait") {
     CHECK(s.governor.view().imminent_bytes == 600 * MiB);
 }
 
-TEST_CASE("imminent is reserved peak minus current use; jobs above their reservation count 0") {
+TEST_CASE("imminent is reserved peak minus current use; a job past its prediction is re-predicted") {
     Scenario s;
     s.wait(1, 500);
     s.wait(2, 500);
     CHECK(Scenario::admitted(s.decide(1000)) == std::vector<pid_t>{1, 2});
     s.use(1, 200, 200);  // 300 still to come
-    s.use(2, 700, 700);  // beyond its prediction: reservation raised to 700, nothing imminent
+    s.use(2, 700, 700);  // beyond its prediction (a guess): expected to grow half as much again
+    auto decisions = s.decide(1000);
+    const Decision* repredicted = Scenario::find(decisions, DecisionKind::repredict, 2);
+    REQUIRE(repredicted);
+    CHECK(repredicted->previous_bytes == 500 * MiB);
+    CHECK(repredicted->needed_bytes == 1050 * MiB);
+    CHECK(repredicted->current_bytes == 700 * MiB);
     auto view = s.governor.view();
-    CHECK(view.imminent_bytes == 300 * MiB);
-    CHECK(view.reserved_bytes == 1200 * MiB);
+    CHECK(view.imminent_bytes == (300 + 350) * MiB);
+    CHECK(view.reserved_bytes == (500 + 1050) * MiB);
     CHECK(view.jobs_usage_bytes == 900 * MiB);
     s.wait(3, 100);
-    // available 350 (the machine's view, after the 900 in use) - imminent 300 = 50 < 100
-    CHECK(Scenario::admitted(s.decide(350)).empty());
-    CHECK(Scenario::admitted(s.decide(400)) == std::vector<pid_t>{3});
+    // available 700 (the machine's view, after the 900 in use) - imminent 650 = 50 < 100
+    CHECK(Scenario::admitted(s.decide(700)).empty());
+    CHECK(Scenario::admitted(s.decide(750)) == std::vector<pid_t>{3});
 }
 
 TEST_CASE("a waiting job is announced once, and proceeds with waited set") {
@@ -353,4 +359,127 @@ TEST_CASE("startable at once respects --jobs, counting unreported starts") {
     CHECK(s.governor.startable_at_once(10 * MiB, 0, 0, 1000 * MiB) == 2);
     CHECK(s.governor.startable_at_once(10 * MiB, 0, 1, 1000 * MiB) == 1);
     CHECK(s.governor.startable_at_once(10 * MiB, 0, 5, 1000 * MiB) == 0);
+}
+
+TEST_CASE("re-prediction: a guess is revised when the growth rate says the job will pass it; a measured peak only once passed") {
+    Scenario s;
+    s.wait(1, 500);
+    s.governor.job_waiting(2, {500 * MiB, std::nullopt, true}, s.now);
+    REQUIRE(Scenario::admitted(s.decide(2000)).size() == 2);
+    s.use(1, 300, 300);
+    s.use(2, 300, 300);
+    s.now += 100ms;
+    s.use(1, 450, 450);  // 1.5 MB/ms: 600 within the next 100 ms
+    s.use(2, 450, 450);
+    auto decisions = s.decide(2000);
+    const Decision* guessed = Scenario::find(decisions, DecisionKind::repredict, 1);
+    REQUIRE(guessed);
+    CHECK(guessed->needed_bytes == 900 * MiB);  // (450 + 150) x 1.5
+    CHECK(guessed->growth_bytes_per_second == 1500 * MiB);
+    CHECK_FALSE(Scenario::find(decisions, DecisionKind::repredict, 2));
+    s.now += 20ms;
+    s.use(2, 520, 520);  // within 5 % of its measured peak: as known
+    CHECK_FALSE(Scenario::find(s.decide(2000), DecisionKind::repredict, 2));
+    s.now += 20ms;
+    s.use(2, 600, 600);  // clearly beyond it: (600 + 80 x 100 / 20) x 1.25
+    decisions = s.decide(2000);
+    const Decision* measured = Scenario::find(decisions, DecisionKind::repredict, 2);
+    REQUIRE(measured);
+    CHECK(measured->needed_bytes == 1250 * MiB);
+}
+
+// The cold run: light jobs ended first, so two unknown heavy files were predicted at
+// 440 MB. A (815 MB in truth) is growing when B (760 MB) starts; the old net waited for the
+// 64 MB floor, then stopped B, by then large, and the kernel killed A. Now A's growth
+// re-predicts it, and B is stopped while it is still small; A is never stopped.
+TEST_CASE("emergency net: a giant outgrowing its guess stops the younger job while it is small, not at the floor") {
+    GovernorSettings settings;
+    settings.kept_free_bytes = settings.emergency_floor_bytes;  // as the CLI sets it
+    Scenario s(settings);
+    const std::uint64_t total = 1284;  // what the cgroup leaves the build
+    auto available = [&](std::uint64_t used) { return total - used; };
+    s.wait(1, 440);
+    REQUIRE(Scenario::admitted(s.decide(available(0))) == std::vector<pid_t>{1});
+    s.use(1, 200, 200);
+    s.now += 100ms;
+    s.use(1, 300, 300);  // 1 MB/ms: 400 within 100 ms, still inside its 440
+    s.wait(2, 440);
+    auto second = s.decide(available(300));
+    REQUIRE(Scenario::admitted(second) == std::vector<pid_t>{2});  // 1284 - 300 - 140 imminent >= 440 + 64
+    s.now += 100ms;
+    s.use(1, 420, 420);  // 1.2 MB/ms: 540 ahead, past 440: re-predicted at 810
+    s.use(2, 60, 60);
+    auto decisions = s.decide(available(480));
+    REQUIRE(Scenario::find(decisions, DecisionKind::repredict, 1));
+    // A needs 390 more, B 380: 770 of the 804 available: both go on.
+    CHECK_FALSE(Scenario::find(decisions, DecisionKind::emergency_stop, 2));
+    s.now += 100ms;
+    s.use(1, 560, 560);  // 1.4 MB/ms: 700 ahead, below 810
+    s.use(2, 200, 200);  // 1.4 MB/ms too: 340 ahead, inside its 440
+    decisions = s.decide(available(760));
+    // A needs 250 more, B 240: 490 < 524 available: both go on.
+    CHECK_FALSE(Scenario::find(decisions, DecisionKind::emergency_stop, 2));
+    s.now += 100ms;
+    s.use(1, 700, 700);  // 1.4 MB/ms: 840 ahead, past 810: re-predicted at 1260
+    s.use(2, 340, 340);  // 480 ahead, past 440: re-predicted at 720
+    decisions = s.decide(available(1040));
+    REQUIRE(Scenario::find(decisions, DecisionKind::repredict, 1));
+    const Decision* stop = Scenario::find(decisions, DecisionKind::emergency_stop, 2);
+    REQUIRE(stop);
+    CHECK_FALSE(stop->below_floor);  // 244 MB were still available: long before the floor
+    CHECK(stop->current_bytes == 340 * MiB);
+    CHECK_FALSE(Scenario::find(decisions, DecisionKind::emergency_stop, 1));
+    // A, the last one running, goes on to its real peak and ends; B then resumes.
+    s.now += 100ms;
+    s.use(1, 815, 815);
+    CHECK(s.decide(available(815 + 340)).empty());
+    s.governor.job_exited(1, s.now);
+    CHECK(Scenario::find(s.decide(available(340)), DecisionKind::emergency_resume, 2));
+}
+
+TEST_CASE("emergency net: the youngest growing job is stopped, not a younger one that no longer grows, never the oldest") {
+    Scenario s;
+    s.wait(1, 400);  // A: oldest, growing
+    s.wait(2, 100);  // B: at its peak, not growing
+    s.wait(3, 300);  // C: youngest growing
+    s.wait(4, 50);   // D: youngest, done growing
+    REQUIRE(Scenario::admitted(s.decide(1000)).size() == 4);
+    s.use(1, 150, 150);
+    s.use(2, 100, 100);
+    s.use(3, 10, 10);
+    s.use(4, 50, 50);
+    s.now += 100ms;
+    s.use(1, 200, 200);  // 0.5 MB/ms
+    s.use(2, 100, 100);
+    s.use(3, 50, 50);    // 0.4 MB/ms
+    s.use(4, 50, 50);
+    // A needs 200 more, C 250: 450 > 400 available.
+    auto decisions = s.decide(400);
+    CHECK(Scenario::find(decisions, DecisionKind::emergency_stop, 3));
+    for (pid_t job : {1, 2, 4}) CHECK_FALSE(Scenario::find(decisions, DecisionKind::emergency_stop, job));
+    // Nothing starts while a job is stopped; C resumes once A has ended.
+    s.wait(5, 10);
+    CHECK(Scenario::admitted(s.decide(400)).empty());
+    s.governor.job_exited(1, s.now);
+    auto after = s.decide(600);
+    CHECK(Scenario::find(after, DecisionKind::emergency_resume, 3));
+}
+
+TEST_CASE("emergency net: a stopped job's memory stays in use; it neither grows nor ends in the plans") {
+    Scenario s;
+    s.wait(1, 500);
+    s.wait(2, 500);
+    REQUIRE(Scenario::admitted(s.decide(1200)).size() == 2);
+    s.use(1, 100, 100);
+    s.use(2, 100, 100);
+    // 400 + 400 still to come, 700 available: job 2 stops; job 1's 400 fit.
+    auto decisions = s.decide(700);
+    REQUIRE(Scenario::find(decisions, DecisionKind::emergency_stop, 2));
+    CHECK(decisions.size() == 1);
+    // With job 2 stopped at 100, 350 available is not enough for it to go on beside job 1.
+    s.use(1, 350, 350);
+    CHECK(s.decide(450).empty());
+    s.use(1, 500, 500);
+    CHECK(s.decide(300).empty());  // job 1 has 0 to come; job 2 needs 400 > 300
+    CHECK(Scenario::find(s.decide(400), DecisionKind::emergency_resume, 2));
 }

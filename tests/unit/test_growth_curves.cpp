@@ -37,8 +37,9 @@ GovernorSettings exact() {
 struct Curves {
     explicit Curves(GovernorSettings settings = exact()) : governor(settings) {}
 
+    // Curves come only with a job's own profile: its peak is measured, not guessed.
     void wait(pid_t job, std::uint64_t mib, std::optional<GrowthCurve> curve) {
-        governor.job_waiting(job, {mib * MiB, curve}, now);
+        governor.job_waiting(job, {mib * MiB, curve, true}, now);
     }
     std::vector<pid_t> admitted(std::uint64_t available_mib) {
         last = governor.decide(available_mib * MiB, now);
@@ -51,7 +52,7 @@ struct Curves {
     void start_flat(pid_t job, std::uint64_t mib, std::uint32_t duration_ms) {
         wait(job, mib, linear(0, duration_ms));
         REQUIRE(admitted(1000) == std::vector<pid_t>{job});
-        governor.job_usage(job, mib * MiB, mib * MiB);
+        governor.job_usage(job, mib * MiB, mib * MiB, now);
     }
     const Decision* admission(pid_t job) const {
         auto it = std::find_if(last.begin(), last.end(),
@@ -154,7 +155,7 @@ TEST_CASE("curves: a job starts when its growth meets memory a running job frees
     Curves s;
     s.wait(1, 600, linear(0, 1000));  // takes 600 at once, ends at 1 s
     REQUIRE(s.admitted(1000) == std::vector<pid_t>{1});
-    s.governor.job_usage(1, 600 * MiB, 600 * MiB);
+    s.governor.job_usage(1, 600 * MiB, 600 * MiB, s.now);
     s.now += 900ms;
     // 400 free, 0 imminent: a 600 MiB job does not fit by its peak, but over the 100 ms
     // before job 1 ends it grows to at most 2/16 of 600.
@@ -163,6 +164,29 @@ TEST_CASE("curves: a job starts when its growth meets memory a running job frees
     REQUIRE(s.admission(2));
     CHECK(s.admission(2)->on_curve);
     CHECK(s.admission(2)->needed_bytes == 600 * MiB);
+}
+
+TEST_CASE("curves: a plan that comes true needs no emergency stop") {
+    Curves s;
+    s.wait(1, 600, linear(0, 1000));
+    REQUIRE(s.admitted(1000) == std::vector<pid_t>{1});
+    s.governor.job_usage(1, 600 * MiB, 600 * MiB, s.now);
+    s.now += 900ms;
+    s.wait(2, 600, linear(1000, 1500));
+    REQUIRE(s.admitted(400) == std::vector<pid_t>{2});  // on its curve: 1000 - 600 in use
+    // Readings every 20 ms as both jobs do what their curves said: job 1 ends at 1 s, job 2
+    // grows evenly to 600 over its first second.
+    for (int ms = 20; ms <= 1500; ms += 20) {
+        s.now += 20ms;
+        if (ms == 100) s.governor.job_exited(1, s.now);
+        std::uint64_t job2 = 600 * MiB * std::min(ms, 1000) / 1000;
+        s.governor.job_usage(2, job2, job2, s.now);
+        std::uint64_t used = job2 + (ms < 100 ? 600 * MiB : 0);
+        auto decisions = s.governor.decide(1000 * MiB - used, s.now);
+        CAPTURE(ms);
+        CHECK(std::none_of(decisions.begin(), decisions.end(),
+                           [](const Decision& d) { return d.kind != DecisionKind::admit; }));
+    }
 }
 
 TEST_CASE("curves: off, or for a job that grows at once, the whole peak must fit now") {
@@ -188,9 +212,9 @@ TEST_CASE("curves: a running job past its expected end is no longer counted on t
     CHECK(s.admitted(1000) == std::vector<pid_t>{2});
 }
 
-TEST_CASE("curves: what stays free is never planned away (curve_reserve_bytes)") {
+TEST_CASE("curves: what stays free is never planned away (kept_free_bytes)") {
     GovernorSettings settings = exact();
-    settings.curve_reserve_bytes = 100 * MiB;
+    settings.kept_free_bytes = 100 * MiB;
     Curves s(settings);
     s.start_flat(1, 600, 1000);
     s.now += 900ms;
@@ -212,7 +236,7 @@ TEST_CASE("curves: a smaller job passes a blocked one only if that can still sta
     CHECK(s.admitted(200) == std::vector<pid_t>{4});
     REQUIRE(s.admission(4));
     CHECK(s.admission(4)->backfill);
-    s.governor.job_usage(4, 150 * MiB, 150 * MiB);
+    s.governor.job_usage(4, 150 * MiB, 150 * MiB, s.now);
     s.now += 1000ms;
     s.governor.job_exited(1, s.now);
     s.governor.job_exited(4, s.now);
@@ -268,7 +292,7 @@ TEST_CASE("curves with the default margins: a step is never missed at the instan
         flat_late.reach_ms.fill(2237);
         s.wait(1, 800, flat_late);
         REQUIRE(s.admitted(1000) == std::vector<pid_t>{1});
-        s.governor.job_usage(1, 50 * MiB, 50 * MiB);
+        s.governor.job_usage(1, 50 * MiB, 50 * MiB, s.now);
         s.now += std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double, std::micro>(age_us));
         s.wait(2, 500, std::nullopt);
         REQUIRE_MESSAGE(s.admitted(800).empty(), "admitted at age ", age_us, " us");

@@ -4,33 +4,83 @@
 
 using namespace memgov;
 
+namespace {
+
+Profile compile(std::uint64_t peak, std::string tool = "g++") {
+    return {.peak_bytes = peak, .tool = std::move(tool), .role = JobKind::compile};
+}
+
+}  // namespace
+
 TEST_CASE("a known key is predicted from its profile") {
     Predictor predictor(512);
-    predictor.learn("/src/a.cc", {.peak_bytes = 700, .tool = "g++"});
-    auto prediction = predictor.predict("/src/a.cc", "g++");
+    predictor.learn("/src/a.cc", compile(700));
+    auto prediction = predictor.predict("/src/a.cc", "g++", JobKind::compile);
     CHECK(prediction.bytes == 700);
     CHECK(prediction.source == PredictionSource::profile);
 }
 
-TEST_CASE("an unknown key gets the 75th percentile of its tool, else of all jobs") {
+TEST_CASE("an unknown key gets the 90th percentile of its tool and role, else of its role, else the fallback") {
     Predictor predictor(512);
-    CHECK(predictor.predict("/x.c", "gcc").source == PredictionSource::fallback);
-    CHECK(predictor.predict("/x.c", "gcc").bytes == 512);
-    for (std::uint64_t peak : {100, 200, 300, 400}) predictor.learn("/k" + std::to_string(peak), {.peak_bytes = peak, .tool = "g++"});
-    predictor.learn("/link", {.peak_bytes = 5000, .tool = "ld"});
-    auto same_tool = predictor.predict("/new.cc", "g++");
+    CHECK(predictor.predict("/x.c", "gcc", JobKind::compile).source == PredictionSource::fallback);
+    CHECK(predictor.predict("/x.c", "gcc", JobKind::compile).bytes == 512);
+    for (std::uint64_t peak = 100; peak <= 1000; peak += 100) predictor.learn("/k" + std::to_string(peak), compile(peak));
+    auto same_tool = predictor.predict("/new.cc", "g++", JobKind::compile);
     CHECK(same_tool.source == PredictionSource::same_tool);
-    CHECK(same_tool.bytes == 300);
-    auto any = predictor.predict("/new.rs", "rustc");
-    CHECK(any.source == PredictionSource::any_tool);
-    CHECK(any.bytes == 400);
+    CHECK(same_tool.bytes == 900);
+    auto same_role = predictor.predict("/new.c", "clang", JobKind::compile);
+    CHECK(same_role.source == PredictionSource::same_role);
+    CHECK(same_role.bytes == 900);
+}
+
+TEST_CASE("links are not predicted from compiles by the same driver (the issue's 26 MB links predicted at 440 MB)") {
+    Predictor predictor(512);
+    for (std::uint64_t peak : {330, 360, 400, 440}) predictor.learn("/src/t" + std::to_string(peak) + ".cpp", compile(peak));
+    // No link has ended yet: the fallback, not the compiles' figure.
+    CHECK(predictor.predict("/build/test1", "g++", JobKind::link).source == PredictionSource::fallback);
+    predictor.learn("/build/test0", {.peak_bytes = 26, .tool = "g++", .role = JobKind::link});
+    auto link = predictor.predict("/build/test1", "g++", JobKind::link);
+    CHECK(link.source == PredictionSource::same_tool);
+    CHECK(link.bytes == 26);
+    // ... and an LTO link is neither.
+    CHECK(predictor.predict("/build/lto", "g++", JobKind::lto).source == PredictionSource::fallback);
+    CHECK(predictor.predict("/src/new.cpp", "g++", JobKind::compile).bytes == 440);
+}
+
+TEST_CASE("a giant still running counts among its peers: the light ones that ended first do not drag the prediction down") {
+    Predictor predictor(512);
+    for (int i = 0; i < 10; ++i) predictor.learn("/src/light" + std::to_string(i) + ".cpp", compile(330 + 10 * i));
+    CHECK(predictor.predict("/src/heavy2.cpp", "g++", JobKind::compile).bytes == 410);
+    // Two heavy files are running, already beyond every light one.
+    predictor.observe_running("/src/heavy0.cpp", "g++", JobKind::compile, 700);
+    predictor.observe_running("/src/heavy1.cpp", "g++", JobKind::compile, 650);
+    CHECK(predictor.predict("/src/heavy2.cpp", "g++", JobKind::compile).bytes == 650);
+    // A peak so far only ever rises; a job just started (small so far) is not a small peer.
+    predictor.observe_running("/src/heavy1.cpp", "g++", JobKind::compile, 100);
+    predictor.observe_running("/src/young.cpp", "g++", JobKind::compile, 5);
+    CHECK(predictor.predict("/src/heavy2.cpp", "g++", JobKind::compile).bytes == 650);
+    CHECK(predictor.largest() == 700);
+    // Once it ends, its measured peak replaces what was seen of it running.
+    predictor.learn("/src/heavy0.cpp", compile(815));
+    predictor.forget_running("/src/heavy1.cpp");
+    CHECK(predictor.predict("/src/heavy2.cpp", "g++", JobKind::compile).bytes == 420);  // 10th of 11
+    CHECK(predictor.largest() == 815);
+}
+
+TEST_CASE("with nothing of its role ended, a running one beyond the fallback raises it") {
+    Predictor predictor(512);
+    predictor.observe_running("/src/a.cpp", "g++", JobKind::compile, 800);
+    auto prediction = predictor.predict("/src/b.cpp", "g++", JobKind::compile);
+    CHECK(prediction.source == PredictionSource::fallback);
+    CHECK(prediction.bytes == 800);
+    CHECK(predictor.predict("/build/a.out", "g++", JobKind::link).bytes == 512);
 }
 
 TEST_CASE("relearning a key replaces its profile") {
     Predictor predictor(1);
-    predictor.learn("/a", {.peak_bytes = 10, .tool = "g++"});
-    predictor.learn("/a", {.peak_bytes = 30, .tool = "g++"});
-    CHECK(predictor.predict("/a", "g++").bytes == 30);
+    predictor.learn("/a", compile(10));
+    predictor.learn("/a", compile(30));
+    CHECK(predictor.predict("/a", "g++", JobKind::compile).bytes == 30);
 }
 
 TEST_CASE("percentile is nearest rank") {
@@ -45,7 +95,9 @@ TEST_CASE("only a job's own profile brings its growth curve; a peer's estimate h
     Predictor predictor(1);
     GrowthCurve curve;
     curve.duration_ms = 100;
-    predictor.learn("/a.cc", {.peak_bytes = 10, .tool = "g++", .curve = curve});
-    CHECK(predictor.predict("/a.cc", "g++").curve == curve);
-    CHECK_FALSE(predictor.predict("/b.cc", "g++").curve);
+    Profile profile = compile(10);
+    profile.curve = curve;
+    predictor.learn("/a.cc", profile);
+    CHECK(predictor.predict("/a.cc", "g++", JobKind::compile).curve == curve);
+    CHECK_FALSE(predictor.predict("/b.cc", "g++", JobKind::compile).curve);
 }
