@@ -71,3 +71,17 @@ TEST_CASE("-MD and -MMD take no value in the driver") {
     CHECK(job_key({"gcc", "-MD", "src/foo.c", "-c"}, "/p").key == "/p/src/foo.c");
     CHECK(job_key({"cc1", "-MMD", "foo.d", "src/foo.c"}, "/p").key == "/p/src/foo.c");
 }
+
+TEST_CASE("roles: compiles, links and LTO links are told apart") {
+    CHECK(job_key({"g++", "-O3", "-c", "a.cpp", "-o", "a.o"}, "/p").kind == JobKind::compile);
+    CHECK(job_key({"g++", "-flto", "-c", "a.cpp"}, "/p").kind == JobKind::compile);  // LTO's compile step
+    CHECK(job_key({"g++", "a.o", "b.o", "-o", "app"}, "/p").kind == JobKind::link);
+    CHECK(job_key({"g++", "-flto=auto", "a.o", "b.o", "-o", "app"}, "/p").kind == JobKind::lto);
+    CHECK(job_key({"g++", "-fno-lto", "a.o", "-o", "app"}, "/p").kind == JobKind::link);
+    CHECK(job_key({"/usr/bin/ld.lld", "-plugin-opt=O2", "a.o", "-o", "app"}, "/p").kind == JobKind::link);
+    auto lto1 = job_key({"/usr/lib/gcc/x86_64-linux-gnu/12/lto1", "-fltrans", "x.ltrans.o", "-o", "x.s"}, "/p");
+    CHECK(lto1.kind == JobKind::lto);
+    for (JobKind kind : {JobKind::compile, JobKind::link, JobKind::lto, JobKind::other})
+        CHECK(memgov::kind_from_name(memgov::kind_name(kind)) == kind);
+    CHECK_FALSE(memgov::kind_from_name("jit"));
+}

@@ -275,3 +275,26 @@ TEST_CASE("a curve that is not one is dropped; its entry's peak still counts") {
         CHECK_FALSE(parsed->at("/k").curve);
     }
 }
+
+TEST_CASE("a job's role round-trips; a store from before roles, or a role from a later version, reads as other") {
+    TempDir dir;
+    ProfileStore store(dir.path());
+    store.record("/build/app", {.tool = "g++", .role = JobKind::link, .peak_bytes = 26}, 100);
+    store.record("/build/app-lto", {.tool = "g++", .role = JobKind::lto, .peak_bytes = 900}, 100);
+    REQUIRE(store.save());
+    ProfileStore again(dir.path());
+    again.load();
+    CHECK(again.profiles().at("/build/app").role == JobKind::link);
+    CHECK(again.profiles().at("/build/app-lto").role == JobKind::lto);
+
+    std::string error;
+    auto old = parse_profiles(R"({"format":"memgov-profiles","version":1,"profiles":{"/k":{"peak_bytes":5}}})", error);
+    REQUIRE(old);
+    CHECK(old->at("/k").role == JobKind::other);
+    auto later = parse_profiles(
+        R"({"format":"memgov-profiles","version":1,"profiles":{"/k":{"peak_bytes":5,"role":"jit"}}})", error);
+    REQUIRE(later);
+    CHECK(later->at("/k").role == JobKind::other);
+    CHECK_FALSE(parse_profiles(
+        R"({"format":"memgov-profiles","version":1,"profiles":{"/k":{"peak_bytes":5,"role":7}}})", error));
+}
