@@ -14,6 +14,14 @@ void Governor::job_waiting(pid_t job, Reservation expected, Clock::time_point no
     queue_.push_back(job);
 }
 
+void Governor::job_expected(pid_t job, Reservation expected) {
+    auto it = waiting_.find(job);
+    if (it == waiting_.end()) return;
+    it->second.predicted_bytes = it->second.reserved_bytes = expected.peak_bytes;
+    it->second.curve = std::move(expected.curve);
+    it->second.measured = expected.measured;
+}
+
 void Governor::job_running(pid_t job, Reservation expected, Clock::time_point now) {
     if (waiting_.contains(job) || running_.contains(job)) return;
     running_[job] = Job{.predicted_bytes = expected.peak_bytes,
@@ -229,7 +237,10 @@ std::optional<Clock::duration> Governor::waited(pid_t job, Clock::time_point now
 }
 
 std::int64_t Governor::remaining_need(Clock::time_point now) const {
-    return outlook(now).max_over(0, Outlook::forever);
+    // Only the time the net needs to act ahead: a job growing along its curve into memory
+    // that another job will free is stopped only if that job is late by then, not because
+    // it might be (a job without a curve needs its whole remaining growth from now on).
+    return outlook(now).max_over(0, static_cast<double>(settings_.net_horizon.count()));
 }
 
 void Governor::stop(pid_t pid, std::uint64_t available_bytes, std::int64_t remaining_need, bool below_floor,

@@ -52,6 +52,8 @@ struct GovernorSettings {
     // How far ahead a running job's growth rate is extrapolated: about the time between a
     // reading and a stop taking effect (readings every 20 ms while memory is tight).
     std::chrono::milliseconds reaction_time{100};
+    // How far ahead the emergency net looks at running jobs' expected growth.
+    std::chrono::milliseconds net_horizon{200};
     // A running job that passes its prediction (or, when the prediction was only a guess
     // from its peers, whose growth rate says it will within reaction_time) is re-predicted
     // at once, to what it will reach within reaction_time plus this share of it: it has
@@ -114,6 +116,8 @@ public:
 
     // A job stopped at exec.
     void job_waiting(pid_t job, Reservation expected, Clock::time_point now);
+    // A waiting job's prediction changed (its peers taught the predictor more meanwhile).
+    void job_expected(pid_t job, Reservation expected);
     // A job that was never paused (gate off, or not seen in time) but runs.
     void job_running(pid_t job, Reservation expected, Clock::time_point now);
     // Current use of a running job, from the tracker, read at `now` (its growth rate is
@@ -194,7 +198,7 @@ private:
     void emergency(std::uint64_t available_bytes, Clock::time_point now, std::vector<Decision>& decisions);
     void stop(pid_t pid, std::uint64_t available_bytes, std::int64_t remaining_need, bool below_floor,
               std::vector<Decision>& decisions);
-    // The running jobs' largest expected use beyond their current use, from now on.
+    // The running jobs' largest expected use beyond their current use, within net_horizon.
     std::int64_t remaining_need(Clock::time_point now) const;
     bool any_emergency_stopped() const;
     void admit_waiting(std::uint64_t available_bytes, Clock::time_point now, std::vector<Decision>& decisions);

@@ -43,16 +43,16 @@ void Predictor::learn(const std::string& key, const Profile& profile) {
 }
 
 void Predictor::observe_running(const std::string& key, const std::string& tool, JobKind role,
-                                std::uint64_t peak_bytes) {
-    auto [it, added] = running_.try_emplace(key, Running{tool, role, peak_bytes});
-    if (!added) it->second.peak_bytes = std::max(it->second.peak_bytes, peak_bytes);
+                                std::uint64_t expected_bytes) {
+    auto [it, added] = running_.try_emplace(key, Running{tool, role, expected_bytes});
+    if (!added) it->second.expected_bytes = std::max(it->second.expected_bytes, expected_bytes);
 }
 
 void Predictor::forget_running(const std::string& key) { running_.erase(key); }
 
 std::uint64_t Predictor::largest() const {
     std::uint64_t largest = std::max(fallback_bytes_, largest_learned_);
-    for (const auto& [key, job] : running_) largest = std::max(largest, job.peak_bytes);
+    for (const auto& [key, job] : running_) largest = std::max(largest, job.expected_bytes);
     return largest;
 }
 
@@ -60,15 +60,17 @@ template <typename Matches>
 std::optional<std::uint64_t> Predictor::peers_quantile(const std::vector<std::uint64_t>* finished,
                                                        Matches matching) const {
     if (!finished || finished->empty()) return std::nullopt;
-    std::uint64_t from_finished = sorted_percentile(*finished, cold_quantile_);
-    // A running job's peak so far is only a lower bound of its peak: it says something only
-    // when it is above what the finished ones say (a job just started is not a small peer).
-    std::vector<std::uint64_t> larger;
+    // The first jobs to end are the short ones, often the small ones: the jobs still running
+    // are peers too, each at what it is expected to reach (see observe_running), so the
+    // light ones that ended first do not set what every unknown job reserves.
+    // And the fallback counts as one more peer, so that one or two jobs that ended do not
+    // yet say what the others need; as no more than prior_factor times the largest that
+    // ended, so that a group of small jobs (links, say) soon gets small predictions.
+    std::vector<std::uint64_t> peers(finished->begin(), finished->end());
+    peers.push_back(std::min(fallback_bytes_, finished->back() * prior_factor));
     for (const auto& [key, job] : running_)
-        if (matching(job) && job.peak_bytes > from_finished) larger.push_back(job.peak_bytes);
-    if (larger.empty()) return from_finished;
-    larger.insert(larger.end(), finished->begin(), finished->end());
-    return percentile(std::move(larger), cold_quantile_);
+        if (matching(job)) peers.push_back(job.expected_bytes);
+    return percentile(std::move(peers), cold_quantile_);
 }
 
 Prediction Predictor::predict(const std::string& key, const std::string& tool, JobKind role) const {
@@ -84,7 +86,7 @@ Prediction Predictor::predict(const std::string& key, const std::string& tool, J
     // Nothing of its role has ended yet: the fallback, or a running one already beyond it.
     std::uint64_t bytes = fallback_bytes_;
     for (const auto& [running_key, job] : running_)
-        if (job.role == role) bytes = std::max(bytes, job.peak_bytes);
+        if (job.role == role) bytes = std::max(bytes, job.expected_bytes);
     return {bytes, PredictionSource::fallback};
 }
 

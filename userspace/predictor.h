@@ -29,7 +29,9 @@ const char* describe(PredictionSource source);
 class Predictor {
 public:
     // An unknown job is predicted at this quantile of its peers' peaks (nearest rank).
-    static constexpr double default_cold_quantile = 0.9;
+    static constexpr double default_cold_quantile = 0.75;
+    // See peers_quantile.
+    static constexpr std::uint64_t prior_factor = 4;
 
     explicit Predictor(std::uint64_t fallback_bytes, double cold_quantile = default_cold_quantile)
         : fallback_bytes_(fallback_bytes), cold_quantile_(cold_quantile) {}
@@ -37,10 +39,11 @@ public:
     // What is known for `key` (from the store, or a job that just ended); ends what
     // observe_running said of it.
     void learn(const std::string& key, const Profile& profile);
-    // A running job's peak so far. Until it ends it counts among its peers at that size:
-    // heavy jobs end last, and their peers must not be predicted only from the light ones
-    // that happened to end first.
-    void observe_running(const std::string& key, const std::string& tool, JobKind role, std::uint64_t peak_bytes);
+    // A running job and what it is expected to reach: its prediction, or its peak so far
+    // when that is larger. Until it ends it counts among its peers at that size: heavy jobs
+    // end last, and their peers must not be predicted only from the light ones that
+    // happened to end first. The figure only ever rises.
+    void observe_running(const std::string& key, const std::string& tool, JobKind role, std::uint64_t expected_bytes);
     // A running job ended without a profile to learn (it vanished): it no longer counts.
     void forget_running(const std::string& key);
 
@@ -52,9 +55,10 @@ private:
     struct Running {
         std::string tool;
         JobKind role;
-        std::uint64_t peak_bytes;
+        std::uint64_t expected_bytes;
     };
-    // The cold quantile of `finished` (sorted) together with the running jobs `matching`.
+    // The cold quantile of `finished` (sorted) together with the running jobs `matching`;
+    // nullopt when none has finished.
     template <typename Matches>
     std::optional<std::uint64_t> peers_quantile(const std::vector<std::uint64_t>* finished, Matches matching) const;
 

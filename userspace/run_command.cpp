@@ -212,7 +212,8 @@ public:
                 auto it = jobs_.find(job);
                 if (it == jobs_.end()) continue;
                 JobInfo& info = it->second;
-                predictor_.observe_running(info.key, info.tool, info.role, usage->peak_bytes);
+                predictor_.observe_running(info.key, info.tool, info.role,
+                                           std::max(usage->peak_bytes, info.prediction.bytes));
                 if (info.started_at) info.growth.observe(milliseconds_since(*info.started_at, now), usage->peak_bytes);
             } else {
                 forget_vanished(job);
@@ -420,6 +421,7 @@ private:
             seen.curve = info.growth.finish(milliseconds_since(*info.started_at, Clock::now()), event.job_peak_bytes);
         store_.record(info.key, seen, std::time(nullptr));
         predictor_.learn(info.key, store_.profiles().at(info.key));
+        repredict_waiting();
         log_.write(LogCategory::memory, "PID={} job exited, final peak for {}: {} -> {}{}", event.pid,
                    info.key, format_mb(old_peak), format_mb(event.job_peak_bytes),
                    complete ? "" : " (did not finish: kept as a lower bound)");
@@ -428,6 +430,22 @@ private:
                        format_mb(std::max(info.prediction.bytes, event.job_peak_bytes)), info.key, event.pid);
         governor_.job_exited(event.job, Clock::now());
         jobs_.erase(it);
+    }
+
+    // Waiting jobs guessed from their peers are guessed again from what the build now knows:
+    // the first jobs wait at --cold-estimate only until a peer has ended.
+    void repredict_waiting() {
+        for (pid_t pid : governor_.waiting_jobs()) {
+            auto it = jobs_.find(pid);
+            if (it == jobs_.end() || it->second.prediction.source == PredictionSource::profile) continue;
+            JobInfo& info = it->second;
+            Prediction now = predictor_.predict(info.key, info.tool, info.role);
+            if (now.bytes == info.prediction.bytes && now.source == info.prediction.source) continue;
+            log_.write(LogCategory::predict, "PID={} {}: waiting, predicted again from its peers: {} -> {} ({})", pid,
+                       info.key, format_mb(info.prediction.bytes), format_mb(now.bytes), describe(now.source));
+            info.prediction = now;
+            governor_.job_expected(pid, {now.bytes, now.curve, now.source == PredictionSource::profile});
+        }
     }
 
     // The kernel dropped a job's last process, but its exit record has not come (or was
