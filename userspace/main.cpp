@@ -73,11 +73,12 @@ int main(int argc, char** argv) {
     app.add_option("--headroom", run.headroom, "Memory always left free for everything else (default 0)")
         ->envname("MEMGOV_HEADROOM");
     app.add_option("--emergency-floor", run.emergency_floor,
-                   "Below this much available memory, stop the youngest running job until memory returns")
+                   "Admission keeps this much free; below it, or when running jobs' remaining growth exceeds what "
+                   "is available, stop the youngest growing job until memory returns")
         ->envname("MEMGOV_EMERGENCY_FLOOR")
         ->capture_default_str();
     app.add_option("--cold-estimate", run.cold_estimate,
-                   "Predicted peak of a job when nothing is known about any job yet")
+                   "Predicted peak of a job when nothing of its role (compile, link, LTO, other) is known yet")
         ->envname("MEMGOV_COLD_ESTIMATE")
         ->capture_default_str();
     app.add_option("--profiles-dir", run.profiles_dir,
