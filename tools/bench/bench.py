@@ -171,7 +171,6 @@ def memstorm(quick):
     cgroup = Cgroup(limit)
     rows, series = [], {}
     memgov = [MEMGOV, "-q", "--gate", "memhog", "--profiles-dir", profiles, "--"]
-    warm_stats = work / "warm-stats.json"
     runs = [
         (f"make -j{slots}", ["make", "-s", f"-j{slots}", "-C", work]),
         (f"make -j{safe_j} (largest safe static -j)", ["make", "-s", f"-j{safe_j}", "-C", work]),
@@ -181,7 +180,7 @@ def memstorm(quick):
                                                     "now,fail=1", "-a", work / "jobs.txt"]),
         (f"memgov -- make -j{slots} (cold)", memgov + ["make", "-s", f"-j{slots}", "-C", work]),
         (f"memgov -- make -j{slots} (warm)",
-         memgov[:-1] + ["--stats-json", warm_stats, "--", "make", "-s", f"-j{slots}", "-C", work]),
+         memgov + ["make", "-s", f"-j{slots}", "-C", work]),
         (f"memgov --no-curves -- make -j{slots} (warm, peaks only)",
          memgov[:-1] + ["--no-curves", "--", "make", "-s", f"-j{slots}", "-C", work]),
         (f"memgov --jobs {slots} -- make -j{4 * slots} (warm, deep queue)",
@@ -189,17 +188,23 @@ def memstorm(quick):
     ]
     try:
         for label, argv in runs:
+            stats_path = work / "stats.json"
+            if argv[0] == MEMGOV:
+                argv = [MEMGOV, "--stats-json", stats_path, *argv[1:]]
             status, seconds, ooms, samples, _ = run_sampled(argv, cgroup)
+            stops = emergency_stops(stats_path) if argv[0] == MEMGOV else None
             rows.append({"run": label, "seconds": round(seconds, 2), "ratio_to_bound": round(seconds / bound, 2),
-                         "oom_kills": ooms, "exit": status})
+                         "oom_kills": ooms, "emergency_stops": stops, "exit": status})
             series[label] = samples
-            print(f"memstorm: {label:45s} {seconds:7.2f}s  x{seconds / bound:5.2f}  OOM {ooms}  exit {status}",
-                  flush=True)
+            print(f"memstorm: {label:45s} {seconds:7.2f}s  x{seconds / bound:5.2f}  OOM {ooms}  "
+                  f"stops {'-' if stops is None else stops}  exit {status}", flush=True)
+            if label.endswith("(warm)"):
+                warm_stats = json.loads(stats_path.read_text())
         # The job set's durations are what each job takes alone; on 2 vCPUs, 10+ jobs touching
         # memory at once take longer. The same bound with the run times memgov measured in the
         # warm run shows how much of the gap that is.
         run_times = {j["key"]: j["exit_at_seconds"] - j["run_at_seconds"]
-                     for j in json.loads(warm_stats.read_text())["jobs"] if "exit_at_seconds" in j}
+                     for j in warm_stats["jobs"] if "exit_at_seconds" in j}
         measured_bound = lower_bound(jobs, limit, slots, [run_times[job_key(j)] for j in jobs])
     finally:
         cgroup.close()
@@ -208,30 +213,45 @@ def memstorm(quick):
         r["ratio_to_measured_bound"] = round(r["seconds"] / measured_bound, 2)
     rows.append({"run": "packing lower bound (the job set's durations)", "seconds": round(bound, 2),
                  "ratio_to_bound": 1.0, "ratio_to_measured_bound": round(bound / measured_bound, 2), "oom_kills": 0,
-                 "exit": None})
+                 "emergency_stops": None, "exit": None})
     rows.append({"run": "packing lower bound (run times measured under memgov)", "seconds": round(measured_bound, 2),
                  "ratio_to_bound": round(measured_bound / bound, 2), "ratio_to_measured_bound": 1.0, "oom_kills": 0,
-                 "exit": None})
+                 "emergency_stops": None, "exit": None})
     result = {"benchmark": "memstorm", "quick": quick, "jobs": count, "slots": slots, "limit_bytes": limit,
               "largest_job_bytes": largest, "safe_j": safe_j, "measured_bound_seconds": round(measured_bound, 2), "rows": rows,
               "series": {k: [(round(t, 3), b) for t, b in v] for k, v in series.items()}}
     warm = next(r for r in rows if r["run"].endswith("(warm)"))
     safe = rows[1]
+    cold = next(r for r in rows if r["run"].endswith("(cold)"))
     result["targets"] = {
         "memgov_oom_kills": sum(r["oom_kills"] for r in rows if r["run"].startswith("memgov")),
+        "warm_emergency_stops": sum(r["emergency_stops"] or 0 for r in rows if "(warm" in r["run"]),
+        "cold_ratio_to_bound": cold["ratio_to_bound"],
         "warm_ratio_to_bound": warm["ratio_to_bound"],
         "warm_ratio_to_measured_bound": warm["ratio_to_measured_bound"],
         "speedup_vs_safe_static_j": round(safe["seconds"] / warm["seconds"], 2),
     }
-    table = ["| run | wall (s) | × lower bound | × bound with measured run times | OOM kills | exit |",
-             "|---|---|---|---|---|---|"]
+    table = ["| run | wall (s) | × lower bound | × bound with measured run times | OOM kills | emergency stops | exit |",
+             "|---|---|---|---|---|---|---|"]
     for r in rows:
         table.append(f"| {r['run']} | {r['seconds']} | {r['ratio_to_bound']} | {r['ratio_to_measured_bound']} | "
-                     f"{r['oom_kills']} | {'' if r['exit'] is None else r['exit']} |")
+                     f"{r['oom_kills']} | {blank_if_none(r['emergency_stops'])} | {blank_if_none(r['exit'])} |")
     write_outputs("memstorm", result, table)
     write_svg(series, limit, [f"make -j{slots}", f"memgov --no-curves -- make -j{slots} (warm, peaks only)",
                               f"memgov -- make -j{slots} (warm)"])
     return result
+
+
+def emergency_stops(stats_path):
+    """How often memgov's net stopped a job in a run (from its --stats-json); None without one."""
+    try:
+        return json.loads(Path(stats_path).read_text())["emergency_stops"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def blank_if_none(value):
+    return "" if value is None else value
 
 
 def write_svg(series, limit, labels):
