@@ -38,33 +38,51 @@ void Governor::job_usage(pid_t job, std::uint64_t current_bytes, std::uint64_t p
     if (it == running_.end()) return;
     Job& running = it->second;
     if (running.current_bytes != current_bytes) progressed_ = true;
+    auto rate = [&](Clock::time_point since, std::uint64_t since_bytes) {
+        double elapsed_ms = std::chrono::duration<double, std::milli>(now - since).count();
+        return current_bytes > since_bytes ? static_cast<double>(current_bytes - since_bytes) / elapsed_ms : 0;
+    };
     if (running.read_at && now > *running.read_at) {
-        double elapsed_ms = std::chrono::duration<double, std::milli>(now - *running.read_at).count();
-        running.growth_bytes_per_ms = current_bytes > running.current_bytes
-                                          ? static_cast<double>(current_bytes - running.current_bytes) / elapsed_ms
-                                          : 0;
+        running.growth_bytes_per_ms = rate(*running.read_at, running.current_bytes);
+        if (now - running.steady_from >= settings_.steady_window) {
+            running.steady_growth_bytes_per_ms = rate(running.steady_from, running.steady_from_bytes);
+            running.steady_from = now;
+            running.steady_from_bytes = current_bytes;
+        }
+    } else {
+        running.steady_from = now;
+        running.steady_from_bytes = current_bytes;
     }
     running.read_at = now;
+    ++running.readings;
     running.current_bytes = current_bytes;
     if (!running.emergency_stopped) repredict(job, running, peak_bytes);
     running.reserved_bytes = std::max({running.reserved_bytes, running.predicted_bytes, peak_bytes});
 }
 
 void Governor::repredict(pid_t pid, Job& job, std::uint64_t peak_bytes) {
-    auto growth_ahead = static_cast<std::uint64_t>(job.growth_bytes_per_ms *
-                                                   static_cast<double>(settings_.reaction_time.count()));
+    auto ahead = [](double per_ms, std::chrono::milliseconds time) {
+        return static_cast<std::uint64_t>(per_ms * static_cast<double>(time.count()));
+    };
     std::uint64_t reached = std::max(peak_bytes, job.current_bytes);
-    std::uint64_t projected = job.current_bytes + growth_ahead;
+    std::uint64_t projected = job.current_bytes + ahead(job.growth_bytes_per_ms, settings_.reaction_time);
+    // As long again as it has grown so far, at most guess_lookahead.
+    auto grown_for = std::chrono::duration_cast<std::chrono::milliseconds>(job.steady_from - job.admitted_at);
+    std::uint64_t steady = job.current_bytes + ahead(job.steady_growth_bytes_per_ms,
+                                                     std::min(grown_for, settings_.guess_lookahead));
     // A guess from peers is revised as soon as the job is about to pass it; a measured peak
     // only once the job has clearly passed it (its growth towards it is expected).
     bool passed = job.measured ? static_cast<double>(reached) >
                                      static_cast<double>(job.predicted_bytes) * (1 + settings_.measured_tolerance)
-                               : std::max(reached, projected) > job.predicted_bytes;
+                               : std::max({reached, projected, steady}) > job.predicted_bytes;
     if (!passed) return;
     double margin = job.measured ? settings_.repredict_margin / 2 : settings_.repredict_margin;
     std::uint64_t previous = job.predicted_bytes;
+    // The steady projection is one already: half the margin on it, so that a job growing
+    // steadily is not re-predicted at every reading.
     job.predicted_bytes =
-        static_cast<std::uint64_t>(static_cast<double>(std::max(reached, projected)) * (1 + margin));
+        static_cast<std::uint64_t>(std::max(static_cast<double>(std::max(reached, projected)) * (1 + margin),
+                                            static_cast<double>(steady) * (1 + margin / 2)));
     job.curve.reset();  // the job is not what its curve described
     Decision decision{DecisionKind::repredict, pid, job.predicted_bytes};
     decision.previous_bytes = previous;
@@ -112,6 +130,20 @@ std::int64_t Governor::extra_use(const Job& job, double age_ms, double ahead_ms)
     return std::max(expected, current) - current;
 }
 
+double Governor::curve_age_ms(const Job& job, Clock::time_point now) const {
+    double age = std::chrono::duration<double, std::milli>(now - job.admitted_at).count();
+    if (!settings_.follow_growth_curves || !job.curve || job.reserved_bytes == 0) return age;
+    // A job sharing the CPU with more jobs than on the run its curve came from is behind its
+    // curve in wall time. Counted at its wall age, it would seem about to take at once all
+    // it was expected to have taken by now, and to end on the old schedule; so a job that
+    // has not reached a step yet is taken to be no further along than that step. (A job
+    // ahead of its curve keeps its wall age: its end is not assumed to come sooner.)
+    auto reached = static_cast<std::size_t>(static_cast<double>(job.current_bytes) /
+                                            static_cast<double>(job.reserved_bytes) * GrowthCurve::steps);
+    if (reached >= GrowthCurve::steps) return age;
+    return std::min(age, job.curve->reach_ms[reached] * settings_.curve_sooner);
+}
+
 std::vector<std::pair<double, std::int64_t>> Governor::steps(const Job& job, double age_ms) const {
     std::vector<double> instants{0.0};
     if (age_ms < 0) instants.push_back(-age_ms);
@@ -137,7 +169,7 @@ Outlook Governor::outlook(Clock::time_point now, std::optional<Planned> planned)
         }
     };
     for (const auto& [pid, job] : running_)
-        if (!job.emergency_stopped) add(job, std::chrono::duration<double, std::milli>(now - job.admitted_at).count());
+        if (!job.emergency_stopped) add(job, curve_age_ms(job, now));
     if (planned) add(*planned->job, -planned->start_ms);
     result.build();
     return result;
@@ -176,6 +208,11 @@ std::uint64_t Governor::imminent_bytes() const {
     for (const auto& [pid, job] : running_)
         if (job.reserved_bytes > job.current_bytes) imminent += job.reserved_bytes - job.current_bytes;
     return imminent;
+}
+
+bool Governor::growing(const Job& job) const {
+    if (job.readings < 2) return job.reserved_bytes > job.current_bytes;
+    return job.growth_bytes_per_ms > 0 || job.steady_growth_bytes_per_ms > 0;
 }
 
 bool Governor::any_emergency_stopped() const {
@@ -269,7 +306,7 @@ void Governor::emergency(std::uint64_t available_bytes, Clock::time_point now, s
             const Job& job = running_.at(*it);
             if (job.emergency_stopped) continue;
             if (!youngest) youngest = *it;
-            if (job.reserved_bytes > job.current_bytes || job.growth_bytes_per_ms > 0) return *it;
+            if (growing(job)) return *it;
         }
         return growing_only ? std::nullopt : youngest;
     };
@@ -303,8 +340,9 @@ void Governor::emergency(std::uint64_t available_bytes, Clock::time_point now, s
         bool fits = fits_from(job, 0, outlook(now), available);
         if (!fits && active_count() > 0) return;
         job.emergency_stopped = false;
-        job.read_at.reset();  // its growth rate restarts from its next reading
-        job.growth_bytes_per_ms = 0;
+        job.read_at.reset();  // its growth rates restart from its next reading
+        job.readings = 0;
+        job.growth_bytes_per_ms = job.steady_growth_bytes_per_ms = 0;
         decisions.push_back({DecisionKind::emergency_resume, pid,
                              job.reserved_bytes > job.current_bytes ? job.reserved_bytes - job.current_bytes : 0,
                              room - need, static_cast<std::uint64_t>(std::max<std::int64_t>(need, 0))});

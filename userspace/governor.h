@@ -59,6 +59,14 @@ struct GovernorSettings {
     // at once, to what it will reach within reaction_time plus this share of it: it has
     // shown it is larger than believed, and nothing says by how much.
     double repredict_margin = 0.5;
+    // A guess is also revised when the job's steady growth rate (over at least
+    // steady_window) says it will pass it if it grows for as long again as it has so far
+    // (at most guess_lookahead): a compiler that has grown steadily for a while goes on
+    // growing, and two unknown jobs found out only when they pass their guesses may both
+    // be too large by then for either to finish beside the other (Eigen's tests, cold:
+    // two of 891 and 769 MB at a 512 MB guess in 1300 MB were doomed at 420 MB each).
+    std::chrono::milliseconds guess_lookahead{10'000};
+    std::chrono::milliseconds steady_window{250};
     // A job whose peak was measured on an earlier run is re-predicted only when it passes
     // that peak by this share (a file's peak moves a little from run to run), and then with
     // half the margin.
@@ -162,6 +170,10 @@ private:
         bool measured = false;              // see Reservation
         std::optional<Clock::time_point> read_at;
         double growth_bytes_per_ms = 0;     // between its last two readings
+        Clock::time_point steady_from{};    // the reading the steady rate is measured from
+        std::uint64_t steady_from_bytes = 0;
+        double steady_growth_bytes_per_ms = 0;  // over the last steady_window or more
+        std::uint32_t readings = 0;
         Clock::time_point queued_at{};
         Clock::time_point admitted_at{};
         bool refused_once = false;
@@ -189,6 +201,9 @@ private:
     // extra_use as steps: (instant ahead, value from then on), the first at 0.
     std::vector<std::pair<double, std::int64_t>> steps(const Job& job, double age_ms) const;
     double curve_end_ms(const GrowthCurve& curve) const;
+    // A running job's age along its curve: its wall age, but no later than the first step
+    // its current use has not reached.
+    double curve_age_ms(const Job& job, Clock::time_point now) const;
     std::uint64_t imminent_bytes() const;
     std::size_t active_count() const;  // running and not emergency-stopped
     void repredict(pid_t pid, Job& job, std::uint64_t peak_bytes);
@@ -201,6 +216,10 @@ private:
     // The running jobs' largest expected use beyond their current use, within net_horizon.
     std::int64_t remaining_need(Clock::time_point now) const;
     bool any_emergency_stopped() const;
+    // Whether a running job is still taking memory: by its growth rates once it has them.
+    // A job at a plateau below its guess is most likely at its peak: stopping it saves
+    // nothing and keeps its memory from being freed soon.
+    bool growing(const Job& job) const;
     void admit_waiting(std::uint64_t available_bytes, Clock::time_point now, std::vector<Decision>& decisions);
     Decision admit(pid_t job, std::int64_t effective_free, Clock::time_point now);
 

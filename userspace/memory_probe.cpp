@@ -1,5 +1,7 @@
 #include "memory_probe.h"
 
+#include <fmt/format.h>
+
 #include <charconv>
 #include <fstream>
 #include <sstream>
@@ -96,8 +98,24 @@ std::optional<std::uint64_t> MemoryProbe::reclaimable(const std::string& dir) co
     if (cached != stat_cache_.end() && now - cached->second.read_at < stat_interval) return cached->second.reclaimable;
     std::optional<std::uint64_t> value;
     if (auto stat = read_text(dir + "/memory.stat")) {
-        value = field(*stat, v2_ ? "inactive_file" : "total_inactive_file");
-        if (!value && !v2_) value = field(*stat, "inactive_file");
+        // v1 has hierarchical totals (total_*) beside the cgroup's own figures; v2's are
+        // hierarchical already.
+        auto stat_field = [&](std::string_view v1, std::string_view v2) {
+            if (v2_) return field(*stat, v2);
+            auto total = field(*stat, fmt::format("total_{}", v1));
+            return total ? total : field(*stat, v1);
+        };
+        // Page cache the kernel takes back before it OOM-kills: file pages, active ones too
+        // (compilers reading headers keep hundreds of MB active), but not those mapped by a
+        // process (a compiler's own code: taking them back thrashes) nor dirty ones.
+        value = stat_field("inactive_file", "inactive_file");
+        if (value) {
+            std::uint64_t file = *value + stat_field("active_file", "active_file").value_or(0);
+            std::uint64_t kept = stat_field("mapped_file", "file_mapped").value_or(0) +
+                                 stat_field("dirty", "file_dirty").value_or(0) +
+                                 stat_field("writeback", "file_writeback").value_or(0);
+            value = file > kept ? file - kept : 0;
+        }
     }
     stat_cache_[dir] = {now, value};
     return value;

@@ -89,6 +89,32 @@ TEST_CASE("cgroup v2: memory.max and memory.high, 'max' means none") {
     CHECK(available_for_build(probe.read(), {}, 0).bytes == 1 * GiB - 500 * MiB);
 }
 
+TEST_CASE("page cache counts as free, active too, but not what processes map or what is dirty (v1 and v2)") {
+    for (bool v2 : {false, true}) {
+        CAPTURE(v2);
+        TempDir root;
+        write_meminfo(root, 16 * 1024 * 1024, 12 * 1024 * 1024);
+        std::string dir = v2 ? "cgroup/job" : "cgroup/memory/job";
+        root.write("proc/self/cgroup", v2 ? "0::/job\n" : "4:memory:/job\n");
+        if (v2) root.write("cgroup/cgroup.controllers", "memory\n");
+        root.write(dir + (v2 ? "/memory.max" : "/memory.limit_in_bytes"), std::to_string(2 * GiB));
+        root.write(dir + (v2 ? "/memory.current" : "/memory.usage_in_bytes"), std::to_string(1 * GiB));
+        auto mib = [](int n) { return std::to_string(n * MiB); };
+        // Headers a compiler read (active), a compiler's own mapped code, objects not yet written.
+        root.write(dir + "/memory.stat",
+                   v2 ? "inactive_file " + mib(100) + "\nactive_file " + mib(300) + "\nfile_mapped " + mib(50) +
+                            "\nfile_dirty " + mib(30) + "\nfile_writeback " + mib(20) + "\n"
+                      : "total_inactive_file " + mib(100) + "\ntotal_active_file " + mib(300) +
+                            "\ntotal_mapped_file " + mib(50) + "\ntotal_dirty " + mib(30) +
+                            "\ntotal_writeback " + mib(20) + "\n");
+        auto reading = probe_in(root).read();
+        REQUIRE(reading.cgroup);
+        CHECK(reading.cgroup->used_bytes == 1 * GiB - 300 * MiB);
+        root.write(dir + "/memory.stat", v2 ? "file_mapped " + mib(50) + "\n" : "total_mapped_file 5\n");
+        CHECK(probe_in(root).read().cgroup->used_bytes == 1 * GiB);  // no file LRU figures: none counted
+    }
+}
+
 TEST_CASE("cgroup v2 on a hybrid machine lives under unified/") {
     TempDir root;
     write_meminfo(root, 8 * 1024 * 1024, 6 * 1024 * 1024);

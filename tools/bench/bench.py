@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """memgov benchmarks: every claim a ratio measured side by side in one run on one machine.
 
-    sudo tools/bench/bench.py [--quick] [--check] [--out DIR] [memstorm] [accuracy] [overhead] [latency] [scale]
+    sudo tools/bench/bench.py [--quick] [--check] [--out DIR] [memstorm] [robustness] [realproject] [accuracy]
+                              [overhead] [latency] [scale]
 
 Writes docs/bench/<name>.json (machine-readable) and docs/bench/<name>.md (the table
 docs/BENCHMARKS.md shows), and docs/bench/memstorm.svg (memory over time); --out elsewhere.
@@ -25,6 +26,10 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+# robustness.py and realproject.py `import bench`: run as a script, this module must be that
+# one (one OUT, one MEMGOV), not a second copy.
+sys.modules.setdefault("bench", sys.modules[__name__])
 
 ROOT = Path(__file__).resolve().parents[2]
 # MEMGOV_BUILD_DIR: measure another build tree than build/ (e.g. one built from another commit).
@@ -505,6 +510,18 @@ def scale(quick):
     return result
 
 
+# ---------------------------------------------------------------- in files of their own
+
+def robustness(quick):
+    import robustness as module
+    return module.robustness(quick)
+
+
+def realproject(quick):
+    import realproject as module
+    return module.realproject(quick)
+
+
 # ---------------------------------------------------------------- output
 
 def write_outputs(name, result, table):
@@ -531,6 +548,12 @@ def failures(result):
             if row["events_dropped"] or row["measured"] != row["execs"]:
                 found.append(f"{row['run']}: {row['events_dropped']} events dropped, "
                              f"{row['measured']} of {row['execs']} measured")
+    elif name == "robustness":
+        import robustness as module
+        return module.robustness_failures(result)
+    elif name == "realproject":
+        import realproject as module
+        return module.realproject_failures(result)
     elif name == "scale":
         for row in result["rows"]:
             if row["events_dropped"] or row["untracked"]:
@@ -544,8 +567,9 @@ def main():
     parser.add_argument("--quick", action="store_true", help="smaller job sets, one repetition (CI smoke runs)")
     parser.add_argument("--check", action="store_true", help="exit 1 when an outcome (not a timing) is wrong")
     parser.add_argument("--out", type=Path, default=OUT, help=f"where results go (default {OUT})")
-    names = ["memstorm", "accuracy", "overhead", "latency", "scale"]
-    parser.add_argument("benchmarks", nargs="*", choices=[[], *names], help="default: all of them")
+    names = ["memstorm", "robustness", "realproject", "accuracy", "overhead", "latency", "scale"]
+    parser.add_argument("benchmarks", nargs="*", choices=[[], *names],
+                        help="default: all of them but realproject (a real build, many times: ~1 hour)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench: needs root (BPF and memory cgroups): sudo tools/bench/bench.py")
@@ -553,7 +577,7 @@ def main():
         sys.exit(f"bench: {MEMGOV} missing: run tools/build.sh first")
     OUT = args.out
     found = []
-    for name in args.benchmarks or names:
+    for name in args.benchmarks or [name for name in names if name != "realproject"]:
         found += failures(globals()[name](args.quick))
     for failure in found:
         print(f"bench: FAILED {failure}", file=sys.stderr)
