@@ -52,16 +52,18 @@ pid_t spawn(const std::vector<std::string>& argv) {
     return pid;
 }
 
-// Pids of live processes whose command line contains `needle`.
-std::vector<pid_t> processes_running(const std::string& needle) {
+// Pids of live processes whose command line (arguments joined by spaces) is exactly
+// `command`: a test must never touch another run's processes (a benchmark's memhog jobs, say).
+std::vector<pid_t> processes_running(const std::string& command) {
     std::vector<pid_t> found;
     for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
         pid_t pid = std::atoi(entry.path().filename().c_str());
         if (pid <= 0 || pid == getpid()) continue;
         std::ifstream in(entry.path() / "cmdline");
         std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        if (!cmdline.empty() && cmdline.back() == '\0') cmdline.pop_back();
         std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
-        if (cmdline.find(needle) != std::string::npos) found.push_back(pid);
+        if (cmdline == command) found.push_back(pid);
     }
     return found;
 }
@@ -84,10 +86,11 @@ TEST_CASE("kill -9 of memgov with jobs paused and emergency-stopped: none stays 
     pid_t memgov = spawn({memgov_bin(), "--gate", "memhog", "--emergency-floor", "1000G", "--cold-estimate", "1M",
                           "--profiles-dir", profiles.path(), "--", "make", "-j6", "-C", build.path()});
     std::string tag = build.path();
+    std::string job = memhog_bin() + " --mb 30 --hold-ms 1500";
     std::vector<pid_t> stopped;
     wait_until([&] {
         stopped.clear();
-        for (pid_t pid : processes_running("memhog --mb 30"))
+        for (pid_t pid : processes_running(job))
             if (process_state(pid) == 'T') stopped.push_back(pid);
         return stopped.size() >= 4;
     }, 10s);
@@ -96,12 +99,12 @@ TEST_CASE("kill -9 of memgov with jobs paused and emergency-stopped: none stays 
     waitpid(memgov, nullptr, 0);
 
     CHECK(wait_until([&] {
-        for (pid_t pid : processes_running("memhog --mb 30"))
+        for (pid_t pid : processes_running(job))
             if (process_state(pid) == 'T') return false;
         return true;
     }, 3s));
     // make, orphaned, still finishes the build.
-    CHECK(wait_until([&] { return processes_running("-C " + tag).empty(); }, 30s));
+    CHECK(wait_until([&] { return processes_running("make -j6 -C " + tag).empty(); }, 30s));
     for (int i = 0; i < 6; ++i) CHECK(std::filesystem::exists(fmt::format("{}/out{}", tag, i)));
 
     // The next run reads the store without complaint (it may be empty: nothing was saved yet).
@@ -127,7 +130,7 @@ TEST_CASE("SIGTERM and SIGHUP mid-build: the build gets them, memgov exits 128+N
         std::ifstream in(profiles.path() + "/profiles.json");
         std::string store((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
         CHECK(store.find("--mb 5") != std::string::npos);
-        CHECK(wait_until([&] { return processes_running("--hold-ms 4000").empty(); }, 5s));
+        CHECK(wait_until([&] { return processes_running(memhog_bin() + " --mb 20 --hold-ms 4000").empty(); }, 5s));
     }
 }
 
@@ -152,11 +155,11 @@ TEST_CASE("more processes than --max-procs are counted and reported, not silentl
 
 TEST_CASE("a daemon that double-forks out of the build does not keep memgov waiting") {
     auto started = std::chrono::steady_clock::now();
-    auto outcome = run_memgov({}, {"/bin/sh", "-c", "(sleep 20 > /dev/null 2>&1 &) ; exit 0"});
+    auto outcome = run_memgov({}, {"/bin/sh", "-c", "(sleep 20.25 > /dev/null 2>&1 &) ; exit 0"});
     double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     CHECK(outcome.exit_status == 0);
     CHECK(seconds < 10);
-    for (pid_t pid : processes_running("sleep 20")) kill(pid, SIGKILL);
+    for (pid_t pid : processes_running("sleep 20.25")) kill(pid, SIGKILL);
 }
 
 TEST_CASE("a job that exits while paused at the gate is forgotten and the build goes on") {
@@ -166,7 +169,7 @@ TEST_CASE("a job that exits while paused at the gate is forgotten and the build 
     pid_t killer = fork();
     if (killer == 0) {  // kill the small job while it waits behind the big one
         for (int i = 0; i < 100; ++i) {
-            for (pid_t pid : processes_running("memhog --mb 1"))
+            for (pid_t pid : processes_running(memhog_bin() + " --mb 1"))
                 if (process_state(pid) == 'T') {
                     kill(pid, SIGKILL);
                     _exit(0);
