@@ -3,8 +3,9 @@
 #   1. unit and integration tests (ctest),
 #   2. the same under AddressSanitizer + UndefinedBehaviorSanitizer,
 #   3. a short run of every fuzzer on its corpus,
-#   4. every benchmark in quick mode, checked for outcomes (no OOM kill under memgov, plain make
-#      OOM-killed, BPF peaks exact, no event dropped); timings are reported, not judged.
+#   4. every benchmark but realproject in quick mode, checked for outcomes (no OOM kill under
+#      memgov, cold with irregular jobs included; plain make OOM-killed; BPF peaks exact; no
+#      event dropped); timings are reported, not judged.
 # Integration tests and benchmarks load BPF programs: run as root (tests report themselves
 # skipped otherwise; the benchmarks are skipped). MEMGOV_QUICK=1 skips 2 to 4.
 set -euo pipefail
