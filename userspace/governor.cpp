@@ -296,9 +296,10 @@ void Governor::stop(pid_t pid, std::uint64_t available_bytes, std::int64_t remai
 void Governor::emergency(std::uint64_t available_bytes, Clock::time_point now, std::vector<Decision>& decisions) {
     auto available = static_cast<std::int64_t>(available_bytes);
     // Youngest first: it has done the least work and, stopped early, holds the least memory;
-    // the older jobs it makes room for are the ones closest to ending and freeing theirs.
-    // A job that is not going to grow is passed over where one that is can be stopped:
-    // stopping it saves nothing.
+    // the older ones are closest to ending and freeing theirs. A job that is not growing (by
+    // its rates) is passed over where one that is can be stopped: stopping it saves nothing,
+    // and a small job at its peak stopped beside a growing giant holds the very memory the
+    // giant needs.
     auto stoppable = [&](bool growing_only) -> std::optional<pid_t> {
         if (active_count() <= 1) return std::nullopt;  // the last running job always runs
         std::optional<pid_t> youngest;

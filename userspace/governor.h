@@ -49,9 +49,10 @@ struct GovernorSettings {
     // future instant (curves), so a plan coming true, or a reading that moves a little,
     // does not itself make the emergency net act.
     std::uint64_t kept_free_bytes = 0;
-    // How far ahead a running job's growth rate is extrapolated: about the time between a
-    // reading and a stop taking effect (readings every 20 ms while memory is tight).
-    std::chrono::milliseconds reaction_time{100};
+    // How far ahead a running job's growth rate is extrapolated: the time until a later
+    // reading can stop it (readings every 20 ms while memory is tight), twice over. Longer
+    // would take one step of a job that grows in steps for a steep climb.
+    std::chrono::milliseconds reaction_time{40};
     // How far ahead the emergency net looks at running jobs' expected growth.
     std::chrono::milliseconds net_horizon{200};
     // A running job that passes its prediction (or, when the prediction was only a guess
