@@ -280,14 +280,14 @@ std::int64_t Governor::remaining_need(Clock::time_point now) const {
     return outlook(now).max_over(0, static_cast<double>(settings_.net_horizon.count()));
 }
 
-void Governor::stop(pid_t pid, std::uint64_t available_bytes, std::int64_t remaining_need, bool below_floor,
+void Governor::stop(pid_t pid, std::uint64_t available_bytes, std::int64_t need, bool below_floor,
                     std::vector<Decision>& decisions) {
     Job& job = running_.at(pid);
     job.emergency_stopped = true;
     job.ever_stopped = true;
     job.curve.reset();  // stopped, it runs late: from now on its whole remaining growth counts
     Decision decision{DecisionKind::emergency_stop, pid, job.reserved_bytes,
-                      static_cast<std::int64_t>(available_bytes) - remaining_need, imminent_bytes()};
+                      static_cast<std::int64_t>(available_bytes) - need, imminent_bytes()};
     decision.below_floor = below_floor;
     decision.current_bytes = job.current_bytes;
     decisions.push_back(decision);
@@ -337,16 +337,15 @@ void Governor::emergency(std::uint64_t available_bytes, Clock::time_point now, s
     for (pid_t pid : admission_order_) {
         Job& job = running_.at(pid);
         if (!job.emergency_stopped) continue;
-        std::int64_t room = available - static_cast<std::int64_t>(settings_.kept_free_bytes);
-        bool fits = fits_from(job, 0, outlook(now), available);
-        if (!fits && active_count() > 0) return;
+        if (!fits_from(job, 0, outlook(now), available) && active_count() > 0) return;
         job.emergency_stopped = false;
         job.read_at.reset();  // its growth rates restart from its next reading
         job.readings = 0;
         job.growth_bytes_per_ms = job.steady_growth_bytes_per_ms = 0;
         decisions.push_back({DecisionKind::emergency_resume, pid,
                              job.reserved_bytes > job.current_bytes ? job.reserved_bytes - job.current_bytes : 0,
-                             room - need, static_cast<std::uint64_t>(std::max<std::int64_t>(need, 0))});
+                             available - static_cast<std::int64_t>(settings_.kept_free_bytes) - need,
+                             static_cast<std::uint64_t>(std::max<std::int64_t>(need, 0))});
         return;
     }
 }

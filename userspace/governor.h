@@ -212,7 +212,7 @@ private:
     // remaining growth (along their curves, or to their predicted peaks) exceeds what is
     // available, so that the others can finish; resumes them when they fit again.
     void emergency(std::uint64_t available_bytes, Clock::time_point now, std::vector<Decision>& decisions);
-    void stop(pid_t pid, std::uint64_t available_bytes, std::int64_t remaining_need, bool below_floor,
+    void stop(pid_t pid, std::uint64_t available_bytes, std::int64_t need, bool below_floor,
               std::vector<Decision>& decisions);
     // The running jobs' largest expected use beyond their current use, within net_horizon.
     std::int64_t remaining_need(Clock::time_point now) const;
