@@ -10,6 +10,7 @@ void Governor::job_waiting(pid_t job, Reservation expected, Clock::time_point no
                         .reserved_bytes = expected.peak_bytes,
                         .curve = std::move(expected.curve),
                         .measured = expected.measured,
+                        .ceiling_bytes = expected.ceiling_bytes,
                         .queued_at = now};
     queue_.push_back(job);
 }
@@ -20,6 +21,7 @@ void Governor::job_expected(pid_t job, Reservation expected) {
     it->second.predicted_bytes = it->second.reserved_bytes = expected.peak_bytes;
     it->second.curve = std::move(expected.curve);
     it->second.measured = expected.measured;
+    it->second.ceiling_bytes = expected.ceiling_bytes;
 }
 
 void Governor::job_running(pid_t job, Reservation expected, Clock::time_point now) {
@@ -28,6 +30,7 @@ void Governor::job_running(pid_t job, Reservation expected, Clock::time_point no
                         .reserved_bytes = expected.peak_bytes,
                         .curve = std::move(expected.curve),
                         .measured = expected.measured,
+                        .ceiling_bytes = expected.ceiling_bytes,
                         .queued_at = now,
                         .admitted_at = now};
     admission_order_.push_back(job);
@@ -332,22 +335,36 @@ void Governor::emergency(std::uint64_t available_bytes, Clock::time_point now, s
         return;
     }
     // Memory is back: the oldest stopped job continues once its remaining growth fits
-    // beside the running jobs' with kept_free_bytes to spare, or at once if nothing else
-    // runs (progress guarantee).
+    // beside the running jobs' with kept_free_bytes to spare. A guessed job, stopped for its
+    // growth, may be as large as its largest peer: it continues when that would fit. With
+    // nothing running, the job with the least growth ahead continues whatever it needs
+    // (progress guarantee): it ends soonest and frees what it holds for the others.
+    auto ahead = [](const Job& job) {
+        std::uint64_t expected = job.measured ? job.reserved_bytes : std::max(job.reserved_bytes, job.ceiling_bytes);
+        return expected > job.current_bytes ? expected - job.current_bytes : 0;
+    };
+    std::optional<pid_t> resumed;
     for (pid_t pid : admission_order_) {
-        Job& job = running_.at(pid);
+        const Job& job = running_.at(pid);
         if (!job.emergency_stopped) continue;
-        if (!fits_from(job, 0, outlook(now), available) && active_count() > 0) return;
-        job.emergency_stopped = false;
-        job.read_at.reset();  // its growth rates restart from its next reading
-        job.readings = 0;
-        job.growth_bytes_per_ms = job.steady_growth_bytes_per_ms = 0;
-        decisions.push_back({DecisionKind::emergency_resume, pid,
-                             job.reserved_bytes > job.current_bytes ? job.reserved_bytes - job.current_bytes : 0,
-                             available - static_cast<std::int64_t>(settings_.kept_free_bytes) - need,
-                             static_cast<std::uint64_t>(std::max<std::int64_t>(need, 0))});
-        return;
+        if (active_count() == 0) {
+            if (!resumed || ahead(job) < ahead(running_.at(*resumed))) resumed = pid;
+            continue;
+        }
+        Job as_large_as_its_peers = job;
+        as_large_as_its_peers.reserved_bytes = job.current_bytes + ahead(job);
+        if (fits_from(as_large_as_its_peers, 0, outlook(now), available)) resumed = pid;
+        break;
     }
+    if (!resumed) return;
+    Job& job = running_.at(*resumed);
+    job.emergency_stopped = false;
+    job.read_at.reset();  // its growth rates restart from its next reading
+    job.readings = 0;
+    job.growth_bytes_per_ms = job.steady_growth_bytes_per_ms = 0;
+    decisions.push_back({DecisionKind::emergency_resume, *resumed, ahead(job),
+                         available - static_cast<std::int64_t>(settings_.kept_free_bytes) - need,
+                         static_cast<std::uint64_t>(std::max<std::int64_t>(need, 0))});
 }
 
 Decision Governor::admit(pid_t pid, std::int64_t effective_free, Clock::time_point now) {

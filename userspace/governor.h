@@ -80,6 +80,9 @@ struct Reservation {
     std::optional<GrowthCurve> curve;
     // The peak is this job's own, measured on an earlier run (not a guess from its peers).
     bool measured = false;
+    // A guess's largest peer: what the job may turn out to need. A guessed job that the net
+    // stopped has shown it grows beyond its guess; it continues only when this would fit.
+    std::uint64_t ceiling_bytes = 0;
 };
 
 enum class DecisionKind {
@@ -169,6 +172,7 @@ private:
         std::uint64_t current_bytes = 0;
         std::optional<GrowthCurve> curve;
         bool measured = false;              // see Reservation
+        std::uint64_t ceiling_bytes = 0;    // see Reservation
         std::optional<Clock::time_point> read_at;
         double growth_bytes_per_ms = 0;     // between its last two readings
         Clock::time_point steady_from{};    // the reading the steady rate is measured from

@@ -35,7 +35,7 @@ void insert_sorted(std::vector<std::uint64_t>& sorted, std::uint64_t value) {
 }  // namespace
 
 void Predictor::learn(const std::string& key, const Profile& profile) {
-    by_key_[key] = Prediction{profile.peak_bytes, PredictionSource::profile, profile.curve};
+    by_key_[key] = Prediction{profile.peak_bytes, PredictionSource::profile, profile.curve, profile.peak_bytes};
     insert_sorted(by_tool_[{profile.tool, profile.role}], profile.peak_bytes);
     insert_sorted(by_role_[profile.role], profile.peak_bytes);
     largest_learned_ = std::max(largest_learned_, profile.peak_bytes);
@@ -57,8 +57,8 @@ std::uint64_t Predictor::largest() const {
 }
 
 template <typename Matches>
-std::optional<std::uint64_t> Predictor::peers_quantile(const std::vector<std::uint64_t>* finished,
-                                                       Matches matching) const {
+std::optional<std::pair<std::uint64_t, std::uint64_t>> Predictor::peers_quantile(
+    const std::vector<std::uint64_t>* finished, Matches matching) const {
     if (!finished || finished->empty()) return std::nullopt;
     // The first jobs to end are the short ones, often the small ones: the jobs still running
     // are peers too, each at what it is expected to reach (see observe_running), so the
@@ -70,24 +70,25 @@ std::optional<std::uint64_t> Predictor::peers_quantile(const std::vector<std::ui
     peers.push_back(std::min(fallback_bytes_, finished->back() * prior_factor));
     for (const auto& [key, job] : running_)
         if (matching(job)) peers.push_back(job.expected_bytes);
-    return percentile(std::move(peers), cold_quantile_);
+    std::sort(peers.begin(), peers.end());
+    return std::pair{sorted_percentile(peers, cold_quantile_), std::max(peers.back(), finished->back())};
 }
 
 Prediction Predictor::predict(const std::string& key, const std::string& tool, JobKind role) const {
     if (auto it = by_key_.find(key); it != by_key_.end()) return it->second;
     auto same_tool = by_tool_.find({tool, role});
-    if (auto bytes = peers_quantile(same_tool == by_tool_.end() ? nullptr : &same_tool->second,
+    if (auto peers = peers_quantile(same_tool == by_tool_.end() ? nullptr : &same_tool->second,
                                     [&](const Running& job) { return job.tool == tool && job.role == role; }))
-        return {*bytes, PredictionSource::same_tool};
+        return {peers->first, PredictionSource::same_tool, std::nullopt, peers->second};
     auto same_role = by_role_.find(role);
-    if (auto bytes = peers_quantile(same_role == by_role_.end() ? nullptr : &same_role->second,
+    if (auto peers = peers_quantile(same_role == by_role_.end() ? nullptr : &same_role->second,
                                     [&](const Running& job) { return job.role == role; }))
-        return {*bytes, PredictionSource::same_role};
+        return {peers->first, PredictionSource::same_role, std::nullopt, peers->second};
     // Nothing of its role has ended yet: the fallback, or a running one already beyond it.
     std::uint64_t bytes = fallback_bytes_;
     for (const auto& [running_key, job] : running_)
         if (job.role == role) bytes = std::max(bytes, job.expected_bytes);
-    return {bytes, PredictionSource::fallback};
+    return {bytes, PredictionSource::fallback, std::nullopt, bytes};
 }
 
 }  // namespace memgov

@@ -22,6 +22,9 @@ struct Prediction {
     std::uint64_t bytes = 0;
     PredictionSource source = PredictionSource::fallback;
     std::optional<GrowthCurve> curve;  // only a job's own profile has one
+    // The largest of its peers (ended, or running at what they are expected to reach), at
+    // least `bytes`: what a guessed job may turn out to need.
+    std::uint64_t ceiling_bytes = 0;
 };
 
 const char* describe(PredictionSource source);
@@ -57,10 +60,11 @@ private:
         JobKind role;
         std::uint64_t expected_bytes;
     };
-    // The cold quantile of `finished` (sorted) together with the running jobs `matching`;
-    // nullopt when none has finished.
+    // The cold quantile of `finished` (sorted) together with the running jobs `matching`, and
+    // the largest of them; nullopt when none has finished.
     template <typename Matches>
-    std::optional<std::uint64_t> peers_quantile(const std::vector<std::uint64_t>* finished, Matches matching) const;
+    std::optional<std::pair<std::uint64_t, std::uint64_t>> peers_quantile(const std::vector<std::uint64_t>* finished,
+                                                                          Matches matching) const;
 
     std::uint64_t fallback_bytes_;
     double cold_quantile_;

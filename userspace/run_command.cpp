@@ -362,7 +362,7 @@ private:
                    info.tool, kind_name(info.role), format_mb(info.prediction.bytes), describe(info.prediction.source));
         if (event.paused && draining_) tracker_.resume(event.pid);
         Reservation expected{info.prediction.bytes, info.prediction.curve,
-                             info.prediction.source == PredictionSource::profile};
+                             info.prediction.source == PredictionSource::profile, info.prediction.ceiling_bytes};
         if (event.paused && !draining_ && !admitted_at_once) {
             governor_.job_waiting(event.pid, std::move(expected), Clock::now());
         } else {
@@ -444,7 +444,8 @@ private:
             log_.write(LogCategory::predict, "PID={} {}: waiting, predicted again from its peers: {} -> {} ({})", pid,
                        info.key, format_mb(info.prediction.bytes), format_mb(now.bytes), describe(now.source));
             info.prediction = now;
-            governor_.job_expected(pid, {now.bytes, now.curve, now.source == PredictionSource::profile});
+            governor_.job_expected(pid, {now.bytes, now.curve, now.source == PredictionSource::profile,
+                                         now.ceiling_bytes});
         }
     }
 
