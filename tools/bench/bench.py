@@ -80,16 +80,32 @@ class Cgroup:
     def wrap(self, argv):
         return ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', str(self.dir / "cgroup.procs"), *map(str, argv)]
 
-    def close(self):
-        for _ in range(50):
-            pids = (self.dir / "cgroup.procs").read_text().split()
+    def kill_all(self):
+        """SIGKILLs everything in the cgroup until it is empty (new forks included); cgroup v1
+        has no cgroup.kill."""
+        for _ in range(100):
+            try:
+                pids = (self.dir / "cgroup.procs").read_text().split()
+            except OSError:  # removed already
+                return
+            if not pids:
+                return
             for pid in pids:
                 try:
                     os.kill(int(pid), signal.SIGKILL)
                 except ProcessLookupError:
                     pass
+            time.sleep(0.05)
+
+    def close(self):
+        """Kills what is left and removes the cgroup, waiting up to 30 s: a process stuck in the
+        kernel after a thrash can take a while to die, and the next cgroup may reuse the name."""
+        for _ in range(300):
+            self.kill_all()
             try:
                 self.dir.rmdir()
+                return
+            except FileNotFoundError:
                 return
             except OSError:
                 time.sleep(0.1)
@@ -115,6 +131,34 @@ def run_sampled(argv, cgroup, cwd=None, env=None):
     done.set()
     sampler.join()
     return proc.returncode, seconds, cgroup.oom_kills() - before, samples, out.decode(errors="replace")
+
+
+def run_limited(argv, limit_bytes, timeout, cwd=None, env=None):
+    """run_sampled in a fresh memory cgroup of limit_bytes, killed whole after timeout seconds: at
+    its limit a cgroup can thrash for minutes instead of OOM-killing. Returns exit, seconds,
+    oom_kills, timed_out, peak_bytes (the kernel's high-water mark where it keeps one) and output."""
+    cgroup = Cgroup(limit_bytes)
+    fired = threading.Event()
+
+    def expire():
+        fired.set()
+        cgroup.kill_all()
+
+    timer = threading.Timer(timeout, expire)
+    timer.start()
+    try:
+        status, seconds, ooms, samples, out = run_sampled(argv, cgroup, cwd=cwd, env=env)
+        peak = max((b for _, b in samples), default=0)
+        try:
+            peak = int((cgroup.dir / ("memory.peak" if cgroup.v2 else "memory.max_usage_in_bytes")).read_text())
+        except (OSError, ValueError):
+            pass
+    finally:
+        timer.cancel()
+        timer.join()  # a kill under way must not outlive this run
+        cgroup.close()
+    return {"exit": status, "seconds": seconds, "oom_kills": ooms, "timed_out": fired.is_set(),
+            "peak_bytes": peak, "output": out}
 
 
 # ---------------------------------------------------------------- memstorm

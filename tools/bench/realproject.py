@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """realproject: memgov on a real C++ build, Eigen's own unit tests, built by their own CMake + Ninja.
 
-    sudo tools/bench/realproject.py [--quick] [--check] [--out DIR]
+    sudo tools/bench/bench.py [--quick] [--check] [--out DIR] realproject
 
 Eigen (https://eigen.tuxfamily.org) is MPL-2.0. Its source is not part of this repository: it is
 fetched at benchmark time from Debian's archive (source package eigen3, bookworm) with apt-get
@@ -20,22 +20,19 @@ in, so each order is a copy of build.ninja with the chosen targets' build statem
 (ninja -f), which changes nothing else.
 Needs root (BPF, memory cgroups), apt access to deb.debian.org the first time, cmake, ninja, g++.
 """
-import argparse
 import json
 import os
 import random
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import threading
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.dont_write_bytecode = True  # no __pycache__ left in the source tree
-import bench  # noqa: E402  (Cgroup, run_sampled, write_outputs, MEMGOV)
+import bench  # noqa: E402  (run_limited, write_outputs, MEMGOV)
 
 MiB = bench.MiB
 CACHE = Path("/var/cache/memgov-bench")
@@ -224,41 +221,6 @@ def build_env():
     return {k: v for k, v in os.environ.items() if not k.startswith("SUDO_")}
 
 
-def run_in_cgroup(argv, limit, timeout, cwd=None):
-    """bench.run_sampled in a fresh memory cgroup, killed whole after timeout seconds: at its
-    limit a cgroup can thrash for minutes instead of OOM-killing."""
-    cgroup = bench.Cgroup(limit)
-    finished, fired = threading.Event(), threading.Event()
-
-    def watchdog():
-        if finished.wait(timeout):
-            return
-        fired.set()
-        while not finished.is_set():  # cgroup v1 has no cgroup.kill: SIGKILL whoever is in it
-            try:
-                pids = (cgroup.dir / "cgroup.procs").read_text().split()
-            except OSError:
-                pids = []
-            for pid in pids:
-                try:
-                    os.kill(int(pid), signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            finished.wait(0.2)
-
-    guard = threading.Thread(target=watchdog, daemon=True)
-    guard.start()
-    try:
-        status, seconds, ooms, samples, out = bench.run_sampled(argv, cgroup, cwd=cwd, env=build_env())
-    finally:
-        finished.set()
-        guard.join()
-        cgroup.close()
-    peak = max((b for _, b in samples), default=0)
-    return {"exit": status, "seconds": round(seconds, 2), "oom_kills": ooms, "timed_out": fired.is_set(),
-            "cgroup_peak_bytes": peak, "output_tail": failure_lines(out)}
-
-
 def failure_lines(out):
     """The build's own account of what failed (Eigen's tests print pages of warnings)."""
     keep = re.compile(r"^(FAILED:|ninja: build stopped|memgov)|error|Killed|killed")
@@ -309,7 +271,10 @@ def realproject(quick):
             clean(build, targets)
             if stats:
                 Path(stats).unlink(missing_ok=True)
-            r = run_in_cgroup(argv, limit, timeout)
+            outcome = bench.run_limited(argv, limit, timeout, env=build_env())
+            r = {"exit": outcome["exit"], "seconds": round(outcome["seconds"], 2), "oom_kills": outcome["oom_kills"],
+                 "timed_out": outcome["timed_out"], "cgroup_peak_bytes": outcome["peak_bytes"],
+                 "output_tail": failure_lines(outcome["output"])}
             data = read_stats(stats) if stats else None
             r.update({"run": label, "limit_bytes": limit,
                       "emergency_stops": data.get("emergency_stops") if data else None,
@@ -408,27 +373,5 @@ def realproject_failures(result):
     return [f"realproject: {failure}" for failure in found]
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="one limit, one cold order, 7 targets (a few minutes)")
-    parser.add_argument("--check", action="store_true", help="exit 1 when an outcome (not a timing) is wrong")
-    parser.add_argument("--out", type=Path, default=bench.OUT, help=f"where results go (default {bench.OUT})")
-    args = parser.parse_args()
-    if os.geteuid() != 0:
-        sys.exit("realproject: needs root (BPF and memory cgroups): sudo tools/bench/realproject.py")
-    if not bench.MEMGOV.exists():
-        sys.exit(f"realproject: {bench.MEMGOV} missing: run tools/build.sh first")
-    for tool in ("cmake", "ninja", "g++", "apt-get"):
-        if not shutil.which(tool):
-            sys.exit(f"realproject: {tool} missing")
-    bench.OUT = args.out
-    found = realproject_failures(realproject(args.quick))
-    for failure in found:
-        print(f"realproject: FAILED {failure}", file=sys.stderr)
-    if args.check and not found:
-        print("realproject: every outcome as expected (timings are reported, not judged)")
-    sys.exit(1 if args.check and found else 0)
-
-
 if __name__ == "__main__":
-    main()
+    sys.exit("realproject: run it through bench.py: sudo tools/bench/bench.py [--quick] [--check] realproject")

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """robustness: cold memgov against random builds whose jobs grow irregularly.
 
-    sudo tools/bench/robustness.py [--quick] [--check] [--out DIR]
+    sudo tools/bench/bench.py [--quick] [--check] [--out DIR] robustness
 
 Per seed, a random make job set: many small jobs (30-150 MB) with a few giants (400-700 MB)
 among them, each with a random memhog --shape (linear, steps, late-spike, slow-jump) and random
@@ -17,17 +17,13 @@ never timings: an OOM kill, a nonzero exit or a timeout under memgov, or plain m
 OOM-killed nor timed out at the tightest limit (then the limits test nothing).
 Needs root (BPF, memory cgroups), memgov and tests/memhog in the build tree (MEMGOV_BUILD_DIR).
 """
-import argparse
 import json
-import os
 import random
 import re
 import shutil
-import signal
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -87,61 +83,6 @@ def limit_for(jobs, factor):
     return int(factor * max(j["mb"] for j in jobs)) // 64 * 64 * MiB
 
 
-# ---------------------------------------------------------------- one run
-
-def kill_all(cgroup):
-    """SIGKILLs everything in the cgroup until it is empty (new forks included)."""
-    for _ in range(100):
-        try:
-            pids = (cgroup.dir / "cgroup.procs").read_text().split()
-        except OSError:  # already removed: the run ended as the timer fired
-            return
-        if not pids:
-            return
-        for pid in pids:
-            try:
-                os.kill(int(pid), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        time.sleep(0.05)
-
-
-def run_once(argv, limit, timeout):
-    """argv in a fresh cgroup of `limit` bytes; killed after `timeout` s. Returns
-    (status, seconds, oom_kills, peak cgroup bytes, timed out, output)."""
-    cgroup = bench.Cgroup(limit)
-    fired = threading.Event()
-
-    def expire():
-        fired.set()
-        kill_all(cgroup)
-
-    timer = threading.Timer(timeout, expire)
-    timer.start()
-    try:
-        status, seconds, ooms, samples, out = bench.run_sampled(argv, cgroup)
-        peak = max((b for _, b in samples), default=0)
-        try:  # the kernel's own high-water mark beats 50 ms samples
-            peak = int((cgroup.dir / ("memory.peak" if cgroup.v2 else "memory.max_usage_in_bytes")).read_text())
-        except (OSError, ValueError):
-            pass
-    finally:
-        timer.cancel()
-        timer.join()  # a kill under way must not outlive this run: the next cgroup has the same name
-        cgroup.close()
-        # close() gives up after 5 s; the next run's cgroup has the same name, so wait for this one
-        # (a process stuck in the kernel after a thrash can take longer to die).
-        for _ in range(300):
-            if not cgroup.dir.exists():
-                break
-            kill_all(cgroup)
-            try:
-                cgroup.dir.rmdir()
-            except OSError:
-                time.sleep(0.1)
-    return status, seconds, ooms, peak, fired.is_set(), out
-
-
 def failed_jobs(out, jobs):
     """The jobs make reports as killed or failed ("make: *** [Makefile:7: j003] Killed")."""
     by_name = {j["name"]: j for j in jobs}
@@ -181,7 +122,9 @@ def robustness(quick):
                     make = ["make", "-s", f"-j{SLOTS}", "-C", work]
                     argv = ([bench.MEMGOV, "-q", "--gate", "memhog", "--stats-json", stats,
                              "--profiles-dir", profiles, "--", *make] if governed else make)
-                    status, seconds, ooms, peak, timed_out, out = run_once(argv, limit, timeout)
+                    outcome = bench.run_limited(argv, limit, timeout)
+                    status, seconds, ooms = outcome["exit"], outcome["seconds"], outcome["oom_kills"]
+                    peak, timed_out, out = outcome["peak_bytes"], outcome["timed_out"], outcome["output"]
                     stops = None
                     if governed and stats.exists():
                         stops = json.loads(stats.read_text()).get("emergency_stops")
@@ -254,25 +197,5 @@ def robustness_failures(result):
     return [f"robustness: {failure}" for failure in found]
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="3 seeds of smaller job sets (CI smoke run)")
-    parser.add_argument("--check", action="store_true", help="exit 1 when an outcome (not a timing) is wrong")
-    parser.add_argument("--out", type=Path, default=bench.OUT, help=f"where results go (default {bench.OUT})")
-    args = parser.parse_args()
-    if os.geteuid() != 0:
-        sys.exit("robustness: needs root (BPF and memory cgroups): sudo tools/bench/robustness.py")
-    for binary in (bench.MEMGOV, bench.MEMHOG):
-        if not binary.exists():
-            sys.exit(f"robustness: {binary} missing: run tools/build.sh first")
-    bench.OUT = args.out
-    found = robustness_failures(robustness(args.quick))
-    for failure in found:
-        print(f"bench: FAILED {failure}", file=sys.stderr)
-    if args.check and not found:
-        print("robustness: every outcome as expected (timings are reported, not judged)")
-    sys.exit(1 if args.check and found else 0)
-
-
 if __name__ == "__main__":
-    main()
+    sys.exit("robustness: run it through bench.py: sudo tools/bench/bench.py [--quick] [--check] robustness")
