@@ -323,8 +323,10 @@ void Governor::emergency(std::uint64_t available_bytes, Clock::time_point now, s
         }
     }
     // The plans: can every running job reach its expected peak in what is available? If
-    // not, stop jobs until the rest can, while the stopped ones are still small.
-    std::int64_t need = remaining_need(now);
+    // not, stop jobs until the rest can, while the stopped ones are still small. Every job's
+    // whole remaining growth (imminent) bounds the outlook from above: while it fits, the
+    // outlook need not be built (decide runs on every exec and every tick).
+    std::int64_t need = imminent_bytes() <= available_bytes ? 0 : remaining_need(now);
     if (need > available) {
         while (need > available) {
             auto pid = stoppable(true);
@@ -357,6 +359,7 @@ void Governor::emergency(std::uint64_t available_bytes, Clock::time_point now, s
         break;
     }
     if (!resumed) return;
+    need = remaining_need(now);  // the figures logged with the resume (before it joins the plans)
     Job& job = running_.at(*resumed);
     job.emergency_stopped = false;
     job.read_at.reset();  // its growth rates restart from its next reading
