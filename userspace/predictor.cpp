@@ -71,7 +71,7 @@ std::optional<std::pair<std::uint64_t, std::uint64_t>> Predictor::peers_quantile
     for (const auto& [key, job] : running_)
         if (matching(job)) peers.push_back(job.expected_bytes);
     std::sort(peers.begin(), peers.end());
-    return std::pair{sorted_percentile(peers, cold_quantile_), std::max(peers.back(), finished->back())};
+    return std::pair{sorted_percentile(peers, cold_quantile_), peers.back()};
 }
 
 Prediction Predictor::predict(const std::string& key, const std::string& tool, JobKind role) const {
