@@ -164,8 +164,10 @@ TEST_CASE("a daemon that double-forks out of the build does not keep memgov wait
 
 TEST_CASE("a job that exits while paused at the gate is forgotten and the build goes on") {
     ScratchDir build;
+    // The small job starts after the big one has been admitted, so it is the one held: make starts
+    // both recipes at once, and which exec reaches memgov first is otherwise a race.
     build.write("Makefile", "all: big small\nbig:\n\t" + memhog_bin() + " --mb 100 --hold-ms 1500\n"
-                "small:\n\t-" + memhog_bin() + " --mb 1\n");
+                "small:\n\t-sleep 0.3; " + memhog_bin() + " --mb 1\n");
     pid_t killer = fork();
     if (killer == 0) {  // kill the small job while it waits behind the big one
         for (int i = 0; i < 100; ++i) {
