@@ -1,0 +1,364 @@
+#include "build_controller.h"
+
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "bytes.h"
+#include "decision_text.h"
+#include "job_key.h"
+
+namespace memgov {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr auto tight_reading = 20ms;
+constexpr auto relaxed_reading = 100ms;
+constexpr auto sample_tick = 20ms;
+constexpr auto sample_cost_per_job = 1ms;
+constexpr auto idle_tick = relaxed_reading;  // keeps a reading the gate's fast path can use
+constexpr auto store_save_interval = 10s;
+
+std::uint32_t milliseconds_since(Clock::time_point start, Clock::time_point now) {
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now - start).count();
+    return static_cast<std::uint32_t>(std::clamp<std::int64_t>(ms, 0, UINT32_MAX));
+}
+
+// The tracker's timestamps are CLOCK_MONOTONIC nanoseconds, as is Clock (steady_clock) on Linux.
+std::uint64_t monotonic_ns_at(Clock::time_point when) {
+    return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(when.time_since_epoch()).count());
+}
+
+std::string joined(const std::vector<std::string>& argv) {
+    std::string text;
+    for (const auto& arg : argv) text += (text.empty() ? "" : " ") + arg;
+    return text;
+}
+
+Reservation reservation_of(const Prediction& prediction) {
+    return {prediction.bytes, prediction.curve, prediction.source == PredictionSource::profile,
+            prediction.ceiling_bytes};
+}
+
+}  // namespace
+
+std::chrono::milliseconds reading_interval(const GovernorView& view, std::uint64_t available_bytes,
+                                           std::uint64_t emergency_floor_bytes) {
+    bool tight = view.waiting > 0 || view.emergency_stopped > 0 ||
+                 available_bytes < 4 * emergency_floor_bytes + view.imminent_bytes;
+    return tight ? tight_reading : relaxed_reading;
+}
+
+std::chrono::milliseconds tick_interval(const GovernorView& view, std::chrono::milliseconds reading) {
+    if (view.running + view.waiting == 0) return idle_tick;
+    return std::min(std::max<std::chrono::milliseconds>(sample_tick, sample_cost_per_job * static_cast<int>(view.running)),
+                    reading);
+}
+
+BuildController::BuildController(ControllerSettings settings, Wiring wiring)
+    : settings_(std::move(settings)),
+      tracker_(wiring.tracker),
+      store_(wiring.store),
+      log_(wiring.log),
+      environment_(std::move(wiring.environment)),
+      files_owner_(std::move(wiring.files_owner)),
+      governor_(settings_.governor),
+      predictor_(settings_.cold_estimate),
+      report_(wiring.detailed_report),
+      last_save_(environment_.now()) {
+    for (const auto& [key, profile] : store_.profiles()) predictor_.learn(key, profile);
+}
+
+void BuildController::handle(const TrackerEvent& event) {
+    std::visit([this](const auto& e) { on(e); }, event);
+}
+
+void BuildController::tick() {
+    if (environment_.now() - read_at_ >= reading_interval()) refresh();
+    else sample_jobs(false);
+    decide();
+    regrant();
+    save_store_if_due(environment_.now());
+}
+
+void BuildController::refresh() {
+    sample_jobs(true);
+    read_memory();
+}
+
+void BuildController::sample_jobs(bool with_reading) {
+    auto now = environment_.now();
+    for (pid_t job : governor_.running_jobs()) {
+        if (auto usage = tracker_.job_usage(job)) {
+            if (with_reading) governor_.job_usage(job, usage->rss_bytes, usage->peak_bytes, now);
+            auto it = jobs_.find(job);
+            if (it == jobs_.end()) continue;
+            JobInfo& info = it->second;
+            predictor_.observe_running(info.key, info.tool, info.role, std::max(usage->peak_bytes, info.prediction.bytes));
+            if (info.started_at) info.growth.observe(milliseconds_since(*info.started_at, now), usage->peak_bytes);
+        } else {
+            forget_vanished(job);
+        }
+    }
+    for (pid_t job : governor_.waiting_jobs())
+        if (!tracker_.job_usage(job)) forget_vanished(job);
+}
+
+void BuildController::read_memory() {
+    availability_ = available_for_build(environment_.read_memory(), settings_.budget, tracker_.totals().rss_bytes);
+    read_at_ = environment_.now();
+}
+
+void BuildController::decide() {
+    if (!settings_.gate || draining_) return;
+    auto now = environment_.now();
+    for (const auto& decision : governor_.decide(availability_.bytes, now)) apply(decision, now);
+}
+
+void BuildController::interrupt(int signo) {
+    draining_ = true;
+    tracker_.take_back_grant();
+    for (pid_t job : governor_.release_all(environment_.now())) {
+        tracker_.resume_job(job);
+        log_.write(LogCategory::signal, "PID={} released so it can handle {}", job, strsignal(signo));
+    }
+}
+
+BarStatus BuildController::bar_status() {
+    auto totals = tracker_.totals();
+    auto view = governor_.view();
+    return BarStatus{
+        .ceiling_bytes = availability_.ceiling,
+        .build_bytes = totals.rss_bytes,
+        .other_bytes = availability_.in_use > totals.rss_bytes ? availability_.in_use - totals.rss_bytes : 0,
+        .imminent_bytes = view.imminent_bytes,
+        .available_bytes = availability_.bytes,
+        .running = view.running - view.emergency_stopped,
+        .waiting = view.waiting,
+        .stopped = view.emergency_stopped,
+        .procs = totals.procs_live,
+        .frame = bar_frame_++,
+    };
+}
+
+std::chrono::milliseconds BuildController::tick_interval() const {
+    return memgov::tick_interval(governor_.view(), reading_interval());
+}
+
+std::chrono::milliseconds BuildController::reading_interval() const {
+    return memgov::reading_interval(governor_.view(), availability_.bytes, settings_.governor.emergency_floor_bytes);
+}
+
+void BuildController::finish() {
+    if (settings_.governor.follow_growth_curves)
+        log_.write(LogCategory::memory, "growth curves: jobs are expected to run up to {:.2f}x their learned "
+                   "run time (measured on this build's last jobs)", governor_.curve_later());
+    FilesystemIdentity as_user(files_owner_);
+    if (!store_.save()) log_.write(LogCategory::memory, "profile store not saved");
+}
+
+void BuildController::build_was_suspended() {
+    governor_.jobs_interrupted();
+    for (pid_t job : governor_.running_jobs())
+        if (auto it = jobs_.find(job); it != jobs_.end()) it->second.ever_stopped = true;
+}
+
+void BuildController::on(const ExecEvent& event) {
+    auto handled = environment_.now();
+    report_.on_exec(event, event.job_root ? environment_.process_cwd(event.pid) : std::string(),
+                    monotonic_ns_at(handled));
+    // The gate's fast paths: with room for the largest job known (and nobody queued
+    // before it), which job this is does not matter. The kernel may have started it
+    // already (a grant, see regrant()); otherwise it is continued here, before it is
+    // identified and predicted. The reading may be a reading interval old (20 ms when
+    // memory is tight): the emergency floor on top covers what can change meanwhile.
+    if (event.granted) {
+        ++granted_seen_;
+        report_.on_admitted(event.pid, event.timestamp_ns, false);
+    }
+    bool admitted_at_once = event.job_root && event.paused && !draining_ &&
+                            environment_.now() - read_at_ <= reading_interval() &&
+                            governor_.startable_at_once(predictor_.largest(), settings_.governor.emergency_floor_bytes,
+                                                        take_back_grant(), availability_.bytes) > 0;
+    if (admitted_at_once) {
+        // Stamped before the signal: the woken job may run before we do again.
+        auto continued = environment_.now();
+        tracker_.resume(event.pid);
+        report_.on_admitted(event.pid, monotonic_ns_at(continued), false);
+    }
+    std::uint64_t imminent_before = admitted_at_once || event.granted ? governor_.view().imminent_bytes : 0;
+    if (log_.enabled(LogCategory::debug))
+        log_.write(LogCategory::debug, "exec PID={} PPID={} job={} {}{}", event.pid, event.ppid, event.job,
+                   joined(event.argv), event.argv_truncated ? " …(argv truncated)" : "");
+    if (!event.job_root) return;
+    const JobRecord* record = report_.job(event.pid);
+    JobInfo info{.key = record ? record->key.key : event.filename,
+                 .tool = basename_of(event.filename),
+                 .role = record ? record->key.kind : JobKind::other};
+    info.prediction = predictor_.predict(info.key, info.tool, info.role);
+    log_.write(LogCategory::debug, "New job PID={} {} ({} {}), predicted peak {} ({})", event.pid, info.key,
+               info.tool, kind_name(info.role), format_mb(info.prediction.bytes), describe(info.prediction.source));
+    if (event.paused && draining_) tracker_.resume(event.pid);
+    if (event.paused && !draining_ && !admitted_at_once) {
+        governor_.job_waiting(event.pid, reservation_of(info.prediction), environment_.now());
+    } else {
+        // A granted job started at its exec (the tracker's clock is CLOCK_MONOTONIC, as is ours).
+        auto started = event.granted ? Clock::time_point(std::chrono::nanoseconds(event.timestamp_ns)) : environment_.now();
+        governor_.job_running(event.pid, reservation_of(info.prediction), started);
+        info.started_at = started;
+    }
+    if (admitted_at_once || event.granted) {
+        log_.verdict(Verdict::ok, "PID={} {}: needs {}, have {} free ({} imminent) - OK", event.pid, info.key,
+                     format_mb(info.prediction.bytes),
+                     format_mb(availability_.bytes > imminent_before ? availability_.bytes - imminent_before : 0),
+                     format_mb(imminent_before));
+        log_reserved(event.pid, info.key, info.prediction.bytes);
+    }
+    jobs_[event.pid] = std::move(info);
+    if (event.paused && !admitted_at_once) {
+        // Admit at once when it fits. A reading younger than a tight tick is as good as a
+        // new one (what was admitted since counts as imminent), and costs no file reads.
+        if (environment_.now() - read_at_ > tight_reading) refresh();
+        decide();
+    }
+    regrant();
+}
+
+std::uint64_t BuildController::take_back_grant() {
+    std::uint64_t spent = tracker_.take_back_grant();
+    return spent > granted_seen_ ? spent - granted_seen_ : 0;
+}
+
+// Lets the kernel start, without stopping them, as many gated jobs as there is room for
+// by the peak rule, each counted as the largest job known plus the emergency floor as a
+// margin for a reading up to a reading interval old. None while jobs wait or are stopped.
+void BuildController::regrant() {
+    std::uint64_t unannounced = take_back_grant();
+    if (!settings_.gate || settings_.always_stop || draining_ || environment_.now() - read_at_ > reading_interval())
+        return;
+    tracker_.grant(static_cast<std::int64_t>(governor_.startable_at_once(
+        predictor_.largest(), settings_.governor.emergency_floor_bytes, unannounced, availability_.bytes)));
+}
+
+void BuildController::on(const ExitEvent& event) {
+    report_.on_exit(event);
+    if (event.pid != event.job) return;
+    auto it = jobs_.find(event.job);
+    if (it == jobs_.end()) return;
+    const JobInfo& info = it->second;
+    const JobRecord* record = report_.job(event.job);
+    auto now = environment_.now();
+    // Only a successful job shows what the file needs; a failed one (a syntax error
+    // stops early, a kill stops anywhere) can only raise what is known.
+    bool complete = WIFEXITED(event.wait_status) && WEXITSTATUS(event.wait_status) == 0 &&
+                    !(record && record->oom_killed);
+    std::uint64_t old_peak = store_.profiles().contains(info.key) ? store_.profiles().at(info.key).peak_bytes : 0;
+    Observation seen{.tool = info.tool, .role = info.role, .peak_bytes = event.job_peak_bytes, .complete = complete};
+    if (info.started_at && !info.ever_stopped)
+        seen.curve = info.growth.finish(milliseconds_since(*info.started_at, now), event.job_peak_bytes);
+    store_.record(info.key, seen, environment_.wall_time());
+    predictor_.learn(info.key, store_.profiles().at(info.key));
+    repredict_waiting();
+    log_.write(LogCategory::memory, "PID={} job exited, final peak for {}: {} -> {}{}", event.pid, info.key,
+               format_mb(old_peak), format_mb(event.job_peak_bytes),
+               complete ? "" : " (did not finish: kept as a lower bound)");
+    if (governor_.waited(event.job, now))
+        log_.write(LogCategory::memory, "Released {} reservation for {} (job completed) (PID={})",
+                   format_mb(std::max(info.prediction.bytes, event.job_peak_bytes)), info.key, event.pid);
+    governor_.job_exited(event.job, now);
+    jobs_.erase(it);
+}
+
+// Waiting jobs guessed from their peers are guessed again from what the build now knows:
+// the first jobs wait at --cold-estimate only until a peer has ended.
+void BuildController::repredict_waiting() {
+    for (pid_t pid : governor_.waiting_jobs()) {
+        auto it = jobs_.find(pid);
+        if (it == jobs_.end() || it->second.prediction.source == PredictionSource::profile) continue;
+        JobInfo& info = it->second;
+        Prediction now = predictor_.predict(info.key, info.tool, info.role);
+        if (now.bytes == info.prediction.bytes && now.source == info.prediction.source) continue;
+        log_.write(LogCategory::predict, "PID={} {}: waiting, predicted again from its peers: {} -> {} ({})", pid,
+                   info.key, format_mb(info.prediction.bytes), format_mb(now.bytes), describe(now.source));
+        info.prediction = now;
+        governor_.job_expected(pid, reservation_of(now));
+    }
+}
+
+// The kernel dropped a job's last process, but its exit record has not come (or was
+// lost): its reservation must not be held forever. What the controller knows of the job
+// stays: the record is most often only late (the ring buffer is read between ticks), and
+// the job's peak is still learned from it.
+void BuildController::forget_vanished(pid_t job) {
+    log_.write(LogCategory::memory, "PID={} job is gone (no exit record yet): released its reservation", job);
+    governor_.job_exited(job, environment_.now());
+    if (auto it = jobs_.find(job); it != jobs_.end()) predictor_.forget_running(it->second.key);
+}
+
+void BuildController::on(const OomKillEvent& event) {
+    report_.on_oom_kill(event);
+    log_.write(LogCategory::signal, "PID={} ({}) killed by the OOM killer at {} (peak {})", event.pid, event.comm,
+               format_mb(event.rss_bytes), format_mb(event.peak_rss_bytes));
+}
+
+void BuildController::apply(const Decision& decision, Clock::time_point now) {
+    auto it = jobs_.find(decision.job);
+    DecisionFacts facts{.key = it == jobs_.end() ? std::to_string(decision.job) : it->second.key,
+                        .available_bytes = availability_.bytes,
+                        .emergency_floor_bytes = settings_.governor.emergency_floor_bytes,
+                        .stall_timeout = settings_.governor.stall_timeout};
+    switch (decision.kind) {
+        case DecisionKind::admit: {
+            auto continued = environment_.now();  // stamped before the signal, as in on(ExecEvent)
+            tracker_.resume(decision.job);
+            if (it != jobs_.end()) it->second.started_at = now;
+            bool held = decision.waited || decision.forced;
+            report_.on_admitted(decision.job, monotonic_ns_at(continued), held);
+            facts.waited_seconds =
+                std::chrono::duration<double>(governor_.waited(decision.job, now).value_or(Clock::duration{})).count();
+            if (held) {
+                ++totals_.jobs_waited;
+                totals_.seconds_waited += facts.waited_seconds;
+            }
+            log_.verdict(held ? Verdict::proceeding : Verdict::ok, "{}", decision_text(decision, facts));
+            log_reserved(decision.job, facts.key, decision.needed_bytes);
+            break;
+        }
+        case DecisionKind::keep_waiting:
+            log_.verdict(Verdict::waiting, "{}", decision_text(decision, facts));
+            break;
+        case DecisionKind::emergency_stop:
+            ++totals_.emergency_stops;
+            tracker_.stop_job(decision.job);
+            if (it != jobs_.end()) it->second.ever_stopped = true;
+            log_.write(LogCategory::memory, "{}", decision_text(decision, facts));
+            break;
+        case DecisionKind::repredict:
+            ++totals_.repredictions;
+            if (it != jobs_.end()) it->second.prediction.bytes = decision.needed_bytes;
+            log_.verdict(Verdict::waiting, "{}", decision_text(decision, facts));
+            break;
+        case DecisionKind::emergency_resume:
+            tracker_.resume_job(decision.job);
+            log_.write(LogCategory::memory, "{}", decision_text(decision, facts));
+            break;
+    }
+}
+
+void BuildController::log_reserved(pid_t job, const std::string& key, std::uint64_t needed_bytes) {
+    auto view = governor_.view();
+    log_.write(LogCategory::memory, "Reserved memory: {} -> {} (+{}) for {} (PID={})",
+               format_mb(view.reserved_bytes - needed_bytes), format_mb(view.reserved_bytes), format_mb(needed_bytes),
+               key, job);
+}
+
+void BuildController::save_store_if_due(Clock::time_point now) {
+    if (!store_.dirty() || now - last_save_ < store_save_interval) return;
+    last_save_ = now;
+    FilesystemIdentity as_user(files_owner_);
+    store_.save();
+}
+
+}  // namespace memgov

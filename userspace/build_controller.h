@@ -1,0 +1,146 @@
+// The build controller (docs/DESIGN.md §3): tracker events and memory readings in, the
+// governor's decisions applied to the build's jobs. One controller governs one build; all
+// it needs of the machine comes through the Tracker and ControllerEnvironment, so tests
+// drive it with a fake tracker on a fake clock (tests/unit/test_build_controller.cpp).
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <ctime>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+
+#include "build_report.h"
+#include "governor.h"
+#include "log.h"
+#include "memory_probe.h"
+#include "predictor.h"
+#include "profile_store.h"
+#include "runner.h"
+#include "status_bar.h"
+#include "tracker.h"
+
+namespace memgov {
+
+struct ControllerSettings {
+    MemoryBudget budget;
+    GovernorSettings governor;
+    std::uint64_t cold_estimate = 0;
+    bool gate = true;          // false: jobs are followed, never held
+    bool always_stop = false;  // no kernel grant: every gated job waits for the controller
+};
+
+// What the controller asks of the machine besides the tracker.
+struct ControllerEnvironment {
+    // CLOCK_MONOTONIC, the clock of the tracker's timestamps.
+    std::function<Clock::time_point()> now = [] { return Clock::now(); };
+    std::function<MemoryReading()> read_memory;
+    // A process's working directory, which relative paths in its argv name (keys only).
+    std::function<std::string(pid_t)> process_cwd;
+    // Profiles are dated in wall-clock seconds.
+    std::function<std::time_t()> wall_time = [] { return std::time(nullptr); };
+};
+
+struct ControllerTotals {
+    std::size_t jobs_waited = 0;
+    double seconds_waited = 0;
+    std::size_t emergency_stops = 0;
+    std::size_t repredictions = 0;
+};
+
+// How often memory is read. Fast (a job growing at 1 GB/s moves the numbers ~20 MB between
+// two readings) only while it matters: jobs wait or are stopped, or memory is within a few
+// floors of running out. New jobs never wait for a tick: their exec event wakes the loop.
+std::chrono::milliseconds reading_interval(const GovernorView& view, std::uint64_t available_bytes,
+                                           std::uint64_t emergency_floor_bytes);
+// How often running jobs' peaks are sampled (a map lookup each, no file reads): the samples
+// date their growth curves. With many jobs, less often (1 ms per job), though at least once
+// a reading interval.
+std::chrono::milliseconds tick_interval(const GovernorView& view, std::chrono::milliseconds reading);
+
+class BuildController {
+public:
+    struct Wiring {
+        Tracker& tracker;
+        ProfileStore& store;  // loaded already
+        Log& log;
+        ControllerEnvironment environment;
+        std::optional<Identity> files_owner;  // the profile store is written as this user
+        bool detailed_report = false;         // keep every process for --stats-json
+    };
+
+    BuildController(ControllerSettings settings, Wiring wiring);
+
+    void handle(const TrackerEvent& event);
+    // Samples the jobs, reads memory when due, lets the governor decide, applies that.
+    void tick();
+    // The build is being interrupted (the signal has been passed on already): no job is held
+    // any longer, so every job ends with the build instead of staying stopped.
+    void interrupt(int signo);
+    // The whole build was stopped (Ctrl-Z) and continued: what its running jobs took
+    // meanwhile says nothing about their curves, nor about how long jobs run.
+    void build_was_suspended();
+    // Saves the profile store; the controller is done.
+    void finish();
+
+    std::chrono::milliseconds tick_interval() const;
+    BarStatus bar_status();
+    BuildReport& report() { return report_; }
+    const Availability& availability() const { return availability_; }
+    const ControllerTotals& totals() const { return totals_; }
+
+private:
+    // What the controller knows of a job besides the governor's view of it.
+    struct JobInfo {
+        std::string key;
+        std::string tool;
+        JobKind role = JobKind::other;
+        Prediction prediction;
+        std::optional<Clock::time_point> started_at;  // admitted (or never held)
+        GrowthRecorder growth;
+        bool ever_stopped = false;  // or suspended: its timing says nothing about the next run
+    };
+
+    void on(const ExecEvent& event);
+    void on(const ExitEvent& event);
+    void on(const OomKillEvent& event);
+    // Jobs' use and memory read together: growth since a memory reading must not leave the
+    // governor's imminent while that reading still counts it as free.
+    void refresh();
+    void sample_jobs(bool with_reading);
+    void read_memory();
+    void decide();
+    void apply(const Decision& decision, Clock::time_point now);
+    std::chrono::milliseconds reading_interval() const;
+    // Ends the kernel's grant; returns how many execs it started that we have not heard of.
+    std::uint64_t take_back_grant();
+    void regrant();
+    void repredict_waiting();
+    void forget_vanished(pid_t job);
+    void log_reserved(pid_t job, const std::string& key, std::uint64_t needed_bytes);
+    void save_store_if_due(Clock::time_point now);
+
+    ControllerSettings settings_;
+    Tracker& tracker_;
+    ProfileStore& store_;
+    Log& log_;
+    ControllerEnvironment environment_;
+    std::optional<Identity> files_owner_;
+    Governor governor_;
+    Predictor predictor_;
+    BuildReport report_;
+    std::map<pid_t, JobInfo> jobs_;
+    ControllerTotals totals_;
+    Clock::time_point last_save_;
+    bool draining_ = false;
+    Availability availability_;
+    Clock::time_point read_at_{};
+    std::uint64_t granted_seen_ = 0;  // execs the kernel started under a grant, heard of
+    unsigned bar_frame_ = 0;
+};
+
+}  // namespace memgov
