@@ -308,6 +308,7 @@ void BuildController::apply(const Decision& decision, Clock::time_point now) {
     DecisionFacts facts{.key = it == jobs_.end() ? std::to_string(decision.job) : it->second.key,
                         .available_bytes = availability_.bytes,
                         .emergency_floor_bytes = settings_.governor.emergency_floor_bytes,
+                        .kept_free_bytes = settings_.governor.kept_free_bytes,
                         .stall_timeout = settings_.governor.stall_timeout};
     switch (decision.kind) {
         case DecisionKind::admit: {

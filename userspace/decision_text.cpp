@@ -11,8 +11,8 @@ namespace {
 
 std::uint64_t at_least_zero(std::int64_t bytes) { return static_cast<std::uint64_t>(std::max<std::int64_t>(bytes, 0)); }
 
-std::string free_text(const Decision& decision) {
-    bool enough = decision.needed_bytes <= at_least_zero(decision.effective_free_bytes);
+std::string free_text(const Decision& decision, std::uint64_t kept_free_bytes = 0) {
+    bool enough = decision.needed_bytes + kept_free_bytes <= at_least_zero(decision.effective_free_bytes);
     std::string free = decision.effective_free_bytes < 0
                            ? "-" + format_mb(static_cast<std::uint64_t>(-decision.effective_free_bytes))
                            : format_mb(static_cast<std::uint64_t>(decision.effective_free_bytes));
@@ -39,9 +39,15 @@ std::string decision_text(const Decision& decision, const DecisionFacts& facts) 
             return fmt::format("PID={} {}: needs {}, {} - {}", decision.job, facts.key,
                                format_mb(decision.needed_bytes), free_text(decision),
                                admission_verdict(decision, facts));
-        case DecisionKind::keep_waiting:
-            return fmt::format("PID={} {}: needs {}, {} - WAITING", decision.job, facts.key,
-                               format_mb(decision.needed_bytes), free_text(decision));
+        case DecisionKind::keep_waiting: {
+            // A job whose peak fits now waits when running jobs' growth ahead would take it.
+            bool fits_now = decision.needed_bytes + facts.kept_free_bytes <=
+                            at_least_zero(decision.effective_free_bytes);
+            return fmt::format("PID={} {}: needs {} and {} kept free, {} - WAITING{}", decision.job, facts.key,
+                               format_mb(decision.needed_bytes), format_mb(facts.kept_free_bytes),
+                               free_text(decision, facts.kept_free_bytes),
+                               fits_now ? " (running jobs' growth would take it)" : "");
+        }
         case DecisionKind::emergency_stop:
             if (decision.below_floor)
                 return fmt::format("EMERGENCY: only {} available (floor {}): stopped PID={} {} at {} "

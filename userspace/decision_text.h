@@ -15,6 +15,7 @@ struct DecisionFacts {
     double waited_seconds = 0;   // admit: how long it was held
     std::uint64_t available_bytes = 0;
     std::uint64_t emergency_floor_bytes = 0;
+    std::uint64_t kept_free_bytes = 0;  // admission keeps it free besides a job's peak
     std::chrono::milliseconds stall_timeout{0};
 };
 

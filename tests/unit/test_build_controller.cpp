@@ -1,0 +1,342 @@
+// The build controller driven by a fake tracker on a fake clock: what it does with events,
+// readings and the governor's decisions (memory in MiB for readability).
+#include <doctest/doctest.h>
+
+#include <signal.h>
+
+#include <algorithm>
+#include <map>
+#include <set>
+
+#include "build_controller.h"
+#include "decision_text.h"
+#include "temp_dir.h"
+
+using namespace memgov;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr std::uint64_t MiB = 1ull << 20;
+
+// Records what the controller asks of the kernel; the test says what the kernel sees.
+class FakeTracker final : public Tracker {
+public:
+    void track(pid_t) override {}
+    int poll(std::chrono::milliseconds, const EventHandler&) override { return 0; }
+    void resume(pid_t pid) override { resumed.push_back(pid); }
+    void stop_job(pid_t job) override { stopped.insert(job); }
+    void resume_job(pid_t job) override {
+        stopped.erase(job);
+        resumed_jobs.push_back(job);
+    }
+    void restop_held() override {}
+    void signal_all(int signo) override { signals.push_back(signo); }
+    std::optional<JobUsage> job_usage(pid_t job) const override {
+        auto it = usage.find(job);
+        return it == usage.end() ? std::nullopt : std::optional(it->second);
+    }
+    TrackerTotals totals() const override {
+        TrackerTotals totals;
+        for (const auto& [job, use] : usage) totals.rss_bytes += use.rss_bytes;
+        return totals;
+    }
+    void grant(std::int64_t jobs) override { granted = jobs; }
+    std::uint64_t take_back_grant() override {
+        granted = 0;
+        return spent;
+    }
+
+    std::map<pid_t, JobUsage> usage;
+    std::vector<pid_t> resumed;       // continued at exec (admitted)
+    std::vector<pid_t> resumed_jobs;  // continued after a stop, or released
+    std::set<pid_t> stopped;
+    std::vector<int> signals;
+    std::int64_t granted = 0;
+    std::uint64_t spent = 0;  // execs ever started under a grant
+};
+
+class CapturedLines final : public LineSink {
+public:
+    void write_line(std::string line) override { lines.push_back(std::move(line)); }
+    bool color() const override { return false; }
+    bool has(const std::string& text) const {
+        return std::any_of(lines.begin(), lines.end(),
+                           [&](const std::string& line) { return line.find(text) != std::string::npos; });
+    }
+    std::vector<std::string> lines;
+};
+
+ControllerSettings settings_for(std::uint64_t limit_mib, std::uint64_t cold_mib) {
+    ControllerSettings settings;
+    settings.budget.limit_bytes = limit_mib * MiB;
+    settings.cold_estimate = cold_mib * MiB;
+    settings.governor.kept_free_bytes = settings.governor.emergency_floor_bytes;  // as run_command sets it
+    return settings;
+}
+
+// One build: a controller on a fake clock with a --limit, so that memory is the limit less
+// what the fake tracker's jobs use.
+struct Build {
+    explicit Build(ControllerSettings settings_in) : settings(std::move(settings_in)) {}
+
+    void exec(pid_t pid, const std::string& source, bool granted = false) {
+        ExecEvent event{.pid = pid, .ppid = 1, .job = pid, .job_root = true, .paused = !granted, .granted = granted,
+                        .timestamp_ns = static_cast<std::uint64_t>(
+                            std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch()).count()),
+                        .comm = "cc", .filename = "/usr/bin/cc", .argv = {"cc", "-c", source, "-o", source + ".o"}};
+        tracker.usage[pid] = JobUsage{0, 0, 1};
+        controller.handle(event);
+    }
+    void use(pid_t pid, std::uint64_t mib) {
+        auto& usage = tracker.usage[pid];
+        usage.rss_bytes = mib * MiB;
+        usage.peak_bytes = std::max(usage.peak_bytes, mib * MiB);
+    }
+    void exit(pid_t pid, int wait_status = 0) {
+        std::uint64_t peak = tracker.usage[pid].peak_bytes;
+        tracker.usage.erase(pid);
+        controller.handle(ExitEvent{.pid = pid, .ppid = 1, .job = pid, .wait_status = wait_status,
+                                    .peak_rss_bytes = peak, .job_peak_bytes = peak, .comm = "cc"});
+    }
+    // Time passes by `step` per tick.
+    void run_for(Clock::duration time, Clock::duration step = 20ms) {
+        for (auto end = now + time; now < end;) {
+            now += step;
+            controller.tick();
+        }
+    }
+    bool resumed(pid_t pid) const {
+        return std::find(tracker.resumed.begin(), tracker.resumed.end(), pid) != tracker.resumed.end();
+    }
+    const Profile& only_profile() const {
+        REQUIRE(store.profiles().size() == 1);
+        return store.profiles().begin()->second;
+    }
+
+    ControllerSettings settings;
+    FakeTracker tracker;
+    TempDir dir;
+    ProfileStore store{dir.path()};
+    CapturedLines log_lines;
+    Log log{2, log_lines};
+    Clock::time_point now = Clock::time_point(1000s);
+    BuildController controller{settings,
+                               {.tracker = tracker,
+                                .store = store,
+                                .log = log,
+                                .environment = {.now = [this] { return now; },
+                                                .read_memory = [] { return MemoryReading{64ull << 30, 64ull << 30}; },
+                                                .process_cwd = [](pid_t) { return std::string("/src"); },
+                                                .wall_time = [] { return std::time_t(1'800'000'000); }}}};
+};
+
+}  // namespace
+
+TEST_CASE("controller: a job that does not fit is held at exec, admitted when a running one exits, and learned") {
+    Build build(settings_for(1024, 512));
+    build.exec(100, "a.c");
+    CHECK(build.resumed(100));  // nothing running: the first job always starts
+    build.exec(101, "b.c");
+    CHECK_FALSE(build.resumed(101));  // 512 + 512 predicted and 64 kept free do not fit in 1024
+    CHECK(build.log_lines.has("PID=101 /src/b.c: needs 512MB and 64MB kept free, only 512MB free (512MB imminent) - WAITING"));
+
+    build.use(100, 100);
+    build.run_for(100ms);
+    build.use(100, 300);
+    build.run_for(100ms);
+    CHECK_FALSE(build.resumed(101));
+    build.exit(100);
+    build.run_for(20ms);
+    CHECK(build.resumed(101));
+    CHECK(build.log_lines.has("PID=101 /src/b.c: needs 512MB"));
+    CHECK(build.log_lines.has("PROCEEDING (waited 0.2s)"));
+    CHECK(build.controller.totals().jobs_waited == 1);
+    CHECK(build.controller.totals().seconds_waited == doctest::Approx(0.22));
+
+    const Profile& learned = build.only_profile();
+    CHECK(learned.peak_bytes == 300 * MiB);
+    CHECK(learned.tool == "cc");
+    CHECK(learned.role == JobKind::compile);
+    CHECK(learned.curve.has_value());
+    CHECK(learned.last_seen == 1'800'000'000);
+}
+
+TEST_CASE("controller: the kernel's grant is the room left by the peak rule, less the jobs it started unheard of") {
+    Build build(settings_for(4096, 512));
+    build.run_for(20ms);
+    CHECK(build.tracker.granted == 7);  // (4096 - 64 kept free) / 512
+
+    build.tracker.spent = 1;
+    build.exec(100, "a.c", /*granted=*/true);
+    CHECK_FALSE(build.resumed(100));  // never stopped: nothing to continue
+    CHECK(build.tracker.granted == 6);  // 4096 - 512 for it - 64, by 512
+
+    build.tracker.spent = 3;  // two more started, their exec records not read yet
+    build.run_for(20ms);
+    CHECK(build.tracker.granted == 4);  // each counted at the largest prediction known
+
+    build.exec(101, "b.c", true);
+    build.exec(102, "c.c", true);
+    build.run_for(20ms);
+    CHECK(build.tracker.granted == 4);
+}
+
+TEST_CASE("controller: a job held at exec gets no grant while another waits") {
+    Build build(settings_for(1024, 512));
+    build.exec(100, "a.c");
+    build.exec(101, "b.c");
+    build.run_for(20ms);
+    CHECK(build.tracker.granted == 0);
+}
+
+TEST_CASE("controller: below the floor the youngest growing job is stopped, and resumed when memory returns") {
+    Build build(settings_for(1024, 256));
+    build.exec(100, "a.c");
+    build.exec(101, "b.c");
+    CHECK(build.resumed(100));
+    CHECK(build.resumed(101));  // the gate's fast path: 2 x 256 + 64 fit in 1024
+    for (std::uint64_t mib = 100; mib <= 480; mib += 95) {
+        build.use(100, mib + 20);
+        build.use(101, mib);
+        build.run_for(20ms);
+    }
+    CHECK(build.tracker.stopped == std::set<pid_t>{101});
+    CHECK(build.controller.totals().emergency_stops == 1);
+    CHECK(build.log_lines.has("EMERGENCY"));
+    CHECK(build.log_lines.has("stopped PID=101 /src/b.c at 480MB"));
+
+    build.exit(100);
+    build.run_for(20ms);
+    CHECK(build.tracker.stopped.empty());
+    CHECK(build.tracker.resumed_jobs == std::vector<pid_t>{101});
+    CHECK(build.log_lines.has("Memory is back"));
+    build.exit(101);
+    // A stopped job's run time says nothing of its curve: its peak is learned without one.
+    for (const auto& [key, profile] : build.store.profiles())
+        CHECK(profile.curve.has_value() == (key == "/src/a.c"));
+}
+
+TEST_CASE("controller: after Ctrl-Z and fg the running jobs' curves are not learned") {
+    Build build(settings_for(4096, 256));
+    build.exec(100, "a.c");
+    build.use(100, 100);
+    build.run_for(200ms);
+    build.controller.build_was_suspended();
+    build.use(100, 200);
+    build.run_for(200ms);
+    build.exit(100);
+    CHECK(build.only_profile().peak_bytes == 200 * MiB);
+    CHECK_FALSE(build.only_profile().curve.has_value());
+}
+
+TEST_CASE("controller: a job whose exit record is late or lost releases its reservation; a late record still teaches") {
+    Build build(settings_for(1024, 512));
+    build.exec(100, "a.c");
+    build.exec(101, "b.c");
+    build.use(100, 300);
+    build.run_for(40ms);
+    CHECK_FALSE(build.resumed(101));
+
+    std::uint64_t peak = build.tracker.usage[100].peak_bytes;
+    build.tracker.usage.erase(100);  // the kernel dropped the job; no exit record yet
+    build.run_for(20ms);
+    CHECK(build.log_lines.has("PID=100 job is gone (no exit record yet): released its reservation"));
+    CHECK(build.resumed(101));
+
+    build.controller.handle(ExitEvent{.pid = 100, .ppid = 1, .job = 100, .job_peak_bytes = peak, .comm = "cc"});
+    REQUIRE(build.store.profiles().contains("/src/a.c"));
+    CHECK(build.store.profiles().at("/src/a.c").peak_bytes == 300 * MiB);
+}
+
+TEST_CASE("controller: interrupted, it releases every held job, holds no new one and grants nothing") {
+    Build build(settings_for(1024, 512));
+    build.exec(100, "a.c");
+    build.exec(101, "b.c");
+    CHECK_FALSE(build.resumed(101));
+    build.controller.interrupt(SIGINT);
+    CHECK(build.tracker.resumed_jobs == std::vector<pid_t>{101});
+    CHECK(build.log_lines.has("PID=101 released so it can handle Interrupt"));
+
+    build.exec(102, "c.c");
+    CHECK(build.resumed(102));  // continued at once: the build is ending
+    build.run_for(100ms);
+    CHECK(build.tracker.granted == 0);
+    CHECK(build.tracker.stopped.empty());
+}
+
+TEST_CASE("controller: a failed job's peak is kept only as a lower bound") {
+    Build build(settings_for(4096, 512));
+    build.exec(100, "a.c");
+    build.use(100, 50);
+    build.run_for(40ms);
+    build.exit(100, /*wait_status=*/1 << 8);
+    CHECK(build.log_lines.has("(did not finish: kept as a lower bound)"));
+}
+
+TEST_CASE("reading schedule: fast while jobs wait, are stopped or memory is near the floor; sampling scales with jobs") {
+    constexpr std::uint64_t floor = 64 * MiB;
+    GovernorView idle;
+    CHECK(reading_interval(idle, 4096 * MiB, floor) == 100ms);
+    CHECK(reading_interval(idle, 200 * MiB, floor) == 20ms);  // within 4 floors
+    GovernorView waiting{.waiting = 1, .running = 1};
+    CHECK(reading_interval(waiting, 4096 * MiB, floor) == 20ms);
+    GovernorView stopped{.running = 2, .emergency_stopped = 1};
+    CHECK(reading_interval(stopped, 4096 * MiB, floor) == 20ms);
+    GovernorView imminent{.running = 1, .imminent_bytes = 1000 * MiB};
+    CHECK(reading_interval(imminent, 1200 * MiB, floor) == 20ms);
+
+    CHECK(tick_interval(idle, 100ms) == 100ms);
+    CHECK(tick_interval(GovernorView{.running = 4}, 100ms) == 20ms);
+    CHECK(tick_interval(GovernorView{.running = 60}, 100ms) == 60ms);
+    CHECK(tick_interval(GovernorView{.running = 500}, 100ms) == 100ms);  // at least once a reading
+}
+
+TEST_CASE("decision text: each kind of decision in the log's words") {
+    DecisionFacts facts{.key = "/src/a.c", .waited_seconds = 2.54, .available_bytes = 300 * MiB,
+                        .emergency_floor_bytes = 64 * MiB, .kept_free_bytes = 64 * MiB, .stall_timeout = 10s};
+    Decision waiting{DecisionKind::keep_waiting, 7, 512 * MiB, 200 * MiB, 300 * MiB};
+    CHECK(decision_text(waiting, facts) ==
+          "PID=7 /src/a.c: needs 512MB and 64MB kept free, only 200MB free (300MB imminent) - WAITING");
+    Decision on_curve{DecisionKind::keep_waiting, 7, 100 * MiB, 200 * MiB, 300 * MiB};  // fits now, not later
+    CHECK(decision_text(on_curve, facts) ==
+          "PID=7 /src/a.c: needs 100MB and 64MB kept free, have 200MB free (300MB imminent) - WAITING "
+          "(running jobs' growth would take it)");
+
+    Decision admitted{DecisionKind::admit, 7, 100 * MiB, 200 * MiB, 0};
+    CHECK(decision_text(admitted, facts) == "PID=7 /src/a.c: needs 100MB, have 200MB free (0MB imminent) - OK");
+    admitted.waited = true;
+    admitted.on_curve = true;
+    CHECK(decision_text(admitted, facts) ==
+          "PID=7 /src/a.c: needs 100MB, have 200MB free (0MB imminent) - PROCEEDING (waited 2.5s) "
+          "(its growth meets memory running jobs free as they end)");
+    Decision forced{DecisionKind::admit, 7, 900 * MiB, -50 * static_cast<std::int64_t>(MiB), 0};
+    forced.forced = true;
+    CHECK(decision_text(forced, facts) ==
+          "PID=7 /src/a.c: needs 900MB, only -50MB free (0MB imminent) - PROCEEDING (nothing else running, waited 2.5s)");
+    forced.stalled = true;
+    forced.backfill = true;
+    CHECK(decision_text(forced, facts).ends_with(
+        "PROCEEDING (no running job changed for 10s: they may be waiting for it) (passes a larger waiting job)"));
+
+    Decision floor_stop{DecisionKind::emergency_stop, 7, 400 * MiB, 0, 0};
+    floor_stop.below_floor = true;
+    floor_stop.current_bytes = 120 * MiB;
+    CHECK(decision_text(floor_stop, facts) == "EMERGENCY: only 300MB available (floor 64MB): stopped PID=7 /src/a.c "
+                                              "at 120MB (youngest growing job) until memory returns");
+    Decision plan_stop{DecisionKind::emergency_stop, 7, 400 * MiB, -100 * static_cast<std::int64_t>(MiB), 0};
+    plan_stop.current_bytes = 120 * MiB;
+    CHECK(decision_text(plan_stop, facts) == "EMERGENCY: running jobs still need 400MB more, 300MB available: "
+                                             "stopped PID=7 /src/a.c at 120MB (youngest growing job) so the older "
+                                             "ones can finish");
+
+    Decision resumed{DecisionKind::emergency_resume, 7, 100 * MiB, 250 * MiB, 0};
+    CHECK(decision_text(resumed, facts) == "Memory is back (250MB free after imminent): resumed PID=7 /src/a.c");
+
+    Decision repredicted{DecisionKind::repredict, 7, 600 * MiB};
+    repredicted.previous_bytes = 400 * MiB;
+    repredicted.current_bytes = 380 * MiB;
+    repredicted.growth_bytes_per_second = 900 * MiB;
+    CHECK(decision_text(repredicted, facts) ==
+          "PID=7 /src/a.c: at 380MB growing 900MB/s, past its prediction of 400MB: re-predicted at 600MB");
+}
