@@ -13,6 +13,12 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/tools/build.sh"
 echo "== unit and integration tests"
+# ctest runs each test case alone, by name; CMake cuts a name at ';', and the cut name
+# would select no test case and pass.
+if grep -n 'TEST_CASE("[^"]*;' "$root"/tests/*/*.cpp; then
+  echo "test.sh: a test case name above has ';', which ctest cannot select it by: use ','" >&2
+  exit 1
+fi
 ctest --test-dir "$root/build" --output-on-failure "$@"
 [[ ${MEMGOV_QUICK:-0} == 1 ]] && exit 0
 

@@ -270,7 +270,7 @@ TEST_CASE("a fork bomb bounded by the test is followed without losing memgov's f
     CHECK(outcome.stats["events_dropped"] == 0);
 }
 
-TEST_CASE("an enormous argv is cut at 30 KiB and flagged; the job still runs") {
+TEST_CASE("an enormous argv is cut at 30 KiB and flagged, the job still runs") {
     std::string huge(100'000, 'x');
     auto outcome = run_memgov({"--no-gate"}, {"/bin/sh", "-c", "exec /bin/true \"$0\"", huge});
     CHECK(outcome.exit_status == 0);

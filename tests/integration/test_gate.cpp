@@ -175,7 +175,7 @@ TEST_CASE("SIGKILL of the controller leaves no process stopped") {
     prctl(PR_SET_CHILD_SUBREAPER, 0);
 }
 
-TEST_CASE("stop_job stops every process of the job, under the guard; teardown resumes them") {
+TEST_CASE("stop_job stops every process of the job, under the guard, teardown resumes them") {
     auto tracker = BpfTracker::open(gate_memhog());
     Runner runner({{harness::memhog_bin(), "--mb", "1", "--children", "2", "--hold-ms", "600"}, std::nullopt});
     tracker->track(runner.pid());

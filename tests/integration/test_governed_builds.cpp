@@ -44,7 +44,7 @@ void check_clean_governed_run(const Outcome& outcome, const TestCgroup& cgroup, 
 
 }  // namespace
 
-TEST_CASE("memstorm: plain make -j8 is OOM-killed in 1 GiB; memgov finishes cold and warm, warm beats -j1") {
+TEST_CASE("memstorm: plain make -j8 is OOM-killed in 1 GiB, memgov finishes cold and warm, warm beats -j1") {
     ScratchDir build;
     ScratchDir profiles;
     build.write("Makefile", memstorm_makefile());
@@ -101,7 +101,7 @@ TEST_CASE("memstorm: plain make -j8 is OOM-killed in 1 GiB; memgov finishes cold
     CHECK(warm_seconds < serial);
 }
 
-TEST_CASE("real g++: two heavy translation units OOM plain make -j2 in 600 MiB; memgov builds them") {
+TEST_CASE("real g++: two heavy translation units OOM plain make -j2 in 600 MiB, memgov builds them") {
     ScratchDir build;
     ScratchDir profiles;
     auto demo = std::filesystem::path(MEMGOV_SOURCE_DIR) / "tools/demo/project/src";

@@ -10,7 +10,7 @@
 
 using namespace harness;
 
-TEST_CASE("with cap_bpf,cap_perfmon file capabilities a normal user runs memgov; the build gets no capability") {
+TEST_CASE("with cap_bpf,cap_perfmon file capabilities a normal user runs memgov, the build gets no capability") {
     ScratchDir dir(true);
     std::string memgov_copy = dir.path() + "/memgov";
     std::filesystem::copy_file(memgov_bin(), memgov_copy);

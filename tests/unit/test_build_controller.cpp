@@ -230,7 +230,7 @@ TEST_CASE("controller: after Ctrl-Z and fg the running jobs' curves are not lear
     CHECK_FALSE(build.only_profile().curve.has_value());
 }
 
-TEST_CASE("controller: a job whose exit record is late or lost releases its reservation; a late record still teaches") {
+TEST_CASE("controller: a job whose exit record is late or lost releases its reservation, a late record still teaches") {
     Build build(settings_for(1024, 512));
     build.exec(100, "a.c");
     build.exec(101, "b.c");
@@ -274,7 +274,7 @@ TEST_CASE("controller: a failed job's peak is kept only as a lower bound") {
     CHECK(build.log_lines.has("(did not finish: kept as a lower bound)"));
 }
 
-TEST_CASE("reading schedule: fast while jobs wait, are stopped or memory is near the floor; sampling scales with jobs") {
+TEST_CASE("reading schedule: fast while jobs wait, are stopped or memory is near the floor, sampling scales with jobs") {
     constexpr std::uint64_t floor = 64 * MiB;
     GovernorView idle;
     CHECK(reading_interval(idle, 4096 * MiB, floor) == 100ms);

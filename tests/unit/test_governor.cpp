@@ -54,7 +54,7 @@ Scenario two_running_one_stopped() {
 
 }  // namespace
 
-TEST_CASE("jobs that fit start oldest first; the rest wait") {
+TEST_CASE("jobs that fit start oldest first, the rest wait") {
     Scenario s;
     s.wait(1, 300);
     s.wait(2, 300);
@@ -70,7 +70,7 @@ TEST_CASE("jobs that fit start oldest first; the rest wait") {
     CHECK(s.governor.view().imminent_bytes == 600 * MiB);
 }
 
-TEST_CASE("imminent is reserved peak minus current use; a job past its prediction is re-predicted") {
+TEST_CASE("imminent is reserved peak minus current use, a job past its prediction is re-predicted") {
     Scenario s;
     s.wait(1, 500);
     s.wait(2, 500);
@@ -219,7 +219,7 @@ TEST_CASE("stall: when nothing running changes for the timeout, the oldest waiti
     CHECK(admit->forced);
 }
 
-TEST_CASE("emergency: below the floor the youngest running job stops; it resumes when memory returns") {
+TEST_CASE("emergency: below the floor the youngest running job stops, it resumes when memory returns") {
     GovernorSettings settings;
     settings.emergency_floor_bytes = 100 * MiB;
     Scenario s(settings);
@@ -268,7 +268,7 @@ TEST_CASE("a job that exits while paused leaves no trace") {
     CHECK_FALSE(s.governor.waited(2, s.now));
 }
 
-TEST_CASE("the same job announced twice is counted once; the same key twice is two jobs") {
+TEST_CASE("the same job announced twice is counted once, the same key twice is two jobs") {
     Scenario s;
     s.wait(7, 400);
     s.wait(7, 400);
@@ -301,7 +301,7 @@ TEST_CASE("release_all lets every waiting and stopped job go") {
     CHECK(s.governor.view().running == 3);
 }
 
-TEST_CASE("--jobs with a deep queue starts the biggest job that fits first; the oldest is not starved") {
+TEST_CASE("--jobs with a deep queue starts the biggest job that fits first, the oldest is not starved") {
     GovernorSettings settings;
     settings.max_running = 2;
     settings.backfill_window = 5s;
@@ -361,7 +361,7 @@ TEST_CASE("startable at once respects --jobs, counting unreported starts") {
     CHECK(s.governor.startable_at_once(10 * MiB, 0, 5, 1000 * MiB) == 0);
 }
 
-TEST_CASE("re-prediction: a guess is revised when the growth rate says the job will pass it; a measured peak only once passed") {
+TEST_CASE("re-prediction: a guess is revised when the growth rate says the job will pass it, a measured peak only once passed") {
     Scenario s;
     s.wait(1, 500);
     s.governor.job_waiting(2, {500 * MiB, std::nullopt, true}, s.now);
@@ -465,7 +465,7 @@ TEST_CASE("emergency net: the youngest growing job is stopped, not a younger one
     CHECK(Scenario::find(after, DecisionKind::emergency_resume, 3));
 }
 
-TEST_CASE("emergency net: a stopped job's memory stays in use; it neither grows nor ends in the plans") {
+TEST_CASE("emergency net: a stopped job's memory stays in use, it neither grows nor ends in the plans") {
     Scenario s;
     s.wait(1, 500);
     s.wait(2, 500);
@@ -487,7 +487,7 @@ TEST_CASE("emergency net: a stopped job's memory stays in use; it neither grows 
 // Seen on Eigen's tests, cold: geo_hyperplane (891 MB) and sparse_block (454 MB) both started
 // at the 512 MB fallback. sparse_block, the younger, reached its peak and stayed there; stopping
 // it would have kept its 454 MB from being freed while geo_hyperplane grew into them.
-TEST_CASE("emergency net: a job at a plateau below its guess is not stopped; the one still growing waits for it to end") {
+TEST_CASE("emergency net: a job at a plateau below its guess is not stopped, the one still growing waits for it to end") {
     Scenario s;
     s.wait(1, 512);
     s.wait(2, 512);
@@ -509,7 +509,7 @@ TEST_CASE("emergency net: a job at a plateau below its guess is not stopped; the
 // Seen in the robustness benchmark (seed 1, 896 MiB): an unknown 641 MB job growing in steps
 // beside small jobs that had just reached their peaks. Stopping the small ones kept 290 MB
 // held that the giant then needed, and the kernel killed it.
-TEST_CASE("emergency net: small jobs at their peak are not stopped beside a growing giant; the giant waits for them") {
+TEST_CASE("emergency net: small jobs at their peak are not stopped beside a growing giant, the giant waits for them") {
     Scenario s;
     s.wait(1, 150);  // the giant, guessed from small peers
     for (pid_t small = 2; small <= 4; ++small) s.wait(small, 150);

@@ -141,7 +141,7 @@ TEST_CASE("unreadable or missing cgroup files mean no cgroup limit, never a cras
     CHECK(available_for_build(nothing, {}, 0).bytes == 0);
 }
 
-TEST_CASE("--limit bounds the build's own use; --headroom is always kept free") {
+TEST_CASE("--limit bounds the build's own use, --headroom is always kept free") {
     MemoryReading reading{.total_bytes = 16 * GiB, .available_bytes = 10 * GiB};
     MemoryBudget budget{.limit_bytes = 4 * GiB, .headroom_bytes = 256 * MiB};
     auto availability = available_for_build(reading, budget, 1 * GiB);
@@ -151,7 +151,7 @@ TEST_CASE("--limit bounds the build's own use; --headroom is always kept free") 
     CHECK(available_for_build(reading, {.headroom_bytes = 20 * GiB}, 0).bytes == 0);
 }
 
-TEST_CASE("sizes and percentages parse; nonsense is refused") {
+TEST_CASE("sizes and percentages parse, nonsense is refused") {
     CHECK(parse_size("512M", 0) == 512 * MiB);
     CHECK(parse_size("4G", 0) == 4 * GiB);
     CHECK(parse_size("1.5GiB", 0) == 3 * GiB / 2);
@@ -162,7 +162,7 @@ TEST_CASE("sizes and percentages parse; nonsense is refused") {
         CHECK_MESSAGE(!parse_size(bad, 8 * GiB), bad);
 }
 
-TEST_CASE("ages parse; nonsense is refused") {
+TEST_CASE("ages parse, nonsense is refused") {
     CHECK(parse_age("90s") == 90);
     CHECK(parse_age("30m") == 1800);
     CHECK(parse_age("12h") == 43200);

@@ -105,7 +105,7 @@ TEST_CASE("percentile is nearest rank") {
     CHECK(percentile({4, 1, 3, 2}, 0.0) == 1);
 }
 
-TEST_CASE("only a job's own profile brings its growth curve; a peer's estimate has none") {
+TEST_CASE("only a job's own profile brings its growth curve, a peer's estimate has none") {
     Predictor predictor(1);
     GrowthCurve curve;
     curve.duration_ms = 100;

@@ -53,7 +53,7 @@ TEST_CASE("profiles round-trip through the file, including awkward keys") {
     CHECK((info.st_mode & 0777) == 0600);
 }
 
-TEST_CASE("a later sample replaces the peak; an unfinished job only raises it") {
+TEST_CASE("a later sample replaces the peak, an unfinished job only raises it") {
     TempDir dir;
     ProfileStore store(dir.path());
     store.record("/k", {.tool = "g++", .peak_bytes = 700}, 1);
@@ -229,7 +229,7 @@ TEST_CASE("a store directory owned by someone else, or writable by anyone, is re
     CHECK(open_to_all.take_warnings().at(0).find("world-writable") != std::string::npos);
 }
 
-TEST_CASE("a growth curve round-trips; an unfinished run keeps the last complete run's curve") {
+TEST_CASE("a growth curve round-trips, an unfinished run keeps the last complete run's curve") {
     TempDir dir;
     GrowthCurve curve;
     curve.duration_ms = 1500;
@@ -252,7 +252,7 @@ TEST_CASE("a growth curve round-trips; an unfinished run keeps the last complete
     CHECK_FALSE(again.profiles().at("/flat").curve);
 }
 
-TEST_CASE("a curve that is not one is dropped; its entry's peak still counts") {
+TEST_CASE("a curve that is not one is dropped, its entry's peak still counts") {
     std::string steps = "[0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15]";
     auto store_with = [](const std::string& fields) {
         return R"({"format":"memgov-profiles","version":1,"profiles":{"/k":{"peak_bytes":5)" + fields + "}}}";
@@ -276,7 +276,7 @@ TEST_CASE("a curve that is not one is dropped; its entry's peak still counts") {
     }
 }
 
-TEST_CASE("a job's role round-trips; a store from before roles, or a role from a later version, reads as other") {
+TEST_CASE("a job's role round-trips, a store from before roles, or a role from a later version, reads as other") {
     TempDir dir;
     ProfileStore store(dir.path());
     store.record("/build/app", {.tool = "g++", .role = JobKind::link, .peak_bytes = 26}, 100);
