@@ -50,12 +50,12 @@ struct {
 	__type(value, __u8);
 } gate_names SEC(".maps");
 
-/* pid -> time it was stopped; every pid here is SIGCONTed by the crash guard. */
+/* The pids memgov stopped (a set: the value is unused); the crash guard SIGCONTs every one. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 32768);
 	__type(key, __u32);
-	__type(value, __u64);
+	__type(value, __u8);
 } paused SEC(".maps");
 
 struct {
@@ -279,8 +279,8 @@ int BPF_PROG(on_exec, struct task_struct *task, pid_t old_pid, struct linux_binp
 	else if ((flags & MG_EXEC_JOB_ROOT) && pause_job_roots) {
 		/* Recorded before the stop, so the crash guard can always undo it. Queued before
 		 * the event is visible, so the controller's SIGCONT can never overtake it. */
-		__u64 now = bpf_ktime_get_ns();
-		if (bpf_map_update_elem(&paused, &tgid, &now, BPF_ANY) == 0) {
+		__u8 member = 1;
+		if (bpf_map_update_elem(&paused, &tgid, &member, BPF_ANY) == 0) {
 			bpf_send_signal(SIGSTOP);
 			flags |= MG_EXEC_PAUSED;
 		}
@@ -336,13 +336,12 @@ int BPF_PROG(on_exec, struct task_struct *task, pid_t old_pid, struct linux_binp
 	return 0;
 }
 
-static long resume_paused_pid(struct bpf_map *map, __u32 *pid, __u64 *stopped_at, void *ctx)
+static long resume_paused_pid(struct bpf_map *map, __u32 *pid, __u8 *member, void *ctx)
 {
 	struct task_struct *task = bpf_task_from_pid(*pid);
 	if (task) {
 		bpf_send_signal_task(task, SIGCONT, PIDTYPE_TGID, 0);
 		bpf_task_release(task);
-		__sync_fetch_and_add(&totals.guard_resumed, 1);
 	}
 	return 0;
 }

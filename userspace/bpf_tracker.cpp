@@ -179,12 +179,12 @@ void BpfTracker::resume(pid_t pid) {
 }
 
 void BpfTracker::stop_job(pid_t job) {
-    __u64 now = monotonic_ns();
+    __u8 member = 1;
     for_each_process([&](pid_t pid, pid_t owner) {
         if (owner != job) return;
         __u32 key = static_cast<__u32>(pid);
         // Without a guard entry a stop could outlive us: no entry, no stop.
-        if (bpf_map__update_elem(skeleton_->maps.paused, &key, sizeof(key), &now, sizeof(now), BPF_ANY) == 0)
+        if (bpf_map__update_elem(skeleton_->maps.paused, &key, sizeof(key), &member, sizeof(member), BPF_ANY) == 0)
             kill(pid, SIGSTOP);
     });
 }
@@ -227,7 +227,6 @@ TrackerTotals BpfTracker::totals() const {
         .procs_map_full = load_relaxed(raw.procs_map_full),
         .jobs_map_full = load_relaxed(raw.jobs_map_full),
         .oom_kills = load_relaxed(raw.oom_kills),
-        .guard_resumed = load_relaxed(raw.guard_resumed),
         .undecodable_records = undecodable_,
     };
 }

@@ -12,7 +12,7 @@
 
 #include "growth_curve.h"
 #include "job_key.h"
-#include "profile_store.h"
+#include "profile.h"
 
 namespace memgov {
 

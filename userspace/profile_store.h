@@ -12,30 +12,9 @@
 #include <string>
 #include <vector>
 
-#include "growth_curve.h"
-#include "job_key.h"
+#include "profile.h"
 
 namespace memgov {
-
-struct Profile {
-    std::uint64_t peak_bytes = 0;
-    std::uint64_t samples = 0;
-    std::int64_t last_seen = 0;  // unix seconds
-    std::string tool;            // program that ran the job, for cold estimates of its peers
-    JobKind role = JobKind::other;     // likewise (stores written before roles: other)
-    std::optional<GrowthCurve> curve;  // of the last complete run
-};
-
-// What one run of a job showed.
-struct Observation {
-    std::string tool;
-    JobKind role = JobKind::other;
-    std::uint64_t peak_bytes = 0;
-    // false: the job failed or was killed, so its peak is only a lower bound of what the
-    // file needs and its curve says nothing.
-    bool complete = true;
-    std::optional<GrowthCurve> curve;
-};
 
 using Profiles = std::map<std::string, Profile>;
 

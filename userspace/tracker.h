@@ -77,7 +77,6 @@ struct TrackerTotals {
     std::uint64_t procs_map_full = 0;
     std::uint64_t jobs_map_full = 0;
     std::uint64_t oom_kills = 0;
-    std::uint64_t guard_resumed = 0;
     std::uint64_t undecodable_records = 0;  // records the controller could not read
 };
 

@@ -98,7 +98,6 @@ struct mg_totals {
 	__u64 procs_map_full;  /* a descendant could not be tracked */
 	__u64 jobs_map_full;   /* a gated exec could not become a job */
 	__u64 oom_kills;
-	__u64 guard_resumed;   /* pids the crash guard SIGCONTed */
 };
 
 /* Gated execs the kernel may let start without stopping them, in the program's .bss. The
