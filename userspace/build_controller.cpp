@@ -167,8 +167,9 @@ void BuildController::build_was_suspended() {
 
 void BuildController::on(const ExecEvent& event) {
     auto handled = environment_.now();
-    report_.on_exec(event, event.job_root ? environment_.process_cwd(event.pid) : std::string(),
-                    monotonic_ns_at(handled));
+    // Relative paths in argv name files in the process's working directory.
+    JobKey key = event.job_root ? job_key(event.argv, environment_.process_cwd(event.pid)) : JobKey{};
+    report_.on_exec(event, key, monotonic_ns_at(handled));
     // The gate's fast paths: with room for the largest job known (and nobody queued
     // before it), which job this is does not matter. The kernel may have started it
     // already (a grant, see regrant()); otherwise it is continued here, before it is
@@ -193,10 +194,7 @@ void BuildController::on(const ExecEvent& event) {
         log_.write(LogCategory::debug, "exec PID={} PPID={} job={} {}{}", event.pid, event.ppid, event.job,
                    joined(event.argv), event.argv_truncated ? " …(argv truncated)" : "");
     if (!event.job_root) return;
-    const JobRecord* record = report_.job(event.pid);
-    JobInfo info{.key = record ? record->key.key : event.filename,
-                 .tool = basename_of(event.filename),
-                 .role = record ? record->key.kind : JobKind::other};
+    JobInfo info{.key = std::move(key.key), .tool = basename_of(event.filename), .role = key.kind};
     info.prediction = predictor_.predict(info.key, info.tool, info.role);
     log_.write(LogCategory::debug, "New job PID={} {} ({} {}), predicted peak {} ({})", event.pid, info.key,
                info.tool, kind_name(info.role), format_mb(info.prediction.bytes), describe(info.prediction.source));
@@ -248,12 +246,10 @@ void BuildController::on(const ExitEvent& event) {
     auto it = jobs_.find(event.job);
     if (it == jobs_.end()) return;
     const JobInfo& info = it->second;
-    const JobRecord* record = report_.job(event.job);
     auto now = environment_.now();
     // Only a successful job shows what the file needs; a failed one (a syntax error
     // stops early, a kill stops anywhere) can only raise what is known.
-    bool complete = WIFEXITED(event.wait_status) && WEXITSTATUS(event.wait_status) == 0 &&
-                    !(record && record->oom_killed);
+    bool complete = WIFEXITED(event.wait_status) && WEXITSTATUS(event.wait_status) == 0 && !info.oom_killed;
     std::uint64_t old_peak = store_.profiles().contains(info.key) ? store_.profiles().at(info.key).peak_bytes : 0;
     Observation seen{.tool = info.tool, .role = info.role, .peak_bytes = event.job_peak_bytes, .complete = complete};
     if (info.started_at && !info.ever_stopped)
@@ -299,6 +295,9 @@ void BuildController::forget_vanished(pid_t job) {
 
 void BuildController::on(const OomKillEvent& event) {
     report_.on_oom_kill(event);
+    // A job with a process killed anywhere in it shows only where the kernel stopped it,
+    // whatever its own exit status.
+    if (auto it = jobs_.find(event.job); it != jobs_.end()) it->second.oom_killed = true;
     log_.write(LogCategory::signal, "PID={} ({}) killed by the OOM killer at {} (peak {})", event.pid, event.comm,
                format_mb(event.rss_bytes), format_mb(event.peak_rss_bytes));
 }

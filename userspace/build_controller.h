@@ -103,6 +103,7 @@ private:
         std::optional<Clock::time_point> started_at;  // admitted (or never held)
         GrowthRecorder growth;
         bool ever_stopped = false;  // or suspended: its timing says nothing about the next run
+        bool oom_killed = false;    // one of its processes was
     };
 
     void on(const ExecEvent& event);

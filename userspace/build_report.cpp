@@ -49,7 +49,7 @@ const JobRecord* BuildReport::job(pid_t job_id) const {
     return nullptr;
 }
 
-void BuildReport::on_exec(const ExecEvent& event, const std::string& cwd, std::uint64_t handled_ns) {
+void BuildReport::on_exec(const ExecEvent& event, const JobKey& key, std::uint64_t handled_ns) {
     ProcessRecord& process = live_process(event.pid);
     process.ppid = event.ppid;
     process.job = event.job;
@@ -61,7 +61,7 @@ void BuildReport::on_exec(const ExecEvent& event, const std::string& cwd, std::u
     live_jobs_[event.pid] = jobs_.size();
     jobs_.push_back(JobRecord{
         .job = event.pid,
-        .key = job_key(event.argv, cwd),
+        .key = key,
         .argv = event.argv,
         .started_ns = event.timestamp_ns,
         .handled_ns = handled_ns,

@@ -65,8 +65,8 @@ public:
     // the summary shows, so memgov's memory stays flat over a build of millions of processes.
     explicit BuildReport(bool keep_everything = true) : keep_everything_(keep_everything) {}
 
-    // `cwd` is the exec'ing process's working directory, which relative paths in argv name.
-    void on_exec(const ExecEvent& event, const std::string& cwd, std::uint64_t handled_ns = 0);
+    // `key`: a job root's key (the controller's, see job_key); ignored for other processes.
+    void on_exec(const ExecEvent& event, const JobKey& key, std::uint64_t handled_ns = 0);
     void on_exit(const ExitEvent& event);
     void on_oom_kill(const OomKillEvent& event);
     void on_admitted(pid_t job, std::uint64_t monotonic_ns, bool waited);

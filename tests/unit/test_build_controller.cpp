@@ -265,13 +265,21 @@ TEST_CASE("controller: interrupted, it releases every held job, holds no new one
     CHECK(build.tracker.stopped.empty());
 }
 
-TEST_CASE("controller: a failed job's peak is kept only as a lower bound") {
+TEST_CASE("controller: a failed job's peak, or one with a process OOM-killed, is kept only as a lower bound") {
     Build build(settings_for(4096, 512));
     build.exec(100, "a.c");
     build.use(100, 50);
     build.run_for(40ms);
     build.exit(100, /*wait_status=*/1 << 8);
-    CHECK(build.log_lines.has("(did not finish: kept as a lower bound)"));
+    CHECK(build.log_lines.has("PID=100 job exited, final peak for /src/a.c: 0MB -> 50MB (did not finish: kept as a lower bound)"));
+
+    build.exec(101, "b.c");
+    build.use(101, 70);
+    build.run_for(40ms);
+    build.controller.handle(OomKillEvent{.pid = 102, .job = 101, .rss_bytes = 60 * MiB, .comm = "cc1"});
+    build.exit(101, /*wait_status=*/0);  // the driver itself may exit 0
+    CHECK(build.log_lines.has("PID=101 job exited, final peak for /src/b.c: 0MB -> 70MB (did not finish: kept as a lower bound)"));
+    CHECK(build.log_lines.has("PID=102 (cc1) killed by the OOM killer at 60MB"));
 }
 
 TEST_CASE("reading schedule: fast while jobs wait, are stopped or memory is near the floor, sampling scales with jobs") {

@@ -20,6 +20,11 @@ ExecEvent exec_of(pid_t pid, pid_t job, bool root, std::vector<std::string> argv
     return event;
 }
 
+// The report is told the key the controller computed from argv in `cwd`.
+void exec_in(BuildReport& report, const ExecEvent& event, const std::string& cwd) {
+    report.on_exec(event, event.job_root ? job_key(event.argv, cwd) : JobKey{});
+}
+
 ExitEvent exit_of(pid_t pid, pid_t job, std::uint64_t peak, std::uint64_t job_peak, int status) {
     ExitEvent event;
     event.pid = pid;
@@ -36,11 +41,11 @@ ExitEvent exit_of(pid_t pid, pid_t job, std::uint64_t peak, std::uint64_t job_pe
 
 TEST_CASE("jobs, processes and reused pids are reported apart") {
     BuildReport report;
-    report.on_exec(exec_of(10, 10, true, {"g++", "-c", "a.cc"}), "/src");
-    report.on_exec(exec_of(11, 10, false, {"cc1plus", "a.cc"}), "/src");
+    exec_in(report, exec_of(10, 10, true, {"g++", "-c", "a.cc"}), "/src");
+    exec_in(report, exec_of(11, 10, false, {"cc1plus", "a.cc"}), "/src");
     report.on_exit(exit_of(11, 10, 300, 350, 0));
     report.on_exit(exit_of(10, 10, 50, 350, 0));
-    report.on_exec(exec_of(11, 11, true, {"g++", "-c", "b.cc"}), "/src");  // pid reused
+    exec_in(report, exec_of(11, 11, true, {"g++", "-c", "b.cc"}), "/src");  // pid reused
     report.on_exit(exit_of(11, 11, 80, 90, 2 << 8));
 
     REQUIRE(report.processes().size() == 3);
@@ -77,7 +82,7 @@ TEST_CASE("a process seen only at exit and a signal death are recorded") {
 
 TEST_CASE("OOM kills mark the process and its job") {
     BuildReport report;
-    report.on_exec(exec_of(30, 30, true, {"ld", "-o", "big"}), "/o");
+    exec_in(report, exec_of(30, 30, true, {"ld", "-o", "big"}), "/o");
     OomKillEvent oom;
     oom.pid = 30;
     oom.job = 30;
@@ -89,18 +94,18 @@ TEST_CASE("OOM kills mark the process and its job") {
 
 TEST_CASE("non-UTF-8 argv is written as valid JSON") {
     BuildReport report;
-    report.on_exec(exec_of(40, 0, false, {"sh", "\xff\xfe"}), "/");
+    exec_in(report, exec_of(40, 0, false, {"sh", "\xff\xfe"}), "/");
     auto text = report.to_json({}).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     CHECK(nlohmann::json::parse(text)["processes"][0]["argv"][1] == "\xEF\xBF\xBD\xEF\xBF\xBD");
 }
 
 TEST_CASE("without --stats-json, exited processes are forgotten and the summary is unchanged") {
     BuildReport report(false);
-    for (pid_t pid = 100; pid < 110; ++pid) report.on_exec(exec_of(pid, 100, pid == 100, {"sh", "-c", "x"}), "/");
+    for (pid_t pid = 100; pid < 110; ++pid) exec_in(report, exec_of(pid, 100, pid == 100, {"sh", "-c", "x"}), "/");
     for (pid_t pid = 101; pid < 109; pid += 2) report.on_exit(exit_of(pid, 100, 5, 700, 0));  // 101 103 105 107
     REQUIRE(report.processes().size() == 6);
     for (const auto& process : report.processes()) CHECK((process.pid % 2 == 0 || process.pid == 109));
-    report.on_exec(exec_of(104, 100, false, {"cc1", "y"}), "/");  // a live process execs again
+    exec_in(report, exec_of(104, 100, false, {"cc1", "y"}), "/");  // a live process execs again
     CHECK(report.processes().size() == 6);
     for (pid_t pid : {100, 102, 104, 106, 108, 109}) report.on_exit(exit_of(pid, 100, 5, 900, 0));
     CHECK(report.processes().empty());
