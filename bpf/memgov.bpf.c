@@ -56,7 +56,7 @@ struct {
 	__uint(max_entries, 32768);
 	__type(key, __u32);
 	__type(value, __u8);
-} paused SEC(".maps");
+} held SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -280,9 +280,9 @@ int BPF_PROG(on_exec, struct task_struct *task, pid_t old_pid, struct linux_binp
 		/* Recorded before the stop, so the crash guard can always undo it. Queued before
 		 * the event is visible, so the controller's SIGCONT can never overtake it. */
 		__u8 member = 1;
-		if (bpf_map_update_elem(&paused, &tgid, &member, BPF_ANY) == 0) {
+		if (bpf_map_update_elem(&held, &tgid, &member, BPF_ANY) == 0) {
 			bpf_send_signal(SIGSTOP);
-			flags |= MG_EXEC_PAUSED;
+			flags |= MG_EXEC_WAITING;
 		}
 	}
 
@@ -319,24 +319,24 @@ int BPF_PROG(on_exec, struct task_struct *task, pid_t old_pid, struct linux_binp
 	if (size > sizeof(*record))
 		size = sizeof(*record);
 	/* A stopped job waits for this record: wake the controller now, whatever its backlog. */
-	__u64 wakeup = (flags & MG_EXEC_PAUSED) ? BPF_RB_FORCE_WAKEUP : 0;
+	__u64 wakeup = (flags & MG_EXEC_WAITING) ? BPF_RB_FORCE_WAKEUP : 0;
 	if (bpf_ringbuf_output(&events, record, size, wakeup)) {
 		__sync_fetch_and_add(&totals.events_dropped, 1);
 		/* The controller will never hear of a granted job either: not counted as spent,
-		 * it is not waited for forever; it runs ungoverned, as a dropped paused one does. */
+		 * it is not waited for forever; it runs ungoverned, as a dropped held one does. */
 		if (flags & MG_EXEC_GRANTED)
 			__sync_fetch_and_add(&grant.spent, -1);
-		if (flags & MG_EXEC_PAUSED) {
+		if (flags & MG_EXEC_WAITING) {
 			/* The controller will never hear of this job: let it run ungoverned rather
 			 * than stay stopped. SIGCONT discards the still-pending SIGSTOP. */
-			bpf_map_delete_elem(&paused, &tgid);
+			bpf_map_delete_elem(&held, &tgid);
 			bpf_send_signal(SIGCONT);
 		}
 	}
 	return 0;
 }
 
-static long resume_paused_pid(struct bpf_map *map, __u32 *pid, __u8 *member, void *ctx)
+static long resume_held_pid(struct bpf_map *map, __u32 *pid, __u8 *member, void *ctx)
 {
 	struct task_struct *task = bpf_task_from_pid(*pid);
 	if (task) {
@@ -354,7 +354,7 @@ int BPF_PROG(on_exit, struct task_struct *task, bool group_dead)
 	__u32 tgid = task->tgid;
 	if (tgid == controller_tgid) {
 		/* The controller is gone (maybe SIGKILLed): nobody else would resume these. */
-		bpf_for_each_map_elem(&paused, resume_paused_pid, NULL, 0);
+		bpf_for_each_map_elem(&held, resume_held_pid, NULL, 0);
 		return 0;
 	}
 	struct mg_proc *proc = bpf_map_lookup_elem(&procs, &tgid);
@@ -390,7 +390,7 @@ int BPF_PROG(on_exit, struct task_struct *task, bool group_dead)
 	} else {
 		__sync_fetch_and_add(&totals.events_dropped, 1);
 	}
-	bpf_map_delete_elem(&paused, &tgid);
+	bpf_map_delete_elem(&held, &tgid);
 	bpf_map_delete_elem(&procs, &tgid);
 	return 0;
 }

@@ -28,7 +28,7 @@ enum mg_event_kind {
 
 enum mg_exec_flags {
 	MG_EXEC_JOB_ROOT = 1u << 0,        /* program is in the gate list, no job ancestor */
-	MG_EXEC_PAUSED = 1u << 1,          /* SIGSTOPped; waits for the controller */
+	MG_EXEC_WAITING = 1u << 1,          /* SIGSTOPped; waits for the controller */
 	MG_EXEC_ARGV_TRUNCATED = 1u << 2,  /* argv longer than MG_ARGV_MAX */
 	MG_EXEC_ARGV_UNREADABLE = 1u << 3, /* bpf_probe_read_user failed */
 	MG_EXEC_GRANTED = 1u << 4,         /* started under the controller's grant: never stopped */

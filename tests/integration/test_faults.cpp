@@ -78,7 +78,7 @@ bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds lim
 
 }  // namespace
 
-TEST_CASE("kill -9 of memgov with jobs paused and emergency-stopped: none stays stopped, the build ends") {
+TEST_CASE("kill -9 of memgov with jobs waiting and stopped: none stays stopped, the build ends") {
     ScratchDir build;
     ScratchDir profiles;
     build.write("Makefile", touching_makefile(6, 30, 1500));
@@ -162,7 +162,7 @@ TEST_CASE("a daemon that double-forks out of the build does not keep memgov wait
     for (pid_t pid : processes_running("sleep 20.25")) kill(pid, SIGKILL);
 }
 
-TEST_CASE("a job that exits while paused at the gate is forgotten and the build goes on") {
+TEST_CASE("a job that exits while waiting at the gate is forgotten and the build goes on") {
     ScratchDir build;
     // The small job starts after the big one has been admitted, so it is the one held: make starts
     // both recipes at once, and which exec reaches memgov first is otherwise a race.

@@ -30,16 +30,16 @@ TrackerOptions gate_memhog() {
     return options;
 }
 
-// Polls until `count` paused exec events arrived (or 10 s passed); returns their pids.
-std::vector<pid_t> wait_for_paused(Tracker& tracker, std::size_t count) {
-    std::vector<pid_t> paused;
+// Polls until `count` held exec events arrived (or 10 s passed); returns their pids.
+std::vector<pid_t> wait_for_held(Tracker& tracker, std::size_t count) {
+    std::vector<pid_t> held;
     auto deadline = std::chrono::steady_clock::now() + 10s;
     Tracker::EventHandler handler = [&](const TrackerEvent& event) {
-        if (auto* exec = std::get_if<ExecEvent>(&event); exec && exec->paused) paused.push_back(exec->pid);
+        if (auto* exec = std::get_if<ExecEvent>(&event); exec && exec->waiting) held.push_back(exec->pid);
     };
-    while (paused.size() < count && std::chrono::steady_clock::now() < deadline)
+    while (held.size() < count && std::chrono::steady_clock::now() < deadline)
         tracker.poll(100ms, handler);
-    return paused;
+    return held;
 }
 
 }  // namespace
@@ -50,9 +50,9 @@ TEST_CASE("a gated exec is stopped before user code runs, and resumed by the con
     tracker->track(runner.pid());
     REQUIRE(runner.start() == 0);
 
-    auto paused = wait_for_paused(*tracker, 1);
-    REQUIRE(paused.size() == 1);
-    CHECK(paused[0] == runner.pid());
+    auto held = wait_for_held(*tracker, 1);
+    REQUIRE(held.size() == 1);
+    CHECK(held[0] == runner.pid());
     std::this_thread::sleep_for(50ms);  // it would have run (and exited) by now
     CHECK(harness::process_state(runner.pid()) == 'T');
     CHECK(harness::process_utime(runner.pid()) == 0);
@@ -81,10 +81,10 @@ TEST_CASE("the kernel starts granted execs without stopping them, and only as ma
     REQUIRE(jobs.size() == 3);
     for (int i = 0; i < 2; ++i) {
         CHECK(jobs[i].granted);
-        CHECK_FALSE(jobs[i].paused);
+        CHECK_FALSE(jobs[i].waiting);
     }
     CHECK_FALSE(jobs[2].granted);  // the grant was spent: the third waits for us
-    REQUIRE(jobs[2].paused);
+    REQUIRE(jobs[2].waiting);
     for (int i = 0; i < 100 && harness::process_state(jobs[2].pid) != 'T'; ++i) std::this_thread::sleep_for(10ms);
     CHECK(harness::process_state(jobs[2].pid) == 'T');  // the stop is queued before the record
     CHECK(tracker->take_back_grant() == 2);
@@ -105,7 +105,7 @@ TEST_CASE("glue is never gated, and a gated program under a job is part of it, n
     Tracker::EventHandler handler = [&](const TrackerEvent& event) {
         if (auto* exec = std::get_if<ExecEvent>(&event)) {
             execs.push_back(*exec);
-            if (exec->paused) tracker->resume(exec->pid);
+            if (exec->waiting) tracker->resume(exec->pid);
         }
     };
     while (!runner.try_wait()) tracker->poll(50ms, handler);
@@ -114,9 +114,9 @@ TEST_CASE("glue is never gated, and a gated program under a job is part of it, n
     CHECK_FALSE(execs[0].job_root);  // sh
     CHECK(execs[0].job == 0);
     CHECK(execs[1].job_root);  // bash
-    CHECK(execs[1].paused);
+    CHECK(execs[1].waiting);
     CHECK_FALSE(execs[2].job_root);  // memhog
-    CHECK_FALSE(execs[2].paused);
+    CHECK_FALSE(execs[2].waiting);
     CHECK(execs[2].job == execs[1].pid);
     CHECK(*runner.try_wait() == 0);
 }
@@ -139,20 +139,20 @@ TEST_CASE("SIGKILL of the controller leaves no process stopped") {
             tracker->track(runners.back()->pid());
             runners.back()->start();
         }
-        auto paused = wait_for_paused(*tracker, jobs);
-        for (pid_t pid : paused) (void)!write(report[1], &pid, sizeof(pid));
+        auto held = wait_for_held(*tracker, jobs);
+        for (pid_t pid : held) (void)!write(report[1], &pid, sizeof(pid));
         close(report[1]);
         pause();  // until SIGKILLed: nobody resumes the jobs but the guard
         _exit(0);
     }
     close(report[1]);
-    std::vector<pid_t> paused;
+    std::vector<pid_t> held;
     pid_t pid;
-    while (read(report[0], &pid, sizeof(pid)) == sizeof(pid)) paused.push_back(pid);
+    while (read(report[0], &pid, sizeof(pid)) == sizeof(pid)) held.push_back(pid);
     close(report[0]);
-    REQUIRE(paused.size() == jobs);
+    REQUIRE(held.size() == jobs);
     // The exec record can arrive before the queued SIGSTOP has taken effect: give it a moment.
-    for (pid_t job : paused) {
+    for (pid_t job : held) {
         for (int tries = 0; tries < 100 && harness::process_state(job) != 'T'; ++tries)
             std::this_thread::sleep_for(10ms);
         CHECK(harness::process_state(job) == 'T');
@@ -162,7 +162,7 @@ TEST_CASE("SIGKILL of the controller leaves no process stopped") {
     waitpid(controller, nullptr, 0);
 
     int exited_ok = 0;
-    for (pid_t job : paused) {
+    for (pid_t job : held) {
         int status = 0;
         for (int tries = 0; tries < 100 && waitpid(job, &status, WNOHANG) == 0; ++tries) {
             std::this_thread::sleep_for(50ms);
@@ -180,8 +180,8 @@ TEST_CASE("stop_job stops every process of the job, under the guard, teardown re
     Runner runner({{harness::memhog_bin(), "--mb", "1", "--children", "2", "--hold-ms", "600"}, std::nullopt});
     tracker->track(runner.pid());
     REQUIRE(runner.start() == 0);
-    auto paused = wait_for_paused(*tracker, 1);
-    REQUIRE(paused.size() == 1);
+    auto held = wait_for_held(*tracker, 1);
+    REQUIRE(held.size() == 1);
     tracker->resume(runner.pid());
     std::this_thread::sleep_for(100ms);  // the children exist now
     tracker->stop_job(runner.pid());

@@ -81,7 +81,7 @@ struct Build {
     explicit Build(ControllerSettings settings_in) : settings(std::move(settings_in)) {}
 
     void exec(pid_t pid, const std::string& source, bool granted = false) {
-        ExecEvent event{.pid = pid, .ppid = 1, .job = pid, .job_root = true, .paused = !granted, .granted = granted,
+        ExecEvent event{.pid = pid, .ppid = 1, .job = pid, .job_root = true, .waiting = !granted, .granted = granted,
                         .timestamp_ns = static_cast<std::uint64_t>(
                             std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch()).count()),
                         .comm = "cc", .filename = "/usr/bin/cc", .argv = {"cc", "-c", source, "-o", source + ".o"}};

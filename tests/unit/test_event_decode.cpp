@@ -31,13 +31,13 @@ std::vector<std::byte> exec_record(const std::string& argv_block, __u32 flags, _
 
 TEST_CASE("exec records decode with argv split on NUL") {
     std::string block("g++\0-c\0a b.cc\0", 14);
-    auto event = decode_event(exec_record(block, MG_EXEC_JOB_ROOT | MG_EXEC_PAUSED, block.size()));
+    auto event = decode_event(exec_record(block, MG_EXEC_JOB_ROOT | MG_EXEC_WAITING, block.size()));
     REQUIRE(event);
     auto& exec = std::get<ExecEvent>(*event);
     CHECK(exec.pid == 42);
     CHECK(exec.ppid == 41);
     CHECK(exec.job_root);
-    CHECK(exec.paused);
+    CHECK(exec.waiting);
     CHECK_FALSE(exec.granted);
     CHECK_FALSE(exec.argv_truncated);
     CHECK(exec.comm == "cc1plus");
@@ -45,14 +45,14 @@ TEST_CASE("exec records decode with argv split on NUL") {
     CHECK(exec.argv == std::vector<std::string>{"g++", "-c", "a b.cc"});
 }
 
-TEST_CASE("an exec the kernel started under the grant is a job root, granted, not paused") {
+TEST_CASE("an exec the kernel started under the grant is a job root, granted, not held") {
     std::string block("cc\0", 3);
     auto event = decode_event(exec_record(block, MG_EXEC_JOB_ROOT | MG_EXEC_GRANTED, block.size()));
     REQUIRE(event);
     auto& exec = std::get<ExecEvent>(*event);
     CHECK(exec.job_root);
     CHECK(exec.granted);
-    CHECK_FALSE(exec.paused);
+    CHECK_FALSE(exec.waiting);
 }
 
 TEST_CASE("a record shorter than its claimed argv is truncated, not overread") {

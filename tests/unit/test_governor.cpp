@@ -33,7 +33,7 @@ struct Scenario {
     }
     void wait(pid_t job, std::uint64_t mib) { governor.job_waiting(job, {mib * MiB}, now); }
     void use(pid_t job, std::uint64_t current_mib, std::uint64_t peak_mib) {
-        governor.job_usage(job, current_mib * MiB, peak_mib * MiB, now);
+        governor.job_used(job, current_mib * MiB, peak_mib * MiB, now);
     }
 
     Governor governor;
@@ -255,7 +255,7 @@ TEST_CASE("emergency: a stopped job resumes at once when nothing else runs") {
     CHECK(Scenario::find(s.decide(10), DecisionKind::emergency_resume, 2));
 }
 
-TEST_CASE("a job that exits while paused leaves no trace") {
+TEST_CASE("a job that exits while waiting leaves no trace") {
     Scenario s;
     s.wait(1, 900);
     s.wait(2, 900);

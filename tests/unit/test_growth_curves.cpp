@@ -52,7 +52,7 @@ struct Curves {
     void start_flat(pid_t job, std::uint64_t mib, std::uint32_t duration_ms) {
         wait(job, mib, linear(0, duration_ms));
         REQUIRE(admitted(1000) == std::vector<pid_t>{job});
-        governor.job_usage(job, mib * MiB, mib * MiB, now);
+        governor.job_used(job, mib * MiB, mib * MiB, now);
     }
     const Decision* admission(pid_t job) const {
         auto it = std::find_if(last.begin(), last.end(),
@@ -155,7 +155,7 @@ TEST_CASE("curves: a job starts when its growth meets memory a running job frees
     Curves s;
     s.wait(1, 600, linear(0, 1000));  // takes 600 at once, ends at 1 s
     REQUIRE(s.admitted(1000) == std::vector<pid_t>{1});
-    s.governor.job_usage(1, 600 * MiB, 600 * MiB, s.now);
+    s.governor.job_used(1, 600 * MiB, 600 * MiB, s.now);
     s.now += 900ms;
     // 400 free, 0 imminent: a 600 MiB job does not fit by its peak, but over the 100 ms
     // before job 1 ends it grows to at most 2/16 of 600.
@@ -170,7 +170,7 @@ TEST_CASE("curves: a plan that comes true needs no emergency stop") {
     Curves s;
     s.wait(1, 600, linear(0, 1000));
     REQUIRE(s.admitted(1000) == std::vector<pid_t>{1});
-    s.governor.job_usage(1, 600 * MiB, 600 * MiB, s.now);
+    s.governor.job_used(1, 600 * MiB, 600 * MiB, s.now);
     s.now += 900ms;
     s.wait(2, 600, linear(1000, 1500));
     REQUIRE(s.admitted(400) == std::vector<pid_t>{2});  // on its curve: 1000 - 600 in use
@@ -180,7 +180,7 @@ TEST_CASE("curves: a plan that comes true needs no emergency stop") {
         s.now += 20ms;
         if (ms == 100) s.governor.job_exited(1, s.now);
         std::uint64_t job2 = 600 * MiB * std::min(ms, 1000) / 1000;
-        s.governor.job_usage(2, job2, job2, s.now);
+        s.governor.job_used(2, job2, job2, s.now);
         std::uint64_t used = job2 + (ms < 100 ? 600 * MiB : 0);
         auto decisions = s.governor.decide(1000 * MiB - used, s.now);
         CAPTURE(ms);
@@ -236,7 +236,7 @@ TEST_CASE("curves: a smaller job passes a blocked one only if that can still sta
     CHECK(s.admitted(200) == std::vector<pid_t>{4});
     REQUIRE(s.admission(4));
     CHECK(s.admission(4)->backfill);
-    s.governor.job_usage(4, 150 * MiB, 150 * MiB, s.now);
+    s.governor.job_used(4, 150 * MiB, 150 * MiB, s.now);
     s.now += 1000ms;
     s.governor.job_exited(1, s.now);
     s.governor.job_exited(4, s.now);
@@ -292,7 +292,7 @@ TEST_CASE("curves with the default margins: a step is never missed at the instan
         flat_late.reach_ms.fill(2237);
         s.wait(1, 800, flat_late);
         REQUIRE(s.admitted(1000) == std::vector<pid_t>{1});
-        s.governor.job_usage(1, 50 * MiB, 50 * MiB, s.now);
+        s.governor.job_used(1, 50 * MiB, 50 * MiB, s.now);
         s.now += std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double, std::micro>(age_us));
         s.wait(2, 500, std::nullopt);
         REQUIRE_MESSAGE(s.admitted(800).empty(), "admitted at age ", age_us, " us");

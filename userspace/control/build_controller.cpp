@@ -92,7 +92,7 @@ void BuildController::sample_jobs(bool with_reading) {
     auto now = environment_.now();
     for (pid_t job : governor_.running_jobs()) {
         if (auto usage = tracker_.job_usage(job)) {
-            if (with_reading) governor_.job_usage(job, usage->rss_bytes, usage->peak_bytes, now);
+            if (with_reading) governor_.job_used(job, usage->rss_bytes, usage->peak_bytes, now);
             auto it = jobs_.find(job);
             if (it == jobs_.end()) continue;
             JobInfo& info = it->second;
@@ -179,7 +179,7 @@ void BuildController::on(const ExecEvent& event) {
         ++granted_seen_;
         report_.on_admitted(event.pid, event.timestamp_ns, false);
     }
-    bool admitted_at_once = event.job_root && event.paused && !draining_ &&
+    bool admitted_at_once = event.job_root && event.waiting && !draining_ &&
                             environment_.now() - read_at_ <= reading_interval() &&
                             governor_.startable_at_once(predictor_.largest(), settings_.governor.emergency_floor_bytes,
                                                         take_back_grant(), availability_.bytes) > 0;
@@ -198,8 +198,8 @@ void BuildController::on(const ExecEvent& event) {
     info.prediction = predictor_.predict(info.key, info.tool, info.role);
     log_.write(LogCategory::debug, "New job PID={} {} ({} {}), predicted peak {} ({})", event.pid, info.key,
                info.tool, kind_name(info.role), format_mb(info.prediction.bytes), describe(info.prediction.source));
-    if (event.paused && draining_) tracker_.resume(event.pid);
-    if (event.paused && !draining_ && !admitted_at_once) {
+    if (event.waiting && draining_) tracker_.resume(event.pid);
+    if (event.waiting && !draining_ && !admitted_at_once) {
         governor_.job_waiting(event.pid, reservation_of(info.prediction), environment_.now());
     } else {
         // A granted job started at its exec (the tracker's clock is CLOCK_MONOTONIC, as is ours).
@@ -215,7 +215,7 @@ void BuildController::on(const ExecEvent& event) {
         log_reserved(event.pid, info.key, info.prediction.bytes);
     }
     jobs_[event.pid] = std::move(info);
-    if (event.paused && !admitted_at_once) {
+    if (event.waiting && !admitted_at_once) {
         // Admit at once when it fits. A reading younger than a tight tick is as good as a
         // new one (what was admitted since counts as imminent), and costs no file reads.
         if (environment_.now() - read_at_ > tight_reading) refresh();

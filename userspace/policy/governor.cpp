@@ -36,7 +36,7 @@ void Governor::job_running(pid_t job, Reservation expected, Clock::time_point no
     admission_order_.push_back(job);
 }
 
-void Governor::job_usage(pid_t job, std::uint64_t current_bytes, std::uint64_t peak_bytes, Clock::time_point now) {
+void Governor::job_used(pid_t job, std::uint64_t current_bytes, std::uint64_t peak_bytes, Clock::time_point now) {
     auto it = running_.find(job);
     if (it == running_.end()) return;
     Job& running = it->second;

@@ -86,7 +86,7 @@ struct Reservation {
 };
 
 enum class DecisionKind {
-    admit,           // resume a job paused at exec
+    admit,           // resume a job waiting at exec
     keep_waiting,    // a job does not fit (reported once per job, for the log)
     emergency_stop,  // stop a running job: memory is about to run out
     emergency_resume, // resume a job stopped by emergency_stop
@@ -130,11 +130,11 @@ public:
     void job_waiting(pid_t job, Reservation expected, Clock::time_point now);
     // A waiting job's prediction changed (its peers taught the predictor more meanwhile).
     void job_expected(pid_t job, Reservation expected);
-    // A job that was never paused (gate off, or not seen in time) but runs.
+    // A job that was never held (gate off, or started under the grant) but runs.
     void job_running(pid_t job, Reservation expected, Clock::time_point now);
     // Current use of a running job, from the tracker, read at `now` (its growth rate is
     // measured between two readings).
-    void job_usage(pid_t job, std::uint64_t current_bytes, std::uint64_t peak_bytes, Clock::time_point now);
+    void job_used(pid_t job, std::uint64_t current_bytes, std::uint64_t peak_bytes, Clock::time_point now);
     // The job's root exited, whether it was waiting, running or stopped.
     void job_exited(pid_t job, Clock::time_point now);
 

@@ -85,7 +85,7 @@ std::unique_ptr<BpfTracker> BpfTracker::open(const TrackerOptions& options) {
     skel->rodata->pause_job_roots = options.pause_job_roots ? 1 : 0;
     skel->rodata->page_size = static_cast<__u64>(sysconf(_SC_PAGESIZE));
     bpf_map__set_max_entries(skel->maps.procs, options.max_procs);
-    bpf_map__set_max_entries(skel->maps.paused, options.max_procs);
+    bpf_map__set_max_entries(skel->maps.held, options.max_procs);
     bpf_map__set_max_entries(skel->maps.jobs, options.max_jobs);
 
     if (int err = memgov_bpf__load(skel)) throw fail("loading the BPF programs", -err);
@@ -99,16 +99,16 @@ std::unique_ptr<BpfTracker> BpfTracker::open(const TrackerOptions& options) {
 }
 
 BpfTracker::~BpfTracker() {
-    if (skeleton_) resume_all_paused();
+    if (skeleton_) resume_all_held();
     ring_buffer__free(ring_);
     memgov_bpf__destroy(skeleton_);
 }
 
-void BpfTracker::for_each_paused(const std::function<void(pid_t)>& fn) const {
+void BpfTracker::for_each_held(const std::function<void(pid_t)>& fn) const {
     __u32 key = 0;
     __u32 next = 0;
     __u32* previous = nullptr;
-    while (bpf_map__get_next_key(skeleton_->maps.paused, previous, &next, sizeof(next)) == 0) {
+    while (bpf_map__get_next_key(skeleton_->maps.held, previous, &next, sizeof(next)) == 0) {
         fn(static_cast<pid_t>(next));
         key = next;
         previous = &key;
@@ -128,12 +128,12 @@ void BpfTracker::for_each_process(const std::function<void(pid_t, pid_t)>& fn) c
     }
 }
 
-void BpfTracker::resume_all_paused() {
-    for_each_paused([](pid_t pid) { kill(pid, SIGCONT); });
+void BpfTracker::resume_all_held() {
+    for_each_held([](pid_t pid) { kill(pid, SIGCONT); });
 }
 
 void BpfTracker::restop_held() {
-    for_each_paused([](pid_t pid) { kill(pid, SIGSTOP); });
+    for_each_held([](pid_t pid) { kill(pid, SIGSTOP); });
 }
 
 void BpfTracker::signal_all(int signo) {
@@ -175,7 +175,7 @@ void BpfTracker::resume(pid_t pid) {
     // Continue first, forget second: a crash in between costs a spare SIGCONT, never a stuck job.
     kill(pid, SIGCONT);
     __u32 key = static_cast<__u32>(pid);
-    bpf_map__delete_elem(skeleton_->maps.paused, &key, sizeof(key), 0);
+    bpf_map__delete_elem(skeleton_->maps.held, &key, sizeof(key), 0);
 }
 
 void BpfTracker::stop_job(pid_t job) {
@@ -184,7 +184,7 @@ void BpfTracker::stop_job(pid_t job) {
         if (owner != job) return;
         __u32 key = static_cast<__u32>(pid);
         // Without a guard entry a stop could outlive us: no entry, no stop.
-        if (bpf_map__update_elem(skeleton_->maps.paused, &key, sizeof(key), &member, sizeof(member), BPF_ANY) == 0)
+        if (bpf_map__update_elem(skeleton_->maps.held, &key, sizeof(key), &member, sizeof(member), BPF_ANY) == 0)
             kill(pid, SIGSTOP);
     });
 }

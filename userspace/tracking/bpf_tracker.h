@@ -41,11 +41,11 @@ public:
 private:
     BpfTracker() = default;
     static int on_record(void* self, void* data, std::size_t size);
-    void resume_all_paused();
+    void resume_all_held();
     // Calls fn(pid, job) for every tracked process.
     void for_each_process(const std::function<void(pid_t, pid_t)>& fn) const;
-    // Calls fn(pid) for every process in the paused map.
-    void for_each_paused(const std::function<void(pid_t)>& fn) const;
+    // Calls fn(pid) for every process in the held map.
+    void for_each_held(const std::function<void(pid_t)>& fn) const;
 
     memgov_bpf* skeleton_ = nullptr;
     ring_buffer* ring_ = nullptr;

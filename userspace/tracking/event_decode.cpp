@@ -31,7 +31,7 @@ std::optional<TrackerEvent> decode_exec(std::span<const std::byte> bytes) {
     event.ppid = static_cast<pid_t>(raw->ppid);
     event.job = static_cast<pid_t>(raw->job);
     event.job_root = raw->flags & MG_EXEC_JOB_ROOT;
-    event.paused = raw->flags & MG_EXEC_PAUSED;
+    event.waiting = raw->flags & MG_EXEC_WAITING;
     event.granted = raw->flags & MG_EXEC_GRANTED;
     event.argv_truncated = (raw->flags & MG_EXEC_ARGV_TRUNCATED) || argv_len < raw->argv_len;
     event.argv_unreadable = raw->flags & MG_EXEC_ARGV_UNREADABLE;

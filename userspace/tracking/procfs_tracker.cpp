@@ -62,7 +62,7 @@ void ProcfsTracker::report_exec(pid_t pid, Process& process, const EventHandler&
         if (options_.pause_job_roots) {
             // Late: it has run for up to an interval, and may have children already.
             stop_job(pid);
-            event.paused = held_.contains(pid);
+            event.waiting = held_.contains(pid);
         }
     }
     event.job = process.job;

@@ -29,7 +29,7 @@ struct ExecEvent {
     pid_t ppid = 0;
     pid_t job = 0;  // 0: glue (make, sh …), not part of a job
     bool job_root = false;
-    bool paused = false;  // stopped at exec; waits for Tracker::resume
+    bool waiting = false;  // held (SIGSTOPped) at exec until Tracker::resume
     bool granted = false; // started under Tracker::grant, never stopped
     bool argv_truncated = false;
     bool argv_unreadable = false;
