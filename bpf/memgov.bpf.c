@@ -4,7 +4,7 @@
  * process's and each job's current and peak RSS in maps, reports exec/exit/OOM
  * through a ring buffer, stops gated execs until the controller admits them,
  * and resumes every stopped pid if the controller dies.
- * Kernel facts this relies on are in docs/DESIGN.md §2.
+ * Kernel facts this relies on are in docs/DESIGN.md §4.1.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>

@@ -32,7 +32,7 @@ int count(const std::string& text, const std::string& what) {
 
 }  // namespace
 
-TEST_CASE("the seed's bar: spinner, coloured segments, percent, free MB, counts") {
+TEST_CASE("the bar: spinner, coloured segments, percent, free MB, counts") {
     auto line = format_bar(typical(), {.width = 100});
     CHECK(line.starts_with("⠋ \033[35m"));
     CHECK(line.find(" 60% (300MB) 5 jobs, 3 waiting, 1 stopped, 24 procs") != std::string::npos);

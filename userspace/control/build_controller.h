@@ -1,4 +1,4 @@
-// The build controller (docs/DESIGN.md §3): tracker events and memory readings in, the
+// The build controller (docs/DESIGN.md §6): tracker events and memory readings in, the
 // governor's decisions applied to the build's jobs. One controller governs one build; all
 // it needs of the machine comes through the Tracker and ControllerEnvironment, so tests
 // drive it with a fake tracker on a fake clock (tests/unit/test_build_controller.cpp).

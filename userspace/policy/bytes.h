@@ -9,7 +9,7 @@ namespace memgov {
 
 // "0 B", "812 KiB", "5.8 GiB": three significant figures at most.
 std::string format_bytes(std::uint64_t bytes);
-// Whole MiB, the seed's unit in log lines: "620MB".
+// Whole MiB, the log's unit: "620MB".
 std::string format_mb(std::uint64_t bytes);
 
 // Parses "512M", "4G", "1.5GiB", "123456" (bytes) or "75%" (of `percent_of`). nullopt for

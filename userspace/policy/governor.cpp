@@ -413,7 +413,7 @@ void Governor::admit_waiting(std::uint64_t available_bytes, Clock::time_point no
         if (settings_.max_running && running_.size() >= settings_.max_running) return;
         const Job& job = waiting_.at(pid);
         auto needed = static_cast<std::int64_t>(job.reserved_bytes);
-        // The mission's rule: free memory minus what running jobs are about to take (their
+        // The peak rule: free memory minus what running jobs are about to take (their
         // peaks minus their current use) holds the job's whole peak, and kept_free_bytes.
         std::int64_t effective_free = available - static_cast<std::int64_t>(imminent_bytes());
         if (active_count() == 0) {

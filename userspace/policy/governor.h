@@ -1,4 +1,4 @@
-// The admission policy (docs/DESIGN.md §4). Plain C++: events and a clock in, decisions
+// The admission policy, re-prediction and the emergency net (docs/DESIGN.md §7). Plain C++: events and a clock in, decisions
 // out; no syscalls, so every scenario is a unit test.
 #pragma once
 

@@ -1,4 +1,4 @@
-// How a job's memory grows over its run (docs/DESIGN.md §4.3): learned from one complete
+// How a job's memory grows over its run (docs/DESIGN.md §7.4): learned from one complete
 // run, it lets the governor start a job whose growth will meet memory that running jobs are
 // about to free, instead of reserving every job's whole peak from its first instant. Pure.
 #pragma once

@@ -1,4 +1,4 @@
-// What a job's cost is learned under (docs/DESIGN.md §3): the absolute path of the
+// What a job's cost is learned under (docs/DESIGN.md §5): the absolute path of the
 // source file(s) it compiles, else the output it links, else its program and output.
 // Pure: argv and the job's cwd in, key out.
 #pragma once

@@ -1,4 +1,4 @@
-// Predicts a job's peak memory (docs/DESIGN.md §4): what the profile store learned for its
+// Predicts a job's peak memory (docs/DESIGN.md §7.2): what the profile store learned for its
 // key; else, from its peers (jobs of the same tool and role, else of the same role, in the
 // store, in this build so far, and running now), an upper quantile; else a fallback. Pure.
 #pragma once

@@ -1,4 +1,4 @@
-// Learned peak memory per job key, kept across builds (docs/DESIGN.md §5). One JSON file
+// Learned peak memory per job key, kept across builds (docs/DESIGN.md §8). One JSON file
 // per user; written atomically under flock and merged with what other memgov runs wrote.
 #pragma once
 

@@ -1,4 +1,4 @@
-// Which programs start a job (docs/DESIGN.md §3).
+// Which programs start a job (docs/DESIGN.md §5).
 #pragma once
 
 #include <string>

@@ -1,4 +1,4 @@
-// Tracker that polls /proc, the seed's approach: from the build's root, follow children
+// Tracker that polls /proc, the approach of a patched make that polls /proc: from the build's root, follow children
 // (/proc/PID/task/TID/children) and read each process's RSS every interval. It is the
 // fallback when BPF cannot be used (--backend=procfs) and the baseline benchmarks compare
 // BPF against. Its limits are the reason BPF exists: a peak between two scans is missed,

@@ -1,4 +1,4 @@
-// The categorised debug log of the seed: [DEBUG] [MEMORY] [MONITOR] [PREDICT] [SIGNAL] [EXIT].
+// The categorised log: [DEBUG] [MEMORY] [MONITOR] [PREDICT] [SIGNAL] [EXIT].
 #pragma once
 
 #include <fmt/format.h>
@@ -15,7 +15,7 @@ namespace memgov {
 
 enum class LogCategory { debug, memory, monitor, predict, signal, exit };
 
-// Admission verdicts get the seed's colours where the sink can show them.
+// Admission verdicts are coloured where the sink can show colours (green OK, blue PROCEEDING, purple WAITING and re-predictions).
 enum class Verdict { none, ok, proceeding, waiting };
 
 // Log lines to a file, written and flushed as they come.

@@ -1,4 +1,4 @@
-// The live memory bar (seed §8): status in, one line of text out. Pure, so every width
+// The live memory bar (docs/DESIGN.md §10): status in, one line of text out. Pure, so every width
 // and corner case is a unit test; writing it to a terminal is terminal.h's job.
 //   ⠋ ████████████░░░░░░░░ 62% (5905MB) 5 jobs, 3 waiting, 1 stopped, 24 procs
 #pragma once
