@@ -209,7 +209,8 @@ static __always_inline bool is_gated(const char *filename)
 	struct gate_scratch_value *scratch = bpf_map_lookup_elem(&gate_scratch, &zero);
 	if (!scratch)
 		return false;
-	long len = bpf_probe_read_kernel_str(scratch->filename, sizeof(scratch->filename), filename);
+	long len =
+		bpf_probe_read_kernel_str(scratch->filename, sizeof(scratch->filename), filename);
 	if (len <= 0)
 		return false;
 

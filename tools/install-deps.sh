@@ -6,6 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config
   clang llvm            # clang -target bpf compiles bpf/*.bpf.c; llvm-strip trims the object
+  clang-format          # the source's one format (.clang-format), checked by tools/test.sh
   libbpf-dev bpftool    # skeleton loader and skeleton/vmlinux.h generator
   libelf-dev zlib1g-dev # libbpf's own link dependencies
   libcli11-dev          # command line parsing

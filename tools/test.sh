@@ -12,6 +12,9 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/tools/build.sh"
+echo "== format (.clang-format; apply with: clang-format -i FILE…)"
+find "$root/userspace" "$root/tests" "$root/bpf" "$root/include" -name '*.cpp' -o -name '*.h' -o -name '*.c' |
+  grep -v '/corpus/' | xargs clang-format --dry-run --Werror
 echo "== unit and integration tests"
 # ctest runs each test case alone, by name; CMake cuts a name at ';', and the cut name
 # would select no test case and pass.

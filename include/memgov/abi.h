@@ -27,16 +27,16 @@ enum mg_event_kind {
 };
 
 enum mg_exec_flags {
-	MG_EXEC_JOB_ROOT = 1u << 0,        /* program is in the gate list, no job ancestor */
-	MG_EXEC_WAITING = 1u << 1,          /* SIGSTOPped; waits for the controller */
+	MG_EXEC_JOB_ROOT = 1u << 0,	   /* program is in the gate list, no job ancestor */
+	MG_EXEC_WAITING = 1u << 1,	   /* SIGSTOPped; waits for the controller */
 	MG_EXEC_ARGV_TRUNCATED = 1u << 2,  /* argv longer than MG_ARGV_MAX */
 	MG_EXEC_ARGV_UNREADABLE = 1u << 3, /* bpf_probe_read_user failed */
-	MG_EXEC_GRANTED = 1u << 4,         /* started under the controller's grant: never stopped */
+	MG_EXEC_GRANTED = 1u << 4,	   /* started under the controller's grant: never stopped */
 };
 
 struct mg_event_header {
 	__u32 kind;
-	__u32 pid; /* tgid, init pid namespace */
+	__u32 pid;	    /* tgid, init pid namespace */
 	__u64 timestamp_ns; /* bpf_ktime_get_ns(), CLOCK_MONOTONIC */
 };
 
@@ -47,8 +47,8 @@ struct mg_exec_event {
 	__u32 flags;
 	__u32 argv_len; /* bytes of argv[] that follow, NUL-separated */
 	char comm[MG_COMM_LEN];
-	char filename[MG_FILENAME_LEN]; /* bprm->filename as exec'd */
-	/* followed by argv_len bytes of argv, NUL-separated */
+	/* bprm->filename as exec'd; argv_len bytes of argv, NUL-separated, follow the struct */
+	char filename[MG_FILENAME_LEN];
 };
 
 struct mg_exit_event {
@@ -89,14 +89,14 @@ struct mg_job {
 
 /* Build-wide counters, kept in the program's .bss and read by mmap. */
 struct mg_totals {
-	__s64 rss_bytes;       /* sum over all tracked processes now */
-	__u64 peak_bytes;      /* peak of that sum */
+	__s64 rss_bytes;  /* sum over all tracked processes now */
+	__u64 peak_bytes; /* peak of that sum */
 	__u64 procs_live;
 	__u64 procs_seen;
 	__u64 execs;
-	__u64 events_dropped;  /* ring buffer full: a record was lost */
-	__u64 procs_map_full;  /* a descendant could not be tracked */
-	__u64 jobs_map_full;   /* a gated exec could not become a job */
+	__u64 events_dropped; /* ring buffer full: a record was lost */
+	__u64 procs_map_full; /* a descendant could not be tracked */
+	__u64 jobs_map_full;  /* a gated exec could not become a job */
 	__u64 oom_kills;
 };
 

@@ -1,7 +1,8 @@
 // memhog: a process with a known memory shape, for tests and benchmarks.
 //   memhog [--mb N] [--ramp-ms R] [--hold-ms T] [--children K] [--child-mb M] [--thread-mb M]
 //          [--shape linear|steps|late-spike|slow-jump] [--plateaus P]
-// Touches N MiB (spread over R ms, as a compiler grows), holds them T ms (children and a thread run alongside), then prints
+// Touches N MiB (spread over R ms, as a compiler grows), holds them T ms (children and a thread run alongside), then
+// prints
 //   memhog pid=<pid> maxrss_kb=<getrusage ru_maxrss>
 // for itself and for each child, so tests can compare the kernel's figure with memgov's.
 // --shape: how the N MiB grow over the R ms (each process and the thread alike); the growth is irregular so that
@@ -41,9 +42,11 @@ struct Shape {
 };
 
 [[noreturn]] void usage(const char* why) {
-    std::fprintf(stderr, "memhog: %s\nusage: memhog [--mb N] [--ramp-ms R] [--hold-ms T] [--children K] "
-                         "[--child-mb M] [--thread-mb M] [--shape linear|steps|late-spike|slow-jump] "
-                         "[--plateaus P]\n", why);
+    std::fprintf(stderr,
+                 "memhog: %s\nusage: memhog [--mb N] [--ramp-ms R] [--hold-ms T] [--children K] "
+                 "[--child-mb M] [--thread-mb M] [--shape linear|steps|late-spike|slow-jump] "
+                 "[--plateaus P]\n",
+                 why);
     std::exit(2);
 }
 
@@ -54,25 +57,39 @@ Shape parse(int argc, char** argv) {
         if (i + 1 >= argc) usage(("missing value for " + flag).c_str());
         if (flag == "--shape") {
             std::string name = argv[++i];
-            if (name == "linear") shape.growth = Growth::linear;
-            else if (name == "steps") shape.growth = Growth::steps;
-            else if (name == "late-spike") shape.growth = Growth::late_spike;
-            else if (name == "slow-jump") shape.growth = Growth::slow_jump;
-            else usage(("bad value for " + flag).c_str());
+            if (name == "linear")
+                shape.growth = Growth::linear;
+            else if (name == "steps")
+                shape.growth = Growth::steps;
+            else if (name == "late-spike")
+                shape.growth = Growth::late_spike;
+            else if (name == "slow-jump")
+                shape.growth = Growth::slow_jump;
+            else
+                usage(("bad value for " + flag).c_str());
             continue;
         }
         char* end = nullptr;
         long value = std::strtol(argv[++i], &end, 10);
         if (*end || value < 0) usage(("bad value for " + flag).c_str());
-        if (flag == "--mb") shape.mb = value;
-        else if (flag == "--hold-ms") shape.hold_ms = value;
-        else if (flag == "--ramp-ms") shape.ramp_ms = value;
-        else if (flag == "--children") shape.children = value;
-        else if (flag == "--child-mb") shape.child_mb = value;
-        else if (flag == "--thread-mb") shape.thread_mb = value;
-        else if (flag == "--plateaus" && value > 0) shape.plateaus = value;
-        else if (flag == "--plateaus") usage(("bad value for " + flag).c_str());
-        else usage(("unknown option " + flag).c_str());
+        if (flag == "--mb")
+            shape.mb = value;
+        else if (flag == "--hold-ms")
+            shape.hold_ms = value;
+        else if (flag == "--ramp-ms")
+            shape.ramp_ms = value;
+        else if (flag == "--children")
+            shape.children = value;
+        else if (flag == "--child-mb")
+            shape.child_mb = value;
+        else if (flag == "--thread-mb")
+            shape.thread_mb = value;
+        else if (flag == "--plateaus" && value > 0)
+            shape.plateaus = value;
+        else if (flag == "--plateaus")
+            usage(("bad value for " + flag).c_str());
+        else
+            usage(("unknown option " + flag).c_str());
     }
     if (shape.child_mb < 0) shape.child_mb = shape.mb;
     return shape;
@@ -109,15 +126,13 @@ std::vector<Point> curve(Growth growth, long ramp_ms, long plateaus) {
             slope(0, ramp / 10, 0, 0.15, 4);
             points.push_back({ramp * 0.8, 1.0});  // one memset: as fast as the machine faults pages in
             break;
-        case Growth::linear:
-            break;
+        case Growth::linear: break;
     }
     return points;
 }
 
 char* map(std::size_t bytes) {
-    auto* block = static_cast<char*>(
-        mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    auto* block = static_cast<char*>(mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
     if (block == MAP_FAILED) {
         std::perror("memhog: mmap");
         std::exit(3);
@@ -190,8 +205,7 @@ int main(int argc, char** argv) {
         children.push_back(pid);
     }
     std::thread worker;
-    if (shape.thread_mb > 0)
-        worker = std::thread([&] { touch_and_hold(shape.thread_mb, shape); });
+    if (shape.thread_mb > 0) worker = std::thread([&] { touch_and_hold(shape.thread_mb, shape); });
     touch_and_hold(shape.mb, shape);
     if (worker.joinable()) worker.join();
     int failed = 0;

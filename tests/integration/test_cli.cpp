@@ -25,9 +25,12 @@ std::vector<std::string> documented_examples() {
     std::vector<std::string> commands;
     for (std::string line; std::getline(lines, line);) {
         std::string command;
-        if (line.starts_with("  sudo memgov ")) command = line.substr(7);
-        else if (line.starts_with("  memgov ")) command = line.substr(2);
-        else if (auto at = line.find("run: memgov "); at != std::string::npos) command = line.substr(at + 5);
+        if (line.starts_with("  sudo memgov "))
+            command = line.substr(7);
+        else if (line.starts_with("  memgov "))
+            command = line.substr(2);
+        else if (auto at = line.find("run: memgov "); at != std::string::npos)
+            command = line.substr(at + 5);
         if (!command.empty()) commands.push_back(command);
     }
     return commands;
@@ -40,7 +43,8 @@ TEST_CASE("every example in --help runs and succeeds") {
     dir.write("Makefile", "all: a.o\na.o: a.c\n\tcc -c a.c -o a.o\n");
     dir.write("a.c", "int a(void) { return 1; }\n");
     dir.write("build.ninja", "rule cc\n  command = cc -c $in -o $out\nbuild b.o: cc a.c\n");
-    dir.write("project/CMakeLists.txt", "cmake_minimum_required(VERSION 3.16)\nproject(p C)\nadd_library(p STATIC a.c)\n");
+    dir.write("project/CMakeLists.txt",
+              "cmake_minimum_required(VERSION 3.16)\nproject(p C)\nadd_library(p STATIC a.c)\n");
     dir.write("project/a.c", "int a(void) { return 1; }\n");
     REQUIRE(run({"cmake", "-S", dir.path() + "/project", "-B", dir.path() + "/build"}) == 0);
 
@@ -50,8 +54,8 @@ TEST_CASE("every example in --help runs and succeeds") {
         std::string command = memgov_bin() + example.substr(6);  // "memgov" -> the binary
         std::string out;
         std::string err;
-        int status = run({"/bin/sh", "-c", fmt::format("cd {} && MEMGOV_PROFILES_DIR={}/profiles {}", dir.path(),
-                                                       dir.path(), command)},
+        int status = run({"/bin/sh", "-c",
+                          fmt::format("cd {} && MEMGOV_PROFILES_DIR={}/profiles {}", dir.path(), dir.path(), command)},
                          &out, &err);
         CHECK_MESSAGE(status == 0, example, "\nstdout: ", out, "\nstderr: ", err);
     }

@@ -10,9 +10,9 @@
 
 #include <algorithm>
 #include <chrono>
-#include <functional>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <thread>
 
 #include "harness.h"
@@ -88,21 +88,25 @@ TEST_CASE("kill -9 of memgov with jobs waiting and stopped: none stays stopped, 
     std::string tag = build.path();
     std::string job = memhog_bin() + " --mb 30 --hold-ms 1500";
     std::vector<pid_t> stopped;
-    wait_until([&] {
-        stopped.clear();
-        for (pid_t pid : processes_running(job))
-            if (process_state(pid) == 'T') stopped.push_back(pid);
-        return stopped.size() >= 4;
-    }, 10s);
+    wait_until(
+        [&] {
+            stopped.clear();
+            for (pid_t pid : processes_running(job))
+                if (process_state(pid) == 'T') stopped.push_back(pid);
+            return stopped.size() >= 4;
+        },
+        10s);
     REQUIRE_MESSAGE(stopped.size() >= 4, "expected held jobs before the kill");
     kill(memgov, SIGKILL);
     waitpid(memgov, nullptr, 0);
 
-    CHECK(wait_until([&] {
-        for (pid_t pid : processes_running(job))
-            if (process_state(pid) == 'T') return false;
-        return true;
-    }, 3s));
+    CHECK(wait_until(
+        [&] {
+            for (pid_t pid : processes_running(job))
+                if (process_state(pid) == 'T') return false;
+            return true;
+        },
+        3s));
     // make, orphaned, still finishes the build.
     CHECK(wait_until([&] { return processes_running("make -j6 -C " + tag).empty(); }, 30s));
     for (int i = 0; i < 6; ++i) CHECK(std::filesystem::exists(fmt::format("{}/out{}", tag, i)));
@@ -119,8 +123,8 @@ TEST_CASE("SIGTERM and SIGHUP mid-build: the build gets them, memgov exits 128+N
         ScratchDir build;
         ScratchDir profiles;
         build.write("Makefile", touching_makefile(3, 20, 4000) + "quick:\n\t" + memhog_bin() + " --mb 5\n");
-        pid_t memgov = spawn({memgov_bin(), "--gate", "memhog", "--profiles-dir", profiles.path(), "--", "make",
-                              "-j4", "-C", build.path(), "quick", "all"});
+        pid_t memgov = spawn({memgov_bin(), "--gate", "memhog", "--profiles-dir", profiles.path(), "--", "make", "-j4",
+                              "-C", build.path(), "quick", "all"});
         std::this_thread::sleep_for(1500ms);  // quick is done and learned; the others run
         kill(memgov, signo);
         int status = 0;
@@ -135,8 +139,8 @@ TEST_CASE("SIGTERM and SIGHUP mid-build: the build gets them, memgov exits 128+N
 }
 
 TEST_CASE("a job that forks 2000 children is followed exactly, with nothing dropped") {
-    auto outcome = run_memgov({"--gate", "memhog"}, {memhog_bin(), "--children", "2000", "--child-mb", "0",
-                                                     "--mb", "1", "--hold-ms", "300"});
+    auto outcome = run_memgov({"--gate", "memhog"},
+                              {memhog_bin(), "--children", "2000", "--child-mb", "0", "--mb", "1", "--hold-ms", "300"});
     REQUIRE(outcome.exit_status == 0);
     CHECK(outcome.stats["procs_seen"].get<int>() == 2001);
     CHECK(outcome.stats["events_dropped"] == 0);
@@ -146,8 +150,8 @@ TEST_CASE("a job that forks 2000 children is followed exactly, with nothing drop
 }
 
 TEST_CASE("more processes than --max-procs are counted and reported, not silently lost") {
-    auto outcome = run_memgov({"--max-procs", "64"}, {memhog_bin(), "--children", "200", "--child-mb", "0",
-                                                       "--hold-ms", "300"});
+    auto outcome =
+        run_memgov({"--max-procs", "64"}, {memhog_bin(), "--children", "200", "--child-mb", "0", "--hold-ms", "300"});
     REQUIRE(outcome.exit_status == 0);
     CHECK(outcome.stats["procs_untracked_map_full"].get<int>() > 0);
     CHECK(outcome.err.find("not tracked (maps full)") != std::string::npos);
@@ -166,8 +170,10 @@ TEST_CASE("a job that exits while waiting at the gate is forgotten and the build
     ScratchDir build;
     // The small job starts after the big one has been admitted, so it is the one held: make starts
     // both recipes at once, and which exec reaches memgov first is otherwise a race.
-    build.write("Makefile", "all: big small\nbig:\n\t" + memhog_bin() + " --mb 100 --hold-ms 1500\n"
-                "small:\n\t-sleep 0.3; " + memhog_bin() + " --mb 1\n");
+    build.write("Makefile", "all: big small\nbig:\n\t" + memhog_bin() +
+                                " --mb 100 --hold-ms 1500\n"
+                                "small:\n\t-sleep 0.3; " +
+                                memhog_bin() + " --mb 1\n");
     pid_t killer = fork();
     if (killer == 0) {  // kill the small job while it waits behind the big one
         for (int i = 0; i < 100; ++i) {
@@ -181,9 +187,9 @@ TEST_CASE("a job that exits while waiting at the gate is forgotten and the build
         _exit(1);
     }
     ScratchDir profiles;
-    auto outcome = run_memgov({"--gate", "memhog", "--limit", "60M", "--cold-estimate", "50M", "--profiles-dir",
-                               profiles.path()},
-                              {"make", "-s", "-j2", "-C", build.path()});
+    auto outcome =
+        run_memgov({"--gate", "memhog", "--limit", "60M", "--cold-estimate", "50M", "--profiles-dir", profiles.path()},
+                   {"make", "-s", "-j2", "-C", build.path()});
     int killer_status = 0;
     waitpid(killer, &killer_status, 0);
     CHECK(WEXITSTATUS(killer_status) == 0);
@@ -203,7 +209,7 @@ TEST_CASE("the cgroup limit lowered mid-build: memgov stops the youngest job ins
     if (lowerer == 0) {  // after a second, three jobs at ~100 MB each will still grow to 900 MB
         usleep(1'000'000);
         std::ofstream(cgroup.dir() + (std::filesystem::exists(cgroup.dir() + "/memory.max") ? "/memory.max"
-                                                                                           : "/memory.limit_in_bytes"))
+                                                                                            : "/memory.limit_in_bytes"))
             << (800 * MiB);
         _exit(0);
     }
@@ -254,8 +260,10 @@ TEST_CASE("two memgov runs sharing one profile store lose nothing") {
 
 TEST_CASE("a job that stops itself and is continued by its parent, and one that sends itself SIGCONT") {
     auto outcome = run_memgov({"--gate", "memhog", "--gate", "bash"},
-                              {"/bin/bash", "-c", "kill -CONT $$; " + memhog_bin() + " --mb 5 & child=$!; "
-                               "sleep 0.2; kill -STOP $child; sleep 0.2; kill -CONT $child; wait $child"});
+                              {"/bin/bash", "-c",
+                               "kill -CONT $$; " + memhog_bin() +
+                                   " --mb 5 & child=$!; "
+                                   "sleep 0.2; kill -STOP $child; sleep 0.2; kill -CONT $child; wait $child"});
     CHECK(outcome.exit_status == 0);
     CHECK(outcome.stats["jobs"].size() == 1);  // bash is the job; memhog runs inside it
 }

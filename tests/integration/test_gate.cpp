@@ -1,9 +1,9 @@
 // The exec gate stops a job before its first instruction; the crash guard resumes every
 // stopped job when the controller dies, however it dies.
 #include <doctest/doctest.h>
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <signal.h>
-#include <fcntl.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -37,8 +37,7 @@ std::vector<pid_t> wait_for_held(Tracker& tracker, std::size_t count) {
     Tracker::EventHandler handler = [&](const TrackerEvent& event) {
         if (auto* exec = std::get_if<ExecEvent>(&event); exec && exec->waiting) held.push_back(exec->pid);
     };
-    while (held.size() < count && std::chrono::steady_clock::now() < deadline)
-        tracker.poll(100ms, handler);
+    while (held.size() < count && std::chrono::steady_clock::now() < deadline) tracker.poll(100ms, handler);
     return held;
 }
 
@@ -65,9 +64,9 @@ TEST_CASE("a gated exec is stopped before user code runs, and resumed by the con
 TEST_CASE("the kernel starts granted execs without stopping them, and only as many as granted") {
     auto tracker = BpfTracker::open(gate_memhog());
     // A shell that runs three gated jobs one after another, each holding 300 ms.
-    Runner runner({{"/bin/sh", "-c",
-                    fmt::format("for i in 1 2 3; do {} --mb 1 --hold-ms 300; done", harness::memhog_bin())},
-                   std::nullopt});
+    Runner runner(
+        {{"/bin/sh", "-c", fmt::format("for i in 1 2 3; do {} --mb 1 --hold-ms 300; done", harness::memhog_bin())},
+         std::nullopt});
     tracker->track(runner.pid());
     tracker->grant(2);
     REQUIRE(runner.start() == 0);
@@ -97,8 +96,7 @@ TEST_CASE("glue is never gated, and a gated program under a job is part of it, n
     options.gate_names.push_back("bash");
     auto tracker = BpfTracker::open(options);
     // sh (glue) runs bash (gated: a job), which runs memhog (gated, but under a job).
-    Runner runner({{"/bin/sh", "-c", "/bin/bash -c '" + harness::memhog_bin() + " --mb 1; true'; true"},
-                   std::nullopt});
+    Runner runner({{"/bin/sh", "-c", "/bin/bash -c '" + harness::memhog_bin() + " --mb 1; true'; true"}, std::nullopt});
     tracker->track(runner.pid());
     REQUIRE(runner.start() == 0);
     std::vector<ExecEvent> execs;

@@ -108,7 +108,8 @@ TEST_CASE("real g++: two heavy translation units OOM plain make -j2 in 600 MiB, 
     std::filesystem::copy_file(demo / "heavy.h", std::filesystem::path(build.path()) / "heavy.h");
     std::filesystem::copy_file(demo / "parser.cpp", std::filesystem::path(build.path()) / "a.cpp");
     std::filesystem::copy_file(demo / "parser.cpp", std::filesystem::path(build.path()) / "b.cpp");
-    build.write("Makefile", "all: a.o b.o\n%.o: %.cpp heavy.h\n\tg++ -O2 -std=c++17 -c $< -o $@\nclean:\n\trm -f *.o\n");
+    build.write("Makefile",
+                "all: a.o b.o\n%.o: %.cpp heavy.h\n\tg++ -O2 -std=c++17 -c $< -o $@\nclean:\n\trm -f *.o\n");
     TestCgroup cgroup(600 * MiB);
 
     std::uint64_t before = cgroup.oom_kills();
@@ -119,8 +120,8 @@ TEST_CASE("real g++: two heavy translation units OOM plain make -j2 in 600 MiB, 
         CAPTURE(pass);
         run({"make", "-s", "-C", build.path(), "clean"});
         std::uint64_t oom_before = cgroup.oom_kills();
-        auto outcome = run_memgov({"--profiles-dir", profiles.path(), "-v"}, {"make", "-s", "-j2", "-C", build.path()},
-                                  &cgroup);
+        auto outcome =
+            run_memgov({"--profiles-dir", profiles.path(), "-v"}, {"make", "-s", "-j2", "-C", build.path()}, &cgroup);
         check_clean_governed_run(outcome, cgroup, oom_before, 2);
         for (const auto& job : outcome.stats["jobs"]) {
             std::string key = job["key"];
@@ -197,10 +198,28 @@ TEST_CASE("the procfs backend governs without any privilege, as the fallback") {
     build.write("Makefile", makefile + ".PHONY: all a b c d\n");
     std::string out;
     std::string err;
-    int status = run({"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", memgov_bin(), "--backend=procfs",
-                      "--poll-interval", "50", "--gate", "memhog", "--limit", "350M", "--profiles-dir",
-                      profiles.path() + "/store", "--stats-json", build.path() + "/stats.json", "--", "make", "-s",
-                      "-j4", "-C", build.path()},
+    int status = run({"setpriv",
+                      "--reuid=65534",
+                      "--regid=65534",
+                      "--clear-groups",
+                      memgov_bin(),
+                      "--backend=procfs",
+                      "--poll-interval",
+                      "50",
+                      "--gate",
+                      "memhog",
+                      "--limit",
+                      "350M",
+                      "--profiles-dir",
+                      profiles.path() + "/store",
+                      "--stats-json",
+                      build.path() + "/stats.json",
+                      "--",
+                      "make",
+                      "-s",
+                      "-j4",
+                      "-C",
+                      build.path()},
                      &out, &err);
     INFO(err);
     REQUIRE(status == 0);

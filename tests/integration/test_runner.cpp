@@ -62,9 +62,9 @@ TEST_CASE("under sudo the build runs as the invoking user, without capabilities"
         build.path(), memhog_bin());
     std::string out;
     std::string err;
-    int status = run({"env", "SUDO_UID=65534", "SUDO_GID=65534", "SUDO_USER=nobody", memgov_bin(), "--gate",
-                      "memhog", "--profiles-dir", profiles.path() + "/store", "--stats-json", build.path() + "/stats.json",
-                      "--", "/bin/sh", "-c", script},
+    int status = run({"env", "SUDO_UID=65534", "SUDO_GID=65534", "SUDO_USER=nobody", memgov_bin(), "--gate", "memhog",
+                      "--profiles-dir", profiles.path() + "/store", "--stats-json", build.path() + "/stats.json", "--",
+                      "/bin/sh", "-c", script},
                      &out, &err);
     INFO("stdout: ", out, "\nstderr: ", err);
     REQUIRE(status == 0);

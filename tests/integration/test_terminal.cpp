@@ -19,10 +19,11 @@ namespace {
 std::string makefile_with_output() {
     std::string makefile = "all: a b c\n";
     for (const char* job : {"a", "b", "c"})
-        makefile += fmt::format("{0}:\n\t@echo 'job {0} starts, a line the bar must not touch'\n"
-                                "\t@{1} --mb 60 --ramp-ms 500 --hold-ms 1500 > /dev/null\n"
-                                "\t@echo 'job {0} ends, also intact'\n",
-                                job, memhog_bin());
+        makefile += fmt::format(
+            "{0}:\n\t@echo 'job {0} starts, a line the bar must not touch'\n"
+            "\t@{1} --mb 60 --ramp-ms 500 --hold-ms 1500 > /dev/null\n"
+            "\t@echo 'job {0} ends, also intact'\n",
+            job, memhog_bin());
     return makefile + ".PHONY: all a b c\n";
 }
 
@@ -47,9 +48,10 @@ TEST_CASE("in a terminal the bar is drawn during the build, never over its lines
     build.write("Makefile", makefile_with_output());
     std::string session = fmt::format("memgov-test-{}", getpid());
     REQUIRE(run({"tmux", "new-session", "-d", "-s", session, "-x", "120", "-y", "30", "/bin/sh"}) == 0);
-    std::string command = fmt::format("TERM=xterm {} --gate memhog --profiles-dir {} --limit 150M -- make -s -j3 -C {}; "
-                                      "echo \"memgov\"\"-exit-$?\"",  // typed text must not match
-                                      memgov_bin(), profiles.path(), build.path());
+    std::string command = fmt::format(
+        "TERM=xterm {} --gate memhog --profiles-dir {} --limit 150M -- make -s -j3 -C {}; "
+        "echo \"memgov\"\"-exit-$?\"",  // typed text must not match
+        memgov_bin(), profiles.path(), build.path());
     run({"tmux", "send-keys", "-t", session, command, "Enter"});
 
     bool bar_seen = false;
@@ -98,8 +100,8 @@ TEST_CASE("--bar=always with NO_COLOR draws the bar without colour") {
     build.write("Makefile", makefile_with_output());
     std::string err;
     // Not a TTY: no window size to draw in, so even 'always' draws nothing rather than garbage.
-    run({"env", "NO_COLOR=1", memgov_bin(), "--bar=always", "--gate", "memhog", "--profiles-dir", profiles.path(),
-         "--", "make", "-s", "-C", build.path()},
+    run({"env", "NO_COLOR=1", memgov_bin(), "--bar=always", "--gate", "memhog", "--profiles-dir", profiles.path(), "--",
+         "make", "-s", "-C", build.path()},
         nullptr, &err);
     CHECK(err.find('\033') == std::string::npos);
 }

@@ -26,8 +26,8 @@ void check_every_memhog_peak(const harness::Outcome& outcome, std::size_t expect
         const auto* process = find_process(outcome.stats, pid);
         REQUIRE_MESSAGE(process, "pid ", pid, " missing from --stats-json");
         std::uint64_t tracked = (*process)["peak_rss_bytes"];
-        CHECK_MESSAGE(harness::peaks_agree(tracked, maxrss), "pid ", pid, ": memgov ", tracked,
-                      " bytes, ru_maxrss ", maxrss, " bytes");
+        CHECK_MESSAGE(harness::peaks_agree(tracked, maxrss), "pid ", pid, ": memgov ", tracked, " bytes, ru_maxrss ",
+                      maxrss, " bytes");
     }
     CHECK(outcome.stats["events_dropped"] == 0);
 }
@@ -48,8 +48,8 @@ TEST_CASE("each process's peak equals its ru_maxrss") {
         }
     }
     SUBCASE("a parent with children of different sizes") {
-        auto outcome = run_memgov({"--no-gate"}, {memhog_bin(), "--mb", "64", "--children", "4",
-                                                  "--child-mb", "120", "--hold-ms", "100"});
+        auto outcome = run_memgov(
+            {"--no-gate"}, {memhog_bin(), "--mb", "64", "--children", "4", "--child-mb", "120", "--hold-ms", "100"});
         REQUIRE(outcome.exit_status == 0);
         check_every_memhog_peak(outcome, 5);
     }
@@ -57,9 +57,8 @@ TEST_CASE("each process's peak equals its ru_maxrss") {
 
 TEST_CASE("a job's peak is the peak of the sum of its processes") {
     // The parent and two children hold their memory at the same time.
-    auto outcome = run_memgov({"--no-gate", "--gate", "memhog"},
-                              {memhog_bin(), "--mb", "150", "--children", "2", "--child-mb", "100",
-                               "--hold-ms", "400"});
+    auto outcome = run_memgov({"--no-gate", "--gate", "memhog"}, {memhog_bin(), "--mb", "150", "--children", "2",
+                                                                  "--child-mb", "100", "--hold-ms", "400"});
     REQUIRE(outcome.exit_status == 0);
     auto kernel = harness::memhog_maxrss(outcome.out);
     REQUIRE(kernel.size() == 3);
@@ -78,8 +77,7 @@ TEST_CASE("a job's peak is the peak of the sum of its processes") {
 }
 
 TEST_CASE("a thread's memory counts toward its process, and the thread is no process") {
-    auto outcome = run_memgov({"--no-gate"}, {memhog_bin(), "--mb", "20", "--thread-mb", "200",
-                                              "--hold-ms", "150"});
+    auto outcome = run_memgov({"--no-gate"}, {memhog_bin(), "--mb", "20", "--thread-mb", "200", "--hold-ms", "150"});
     REQUIRE(outcome.exit_status == 0);
     CHECK(outcome.stats["procs_seen"] == 1);
     CHECK(outcome.stats["processes"].size() == 1);
@@ -136,9 +134,8 @@ TEST_CASE("exit status and signal deaths pass through") {
 
 TEST_CASE("without BPF privilege memgov refuses with its own diagnosis") {
     std::string err;
-    int status = harness::run({"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                               "--inh-caps=-all", "--bounding-set=-all", harness::memgov_bin(),
-                               "--", "true"},
+    int status = harness::run({"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
+                               "--bounding-set=-all", harness::memgov_bin(), "--", "true"},
                               nullptr, &err);
     CHECK(status == 125);
     CHECK_MESSAGE(err.find("no permission to load BPF programs") != std::string::npos, err);
@@ -146,8 +143,8 @@ TEST_CASE("without BPF privilege memgov refuses with its own diagnosis") {
     CHECK(std::count(err.begin(), err.end(), '\n') == 1);
 
     std::string out;
-    status = harness::run({"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                           "--inh-caps=-all", "--bounding-set=-all", harness::memgov_bin(), "check"},
+    status = harness::run({"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
+                           "--bounding-set=-all", harness::memgov_bin(), "check"},
                           &out, nullptr);
     CHECK(status == 1);
     CHECK(out.find("FAIL  privilege") != std::string::npos);

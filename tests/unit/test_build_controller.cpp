@@ -81,10 +81,17 @@ struct Build {
     explicit Build(ControllerSettings settings_in) : settings(std::move(settings_in)) {}
 
     void exec(pid_t pid, const std::string& source, bool granted = false) {
-        ExecEvent event{.pid = pid, .ppid = 1, .job = pid, .job_root = true, .waiting = !granted, .granted = granted,
+        ExecEvent event{.pid = pid,
+                        .ppid = 1,
+                        .job = pid,
+                        .job_root = true,
+                        .waiting = !granted,
+                        .granted = granted,
                         .timestamp_ns = static_cast<std::uint64_t>(
                             std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch()).count()),
-                        .comm = "cc", .filename = "/usr/bin/cc", .argv = {"cc", "-c", source, "-o", source + ".o"}};
+                        .comm = "cc",
+                        .filename = "/usr/bin/cc",
+                        .argv = {"cc", "-c", source, "-o", source + ".o"}};
         tracker.usage[pid] = JobUsage{0, 0, 1};
         controller.handle(event);
     }
@@ -96,8 +103,13 @@ struct Build {
     void exit(pid_t pid, int wait_status = 0) {
         std::uint64_t peak = tracker.usage[pid].peak_bytes;
         tracker.usage.erase(pid);
-        controller.handle(ExitEvent{.pid = pid, .ppid = 1, .job = pid, .wait_status = wait_status,
-                                    .peak_rss_bytes = peak, .job_peak_bytes = peak, .comm = "cc"});
+        controller.handle(ExitEvent{.pid = pid,
+                                    .ppid = 1,
+                                    .job = pid,
+                                    .wait_status = wait_status,
+                                    .peak_rss_bytes = peak,
+                                    .job_peak_bytes = peak,
+                                    .comm = "cc"});
     }
     // Time passes by `step` per tick.
     void run_for(Clock::duration time, Clock::duration step = 20ms) {
@@ -126,7 +138,10 @@ struct Build {
                                 .store = store,
                                 .log = log,
                                 .environment = {.now = [this] { return now; },
-                                                .read_memory = [] { return MemoryReading{64ull << 30, 64ull << 30}; },
+                                                .read_memory =
+                                                    [] {
+                                                        return MemoryReading{64ull << 30, 64ull << 30};
+                                                    },
                                                 .process_cwd = [](pid_t) { return std::string("/src"); },
                                                 .wall_time = [] { return std::time_t(1'800'000'000); }}}};
 };
@@ -139,7 +154,8 @@ TEST_CASE("controller: a job that does not fit is held at exec, admitted when a 
     CHECK(build.resumed(100));  // nothing running: the first job always starts
     build.exec(101, "b.c");
     CHECK_FALSE(build.resumed(101));  // 512 + 512 predicted and 64 kept free do not fit in 1024
-    CHECK(build.log_lines.has("PID=101 /src/b.c: needs 512MB and 64MB kept free, only 512MB free (512MB imminent) - WAITING"));
+    CHECK(build.log_lines.has(
+        "PID=101 /src/b.c: needs 512MB and 64MB kept free, only 512MB free (512MB imminent) - WAITING"));
 
     build.use(100, 100);
     build.run_for(100ms);
@@ -169,7 +185,7 @@ TEST_CASE("controller: the kernel's grant is the room left by the peak rule, les
 
     build.tracker.spent = 1;
     build.exec(100, "a.c", /*granted=*/true);
-    CHECK_FALSE(build.resumed(100));  // never stopped: nothing to continue
+    CHECK_FALSE(build.resumed(100));    // never stopped: nothing to continue
     CHECK(build.tracker.granted == 6);  // 4096 - 512 for it - 64, by 512
 
     build.tracker.spent = 3;  // two more started, their exec records not read yet
@@ -213,8 +229,7 @@ TEST_CASE("controller: below the floor the youngest growing job is stopped, and 
     CHECK(build.log_lines.has("Memory is back"));
     build.exit(101);
     // A stopped job's run time says nothing of its curve: its peak is learned without one.
-    for (const auto& [key, profile] : build.store.profiles())
-        CHECK(profile.curve.has_value() == (key == "/src/a.c"));
+    for (const auto& [key, profile] : build.store.profiles()) CHECK(profile.curve.has_value() == (key == "/src/a.c"));
 }
 
 TEST_CASE("controller: after Ctrl-Z and fg the running jobs' curves are not learned") {
@@ -271,18 +286,21 @@ TEST_CASE("controller: a failed job's peak, or one with a process OOM-killed, is
     build.use(100, 50);
     build.run_for(40ms);
     build.exit(100, /*wait_status=*/1 << 8);
-    CHECK(build.log_lines.has("PID=100 job exited, final peak for /src/a.c: 0MB -> 50MB (did not finish: kept as a lower bound)"));
+    CHECK(build.log_lines.has(
+        "PID=100 job exited, final peak for /src/a.c: 0MB -> 50MB (did not finish: kept as a lower bound)"));
 
     build.exec(101, "b.c");
     build.use(101, 70);
     build.run_for(40ms);
     build.controller.handle(OomKillEvent{.pid = 102, .job = 101, .rss_bytes = 60 * MiB, .comm = "cc1"});
     build.exit(101, /*wait_status=*/0);  // the driver itself may exit 0
-    CHECK(build.log_lines.has("PID=101 job exited, final peak for /src/b.c: 0MB -> 70MB (did not finish: kept as a lower bound)"));
+    CHECK(build.log_lines.has(
+        "PID=101 job exited, final peak for /src/b.c: 0MB -> 70MB (did not finish: kept as a lower bound)"));
     CHECK(build.log_lines.has("PID=102 (cc1) killed by the OOM killer at 60MB"));
 }
 
-TEST_CASE("reading schedule: fast while jobs wait, are stopped or memory is near the floor, sampling scales with jobs") {
+TEST_CASE(
+    "reading schedule: fast while jobs wait, are stopped or memory is near the floor, sampling scales with jobs") {
     constexpr std::uint64_t floor = 64 * MiB;
     GovernorView idle;
     CHECK(reading_interval(idle, 4096 * MiB, floor) == 100ms);
@@ -301,8 +319,12 @@ TEST_CASE("reading schedule: fast while jobs wait, are stopped or memory is near
 }
 
 TEST_CASE("decision text: each kind of decision in the log's words") {
-    DecisionFacts facts{.key = "/src/a.c", .waited_seconds = 2.54, .available_bytes = 300 * MiB,
-                        .emergency_floor_bytes = 64 * MiB, .kept_free_bytes = 64 * MiB, .stall_timeout = 10s};
+    DecisionFacts facts{.key = "/src/a.c",
+                        .waited_seconds = 2.54,
+                        .available_bytes = 300 * MiB,
+                        .emergency_floor_bytes = 64 * MiB,
+                        .kept_free_bytes = 64 * MiB,
+                        .stall_timeout = 10s};
     Decision waiting{DecisionKind::keep_waiting, 7, 512 * MiB, 200 * MiB, 300 * MiB};
     CHECK(decision_text(waiting, facts) ==
           "PID=7 /src/a.c: needs 512MB and 64MB kept free, only 200MB free (300MB imminent) - WAITING");
@@ -320,23 +342,27 @@ TEST_CASE("decision text: each kind of decision in the log's words") {
           "(its growth meets memory running jobs free as they end)");
     Decision forced{DecisionKind::admit, 7, 900 * MiB, -50 * static_cast<std::int64_t>(MiB), 0};
     forced.forced = true;
-    CHECK(decision_text(forced, facts) ==
-          "PID=7 /src/a.c: needs 900MB, only -50MB free (0MB imminent) - PROCEEDING (nothing else running, waited 2.5s)");
+    CHECK(
+        decision_text(forced, facts) ==
+        "PID=7 /src/a.c: needs 900MB, only -50MB free (0MB imminent) - PROCEEDING (nothing else running, waited 2.5s)");
     forced.stalled = true;
     forced.backfill = true;
-    CHECK(decision_text(forced, facts).ends_with(
-        "PROCEEDING (no running job changed for 10s: they may be waiting for it) (passes a larger waiting job)"));
+    CHECK(decision_text(forced, facts)
+              .ends_with("PROCEEDING (no running job changed for 10s: they may be waiting for it) (passes a larger "
+                         "waiting job)"));
 
     Decision floor_stop{DecisionKind::emergency_stop, 7, 400 * MiB, 0, 0};
     floor_stop.below_floor = true;
     floor_stop.current_bytes = 120 * MiB;
-    CHECK(decision_text(floor_stop, facts) == "EMERGENCY: only 300MB available (floor 64MB): stopped PID=7 /src/a.c "
-                                              "at 120MB (youngest growing job) until memory returns");
+    CHECK(decision_text(floor_stop, facts) ==
+          "EMERGENCY: only 300MB available (floor 64MB): stopped PID=7 /src/a.c "
+          "at 120MB (youngest growing job) until memory returns");
     Decision plan_stop{DecisionKind::emergency_stop, 7, 400 * MiB, -100 * static_cast<std::int64_t>(MiB), 0};
     plan_stop.current_bytes = 120 * MiB;
-    CHECK(decision_text(plan_stop, facts) == "EMERGENCY: running jobs still need 400MB more, 300MB available: "
-                                             "stopped PID=7 /src/a.c at 120MB (youngest growing job) so the older "
-                                             "ones can finish");
+    CHECK(decision_text(plan_stop, facts) ==
+          "EMERGENCY: running jobs still need 400MB more, 300MB available: "
+          "stopped PID=7 /src/a.c at 120MB (youngest growing job) so the older "
+          "ones can finish");
 
     Decision resumed{DecisionKind::emergency_resume, 7, 100 * MiB, 250 * MiB, 0};
     CHECK(decision_text(resumed, facts) == "Memory is back (250MB free after imminent): resumed PID=7 /src/a.c");

@@ -17,9 +17,7 @@ constexpr std::uint64_t MiB = 1ull << 20;
 struct Scenario {
     explicit Scenario(GovernorSettings settings = {}) : governor(settings) {}
 
-    std::vector<Decision> decide(std::uint64_t available_mib) {
-        return governor.decide(available_mib * MiB, now);
-    }
+    std::vector<Decision> decide(std::uint64_t available_mib) { return governor.decide(available_mib * MiB, now); }
     static std::vector<pid_t> admitted(const std::vector<Decision>& decisions) {
         std::vector<pid_t> pids;
         for (const auto& d : decisions)
@@ -346,7 +344,7 @@ TEST_CASE("startable at once: how many of the largest job fit now, none while an
     CHECK(startable(200, 0, 1000) == 3);  // (1000 - 200 - 100) / 200
     s.wait(2, 5000);                      // does not fit: waits
     s.decide(1000);
-    CHECK(startable(1, 0, 1000) == 0);    // a newcomer would pass it
+    CHECK(startable(1, 0, 1000) == 0);  // a newcomer would pass it
 }
 
 TEST_CASE("startable at once respects --jobs, counting unreported starts") {
@@ -361,7 +359,9 @@ TEST_CASE("startable at once respects --jobs, counting unreported starts") {
     CHECK(s.governor.startable_at_once(10 * MiB, 0, 5, 1000 * MiB) == 0);
 }
 
-TEST_CASE("re-prediction: a guess is revised when the growth rate says the job will pass it, a measured peak only once passed") {
+TEST_CASE(
+    "re-prediction: a guess is revised when the growth rate says the job will pass it, a measured peak only once "
+    "passed") {
     Scenario s;
     s.wait(1, 500);
     s.governor.job_waiting(2, {500 * MiB, std::nullopt, true}, s.now);
@@ -437,7 +437,8 @@ TEST_CASE("emergency net: a giant outgrowing its guess stops the younger job whi
     CHECK(Scenario::find(s.decide(available(200)), DecisionKind::emergency_resume, 2));
 }
 
-TEST_CASE("emergency net: the youngest growing job is stopped, not a younger one that no longer grows, never the oldest") {
+TEST_CASE(
+    "emergency net: the youngest growing job is stopped, not a younger one that no longer grows, never the oldest") {
     Scenario s;
     s.wait(1, 400);  // A: oldest, growing
     s.wait(2, 100);  // B: at its peak, not growing
@@ -451,7 +452,7 @@ TEST_CASE("emergency net: the youngest growing job is stopped, not a younger one
     s.now += 100ms;
     s.use(1, 200, 200);  // 0.5 MB/ms
     s.use(2, 100, 100);
-    s.use(3, 50, 50);    // 0.4 MB/ms
+    s.use(3, 50, 50);  // 0.4 MB/ms
     s.use(4, 50, 50);
     // A needs 200 more, C 250: 450 > 400 available.
     auto decisions = s.decide(400);
@@ -487,14 +488,15 @@ TEST_CASE("emergency net: a stopped job's memory stays in use, it neither grows 
 // Seen on Eigen's tests, cold: geo_hyperplane (891 MB) and sparse_block (454 MB) both started
 // at the 512 MB fallback. sparse_block, the younger, reached its peak and stayed there; stopping
 // it would have kept its 454 MB from being freed while geo_hyperplane grew into them.
-TEST_CASE("emergency net: a job at a plateau below its guess is not stopped, the one still growing waits for it to end") {
+TEST_CASE(
+    "emergency net: a job at a plateau below its guess is not stopped, the one still growing waits for it to end") {
     Scenario s;
     s.wait(1, 512);
     s.wait(2, 512);
     REQUIRE(Scenario::admitted(s.decide(1220)).size() == 2);
-    for (int tick = 0; tick <= 15; ++tick) {  // 300 ms of readings 20 ms apart
+    for (int tick = 0; tick <= 15; ++tick) {         // 300 ms of readings 20 ms apart
         s.use(1, 260 + 20 * tick, 260 + 20 * tick);  // 1 MB/ms: at 560, re-predicted past 512
-        s.use(2, 452, 452);                           // flat
+        s.use(2, 452, 452);                          // flat
         s.now += 20ms;
     }
     s.use(1, 562, 562);
@@ -526,7 +528,8 @@ TEST_CASE("emergency net: small jobs at their peak are not stopped beside a grow
     auto decisions = s.decide(800 - 216 - 360);
     REQUIRE(Scenario::find(decisions, DecisionKind::repredict, 1));
     CHECK(Scenario::find(decisions, DecisionKind::emergency_stop, 1));
-    for (pid_t small = 2; small <= 4; ++small) CHECK_FALSE(Scenario::find(decisions, DecisionKind::emergency_stop, small));
+    for (pid_t small = 2; small <= 4; ++small)
+        CHECK_FALSE(Scenario::find(decisions, DecisionKind::emergency_stop, small));
     // The small ones end and free their memory; the giant goes on.
     for (pid_t small = 2; small <= 4; ++small) s.governor.job_exited(small, s.now);
     CHECK(Scenario::find(s.decide(800 - 216), DecisionKind::emergency_resume, 1));

@@ -229,10 +229,10 @@ TEST_CASE("curves: what stays free is never planned away (kept_free_bytes)") {
 TEST_CASE("curves: a smaller job passes a blocked one only if that can still start on time") {
     Curves s;
     s.start_flat(1, 800, 1000);
-    s.wait(2, 900, linear(0, 1000));   // blocked: can start when job 1 ends, 1 s from now
-    s.wait(3, 150, linear(0, 2000));   // fits now, but would still run then: 900 + 150 > 1000
-    s.wait(4, 150, linear(0, 500));    // fits now and ends before job 2 can start
-    s.wait(5, 150, std::nullopt);      // no curve: would hold 150 when job 2 starts
+    s.wait(2, 900, linear(0, 1000));  // blocked: can start when job 1 ends, 1 s from now
+    s.wait(3, 150, linear(0, 2000));  // fits now, but would still run then: 900 + 150 > 1000
+    s.wait(4, 150, linear(0, 500));   // fits now and ends before job 2 can start
+    s.wait(5, 150, std::nullopt);     // no curve: would hold 150 when job 2 starts
     CHECK(s.admitted(200) == std::vector<pid_t>{4});
     REQUIRE(s.admission(4));
     CHECK(s.admission(4)->backfill);
@@ -257,7 +257,7 @@ TEST_CASE("curves: how much longer than their curves jobs run is measured on the
         s.governor.job_exited(job, s.now);
     }
     CHECK(s.governor.curve_later() == doctest::Approx(1.5));  // the slowest of the last jobs
-    for (pid_t job = 4; job <= 7; ++job) {  // job 2 drops out of the window
+    for (pid_t job = 4; job <= 7; ++job) {                    // job 2 drops out of the window
         s.wait(job, 10, linear(0, 1000));
         REQUIRE(s.admitted(1000) == std::vector<pid_t>{job});
         s.now += 800ms;

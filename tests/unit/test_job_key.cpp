@@ -12,8 +12,7 @@ TEST_CASE("a compile is keyed on its absolute source path") {
 }
 
 TEST_CASE("option values are not mistaken for sources") {
-    auto key = job_key({"gcc", "-include", "pre.h", "-MF", "dep.c", "-o", "x.c", "-c", "../a.c"},
-                       "/p/build");
+    auto key = job_key({"gcc", "-include", "pre.h", "-MF", "dep.c", "-o", "x.c", "-c", "../a.c"}, "/p/build");
     CHECK(key.key == "/p/a.c");
 }
 
@@ -24,9 +23,8 @@ TEST_CASE("several sources key on all of them, sorted and unique") {
 }
 
 TEST_CASE("cc1plus under any driver keys on the source, not its temporary output") {
-    auto key = job_key({"/usr/libexec/gcc/x86_64-linux-gnu/12/cc1plus", "-quiet", "-I", "inc",
-                        "src/x.cc", "-quiet", "-dumpbase", "x.cc", "-dumpbase-ext", ".cc",
-                        "-O2", "-o", "/tmp/ccAbc.s"},
+    auto key = job_key({"/usr/libexec/gcc/x86_64-linux-gnu/12/cc1plus", "-quiet", "-I", "inc", "src/x.cc", "-quiet",
+                        "-dumpbase", "x.cc", "-dumpbase-ext", ".cc", "-O2", "-o", "/tmp/ccAbc.s"},
                        "/p");
     CHECK(key.key == "/p/src/x.cc");
 }
@@ -41,8 +39,8 @@ TEST_CASE("a link is keyed on its output") {
 }
 
 TEST_CASE("rustc keys on its crate root") {
-    auto key = job_key({"rustc", "--crate-name", "foo", "--edition=2021", "src/lib.rs",
-                        "--crate-type", "lib", "--out-dir", "/t/deps", "-C", "opt-level=3"},
+    auto key = job_key({"rustc", "--crate-name", "foo", "--edition=2021", "src/lib.rs", "--crate-type", "lib",
+                        "--out-dir", "/t/deps", "-C", "opt-level=3"},
                        "/r");
     CHECK(key.key == "/r/src/lib.rs");
 }

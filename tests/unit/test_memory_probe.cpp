@@ -13,8 +13,8 @@ constexpr std::uint64_t GiB = 1ull << 30;
 
 void write_meminfo(const TempDir& root, std::uint64_t total_kib, std::uint64_t available_kib) {
     root.write("proc/meminfo", "MemTotal:       " + std::to_string(total_kib) +
-                                   " kB\nMemFree:         1000 kB\nMemAvailable:   " +
-                                   std::to_string(available_kib) + " kB\nBuffers: 0 kB\n");
+                                   " kB\nMemFree:         1000 kB\nMemAvailable:   " + std::to_string(available_kib) +
+                                   " kB\nBuffers: 0 kB\n");
 }
 
 MemoryProbe probe_in(const TempDir& root) {
@@ -77,7 +77,8 @@ TEST_CASE("cgroup v2: memory.max and memory.high, 'max' means none") {
     root.write("cgroup/build.slice/run/memory.max", std::to_string(2 * GiB) + "\n");
     root.write("cgroup/build.slice/run/memory.high", "max\n");
     root.write("cgroup/build.slice/run/memory.current", std::to_string(600 * MiB) + "\n");
-    root.write("cgroup/build.slice/run/memory.stat", "anon 1\nfile 2\ninactive_file " + std::to_string(100 * MiB) + "\n");
+    root.write("cgroup/build.slice/run/memory.stat",
+               "anon 1\nfile 2\ninactive_file " + std::to_string(100 * MiB) + "\n");
     root.write("cgroup/build.slice/memory.max", "max\n");
     root.write("cgroup/build.slice/memory.current", "1\n");
     auto probe = probe_in(root);
@@ -104,9 +105,8 @@ TEST_CASE("page cache counts as free, active too, but not what processes map or 
         root.write(dir + "/memory.stat",
                    v2 ? "inactive_file " + mib(100) + "\nactive_file " + mib(300) + "\nfile_mapped " + mib(50) +
                             "\nfile_dirty " + mib(30) + "\nfile_writeback " + mib(20) + "\n"
-                      : "total_inactive_file " + mib(100) + "\ntotal_active_file " + mib(300) +
-                            "\ntotal_mapped_file " + mib(50) + "\ntotal_dirty " + mib(30) +
-                            "\ntotal_writeback " + mib(20) + "\n");
+                      : "total_inactive_file " + mib(100) + "\ntotal_active_file " + mib(300) + "\ntotal_mapped_file " +
+                            mib(50) + "\ntotal_dirty " + mib(30) + "\ntotal_writeback " + mib(20) + "\n");
         auto reading = probe_in(root).read();
         REQUIRE(reading.cgroup);
         CHECK(reading.cgroup->used_bytes == 1 * GiB - 300 * MiB);

@@ -24,7 +24,8 @@ TEST_CASE("an unknown key gets the 75th percentile of its tool and role, else of
     Predictor predictor(512);
     CHECK(predictor.predict("/x.c", "gcc", JobKind::compile).source == PredictionSource::fallback);
     CHECK(predictor.predict("/x.c", "gcc", JobKind::compile).bytes == 512);
-    for (std::uint64_t peak = 100; peak <= 1000; peak += 100) predictor.learn("/k" + std::to_string(peak), compile(peak));
+    for (std::uint64_t peak = 100; peak <= 1000; peak += 100)
+        predictor.learn("/k" + std::to_string(peak), compile(peak));
     // 100 … 1000 and the fallback (512) as one more peer: the 9th of 11.
     auto same_tool = predictor.predict("/new.cc", "g++", JobKind::compile);
     CHECK(same_tool.source == PredictionSource::same_tool);
@@ -36,7 +37,8 @@ TEST_CASE("an unknown key gets the 75th percentile of its tool and role, else of
 
 TEST_CASE("links are not predicted from compiles by the same driver (the issue's 26 MB links predicted at 440 MB)") {
     Predictor predictor(512);
-    for (std::uint64_t peak : {330, 360, 400, 440}) predictor.learn("/src/t" + std::to_string(peak) + ".cpp", compile(peak));
+    for (std::uint64_t peak : {330, 360, 400, 440})
+        predictor.learn("/src/t" + std::to_string(peak) + ".cpp", compile(peak));
     // No link has ended yet: the fallback, not the compiles' figure.
     CHECK(predictor.predict("/build/test1", "g++", JobKind::link).source == PredictionSource::fallback);
     // One link that ended: the fallback as a peer counts at most 4x it.
@@ -52,9 +54,11 @@ TEST_CASE("links are not predicted from compiles by the same driver (the issue's
     CHECK(predictor.predict("/src/new.cpp", "g++", JobKind::compile).bytes == 440);
 }
 
-TEST_CASE("jobs still running count among their peers: the light ones that ended first do not drag the prediction down") {
+TEST_CASE(
+    "jobs still running count among their peers: the light ones that ended first do not drag the prediction down") {
     Predictor predictor(512);
-    for (std::uint64_t peak : {330, 340, 350, 360}) predictor.learn("/src/light" + std::to_string(peak) + ".cpp", compile(peak));
+    for (std::uint64_t peak : {330, 340, 350, 360})
+        predictor.learn("/src/light" + std::to_string(peak) + ".cpp", compile(peak));
     CHECK(predictor.predict("/src/heavy2.cpp", "g++", JobKind::compile).bytes == 360);
     // Two heavy files are running, expected (re-predicted) beyond every light one.
     predictor.observe_running("/src/heavy0.cpp", "g++", JobKind::compile, 700);

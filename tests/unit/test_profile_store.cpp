@@ -86,14 +86,17 @@ TEST_CASE("two stores writing the same file merge instead of losing profiles") {
 }
 
 TEST_CASE("bad store files are set aside with a warning, never overwritten silently") {
-    const char* bad_contents[] = {"{\"format\":\"memgov-profiles\",\"vers", "garbage \x01\x02",
-                                  "{\"format\":\"memgov-profiles\",\"version\":99,\"profiles\":{}}",
-                                  "{\"format\":\"other\"}", "[]",
-                                  "{\"format\":\"memgov-profiles\",\"version\":1,\"profiles\":{\"/k\":{\"peak_bytes\":-4}}}",
-                                  "{\"format\":1,\"ples\":{}}",  // found by fuzz_profiles
-                                  "{\"format\":\"memgov-profiles\",\"version\":\"1\",\"profiles\":{}}",
-                                  "{\"format\":\"memgov-profiles\",\"version\":1,\"profiles\":{\"/k\":{\"peak_bytes\":1,\"tool\":7}}}",
-                                  "{\"format\":\"memgov-profiles\",\"version\":1,\"profiles\":{\"/k\":{\"peak_bytes\":1,\"last_seen\":\"x\"}}}"};
+    const char* bad_contents[] = {
+        "{\"format\":\"memgov-profiles\",\"vers",
+        "garbage \x01\x02",
+        "{\"format\":\"memgov-profiles\",\"version\":99,\"profiles\":{}}",
+        "{\"format\":\"other\"}",
+        "[]",
+        "{\"format\":\"memgov-profiles\",\"version\":1,\"profiles\":{\"/k\":{\"peak_bytes\":-4}}}",
+        "{\"format\":1,\"ples\":{}}",  // found by fuzz_profiles
+        "{\"format\":\"memgov-profiles\",\"version\":\"1\",\"profiles\":{}}",
+        "{\"format\":\"memgov-profiles\",\"version\":1,\"profiles\":{\"/k\":{\"peak_bytes\":1,\"tool\":7}}}",
+        "{\"format\":\"memgov-profiles\",\"version\":1,\"profiles\":{\"/k\":{\"peak_bytes\":1,\"last_seen\":\"x\"}}}"};
     for (const char* contents : bad_contents) {
         TempDir dir;
         dir.write("profiles.json", contents);
@@ -261,13 +264,14 @@ TEST_CASE("a curve that is not one is dropped, its entry's peak still counts") {
     auto good = parse_profiles(store_with(R"(,"duration_ms":20,"reach_ms":)" + steps), error);
     REQUIRE(good);
     CHECK(good->at("/k").curve);
-    for (const std::string& bad : std::vector<std::string>{R"(,"duration_ms":20)",  // half a curve
-                                   R"(,"reach_ms":)" + steps,                               // the other half
-                                   R"(,"duration_ms":10,"reach_ms":)" + steps,              // steps after its end
-                                   R"(,"duration_ms":20,"reach_ms":[0,1,2])",               // another step count
-                                   R"(,"duration_ms":-1,"reach_ms":)" + steps,              // negative
-                                   R"(,"duration_ms":20,"reach_ms":[15,14,13,12,11,10,9,8,7,6,5,4,3,2,1,0])",
-                                   R"(,"duration_ms":99999999999,"reach_ms":)" + steps}) {  // beyond 32 bits
+    for (const std::string& bad :
+         std::vector<std::string>{R"(,"duration_ms":20)",                      // half a curve
+                                  R"(,"reach_ms":)" + steps,                   // the other half
+                                  R"(,"duration_ms":10,"reach_ms":)" + steps,  // steps after its end
+                                  R"(,"duration_ms":20,"reach_ms":[0,1,2])",   // another step count
+                                  R"(,"duration_ms":-1,"reach_ms":)" + steps,  // negative
+                                  R"(,"duration_ms":20,"reach_ms":[15,14,13,12,11,10,9,8,7,6,5,4,3,2,1,0])",
+                                  R"(,"duration_ms":99999999999,"reach_ms":)" + steps}) {  // beyond 32 bits
         CAPTURE(bad);
         auto parsed = parse_profiles(store_with(bad), error);
         REQUIRE(parsed);

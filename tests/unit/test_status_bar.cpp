@@ -54,7 +54,7 @@ TEST_CASE("every width from 20 to 300 fits in width - 1 columns, unicode or ASCI
             }
         }
     }
-    CHECK(visible_width(format_bar(typical(), {.width = 300})) < 100);  // the bar stops growing
+    CHECK(visible_width(format_bar(typical(), {.width = 300})) < 100);           // the bar stops growing
     CHECK(format_bar(typical(), {.width = 30}).find("█") == std::string::npos);  // text first
 }
 

@@ -1,6 +1,6 @@
 // memgov: runs a build at full parallelism without letting it run out of memory.
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -50,21 +50,20 @@ int run_check(bool verbose) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    CLI::App app{"memgov: runs a parallel build without letting it run out of memory\n\n"
-                 "  memgov [run] [OPTIONS] [--] COMMAND [ARGS...]\n"
-                 "  memgov check | profiles ... | version\n",
-                 "memgov"};
+    CLI::App app{
+        "memgov: runs a parallel build without letting it run out of memory\n\n"
+        "  memgov [run] [OPTIONS] [--] COMMAND [ARGS...]\n"
+        "  memgov check | profiles ... | version\n",
+        "memgov"};
     app.footer(examples);
     app.set_version_flag("--version", MEMGOV_VERSION);
     app.require_subcommand(0, 1);
 
     memgov::RunOptions run;
     bool no_gate = false;
-    app.add_flag("--no-gate", no_gate,
-                 "Never stop jobs at exec: only measure (jobs are still recognised and reported)")
+    app.add_flag("--no-gate", no_gate, "Never stop jobs at exec: only measure (jobs are still recognised and reported)")
         ->envname("MEMGOV_NO_GATE");
-    app.add_option("--gate", run.extra_gates,
-                   "Also start a job at exec of this program (basename; repeatable)")
+    app.add_option("--gate", run.extra_gates, "Also start a job at exec of this program (basename; repeatable)")
         ->envname("MEMGOV_GATE")
         ->delimiter(',');
     app.add_option("--limit", run.limit,
@@ -102,8 +101,7 @@ int main(int argc, char** argv) {
         ->envname("MEMGOV_BACKFILL_WINDOW")
         ->check(CLI::Range(std::int64_t{0}, std::int64_t{86'400'000}))
         ->capture_default_str();
-    std::map<std::string, memgov::Backend> backends{{"bpf", memgov::Backend::bpf},
-                                                    {"procfs", memgov::Backend::procfs}};
+    std::map<std::string, memgov::Backend> backends{{"bpf", memgov::Backend::bpf}, {"procfs", memgov::Backend::procfs}};
     app.add_option("--backend", run.backend,
                    "bpf (exact, needs root or CAP_BPF+CAP_PERFMON) or procfs (polls /proc: no privilege, "
                    "misses short peaks, stops jobs up to --poll-interval late)")
@@ -114,8 +112,7 @@ int main(int argc, char** argv) {
         ->envname("MEMGOV_POLL_INTERVAL")
         ->check(CLI::Range(std::int64_t{1}, std::int64_t{60'000}))
         ->capture_default_str();
-    app.add_option("--stats-json", run.stats_json,
-                   "Write every process's and job's peak memory to FILE as JSON")
+    app.add_option("--stats-json", run.stats_json, "Write every process's and job's peak memory to FILE as JSON")
         ->envname("MEMGOV_STATS_JSON");
     app.add_option("--log", run.log_file, "Write the log to FILE instead of stderr (implies -v)")
         ->envname("MEMGOV_LOG");

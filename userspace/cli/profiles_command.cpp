@@ -159,8 +159,7 @@ int profiles_import(const ProfilesOptions& options) {
     }
     auto store = open_store(options);
     std::size_t taken = store.merge_in(*incoming);
-    fmt::print("imported {} of {} profiles (the others were older than what is known here)\n", taken,
-               incoming->size());
+    fmt::print("imported {} of {} profiles (the others were older than what is known here)\n", taken, incoming->size());
     return save(store);
 }
 

@@ -14,8 +14,8 @@ enum class ProfileSort { peak, key, last_seen };
 struct ProfilesOptions {
     std::optional<std::string> profiles_dir;
     ProfileSort sort = ProfileSort::peak;
-    std::size_t limit = 0;  // list: rows at most (0: all)
-    std::string key;        // show, forget
+    std::size_t limit = 0;                  // list: rows at most (0: all)
+    std::string key;                        // show, forget
     std::optional<std::string> older_than;  // forget
     std::optional<std::string> file;        // export (default stdout), import
 };

@@ -10,21 +10,21 @@
 #include <atomic>
 #include <ctime>
 #include <filesystem>
-#include <map>
-#include <thread>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "bpf_tracker.h"
+#include "build_controller.h"
 #include "build_report.h"
 #include "bytes.h"
 #include "gate_list.h"
-#include "build_controller.h"
 #include "log.h"
 #include "memory_probe.h"
 #include "predictor.h"
-#include "profile_store.h"
 #include "procfs_tracker.h"
+#include "profile_store.h"
 #include "profiles_command.h"
 #include "runner.h"
 
@@ -129,14 +129,14 @@ void write_stats(const std::string& path, const nlohmann::json& stats, const std
 
 // Turns the user's size strings into numbers; throws std::invalid_argument with the message.
 ControllerSettings resolve_settings(const RunOptions& options, const MemoryReading& reading) {
-    std::uint64_t ram = reading.cgroup ? std::min(reading.cgroup->limit_bytes, reading.total_bytes)
-                                       : reading.total_bytes;
+    std::uint64_t ram =
+        reading.cgroup ? std::min(reading.cgroup->limit_bytes, reading.total_bytes) : reading.total_bytes;
     auto size = [&](const std::string& option, const std::string& text) {
         auto bytes = parse_size(text, ram);
         if (!bytes && text != "0")
-            throw std::invalid_argument(fmt::format(
-                "{} {}: expected a size such as 512M, 4G or 75% (of {}), greater than 0", option,
-                text, format_bytes(ram)));
+            throw std::invalid_argument(
+                fmt::format("{} {}: expected a size such as 512M, 4G or 75% (of {}), greater than 0", option, text,
+                            format_bytes(ram)));
         return bytes.value_or(0);
     };
     ControllerSettings settings{.gate = options.gate, .always_stop = options.always_stop};
@@ -175,8 +175,8 @@ int run_command(const RunOptions& options) {
         log.emplace(verbosity, log_file ? static_cast<LineSink&>(*log_file) : *terminal);
         TrackerOptions tracker_options;
         tracker_options.gate_names = default_gate_names();
-        tracker_options.gate_names.insert(tracker_options.gate_names.end(),
-                                          options.extra_gates.begin(), options.extra_gates.end());
+        tracker_options.gate_names.insert(tracker_options.gate_names.end(), options.extra_gates.begin(),
+                                          options.extra_gates.end());
         tracker_options.pause_job_roots = options.gate;
         tracker_options.max_procs = options.max_procs;
         tracker_options.verbose_libbpf = options.verbosity >= 1;
@@ -200,13 +200,13 @@ int run_command(const RunOptions& options) {
                store.profiles().size(), probe.cgroup_dirs().empty() ? "none" : probe.cgroup_dirs().front());
 
     install_signal_handlers();
-    BuildController controller(*settings, {.tracker = *tracker,
-                                           .store = store,
-                                           .log = *log,
-                                           .environment = {.read_memory = [&probe] { return probe.read(); },
-                                                           .process_cwd = process_cwd},
-                                           .files_owner = identity,
-                                           .detailed_report = options.stats_json.has_value()});
+    BuildController controller(
+        *settings, {.tracker = *tracker,
+                    .store = store,
+                    .log = *log,
+                    .environment = {.read_memory = [&probe] { return probe.read(); }, .process_cwd = process_cwd},
+                    .files_owner = identity,
+                    .detailed_report = options.stats_json.has_value()});
     Tracker::EventHandler handler = [&](const TrackerEvent& event) { controller.handle(event); };
 
     std::optional<Runner> runner;
@@ -256,8 +256,7 @@ int run_command(const RunOptions& options) {
             controller.interrupt(signo);
         }
     }
-    while (tracker->poll(0ms, handler) > 0) {
-    }
+    while (tracker->poll(0ms, handler) > 0) {}
     controller.finish();
     for (const auto& warning : store.take_warnings()) fmt::print(stderr, "memgov: warning: {}\n", warning);
 

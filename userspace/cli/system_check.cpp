@@ -21,8 +21,8 @@ CheckResult check_kernel() {
     uname(&name);
     auto version = kernel_version(name.release);
     bool ok = version >= minimum_kernel;
-    return {"kernel", ok, fmt::format("Linux {} ({}.{} or newer needed)", name.release,
-                                      minimum_kernel.first, minimum_kernel.second),
+    return {"kernel", ok,
+            fmt::format("Linux {} ({}.{} or newer needed)", name.release, minimum_kernel.first, minimum_kernel.second),
             ok ? "" : "boot a newer kernel (Debian 12: bookworm-backports linux-image-amd64)"};
 }
 
@@ -35,8 +35,7 @@ CheckResult check_btf() {
 CheckResult check_privilege() {
     bool ok = has_bpf_privilege();
     return {"privilege", ok,
-            ok ? (geteuid() == 0 ? "root" : "CAP_BPF and CAP_PERFMON")
-               : "neither root nor CAP_BPF+CAP_PERFMON",
+            ok ? (geteuid() == 0 ? "root" : "CAP_BPF and CAP_PERFMON") : "neither root nor CAP_BPF+CAP_PERFMON",
             ok ? "" : "run with sudo, or: sudo setcap cap_bpf,cap_perfmon+ep $(which memgov)"};
 }
 
@@ -59,8 +58,7 @@ CheckResult check_memory_cgroup(const std::string& proc_root) {
             std::ifstream list(std::string(mount) + unified + "/cgroup.controllers");
             std::string names;
             std::getline(list, names);
-            if (names.find("memory") != std::string::npos)
-                return {"memory cgroup", true, "v2 " + unified, ""};
+            if (names.find("memory") != std::string::npos) return {"memory cgroup", true, "v2 " + unified, ""};
         }
     }
     return {"memory cgroup", false, "no memory controller for this process",

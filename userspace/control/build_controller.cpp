@@ -28,7 +28,8 @@ std::uint32_t milliseconds_since(Clock::time_point start, Clock::time_point now)
 
 // The tracker's timestamps are CLOCK_MONOTONIC nanoseconds, as is Clock (steady_clock) on Linux.
 std::uint64_t monotonic_ns_at(Clock::time_point when) {
-    return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(when.time_since_epoch()).count());
+    return static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(when.time_since_epoch()).count());
 }
 
 std::string joined(const std::vector<std::string>& argv) {
@@ -53,8 +54,9 @@ std::chrono::milliseconds reading_interval(const GovernorView& view, std::uint64
 
 std::chrono::milliseconds tick_interval(const GovernorView& view, std::chrono::milliseconds reading) {
     if (view.running + view.waiting == 0) return idle_tick;
-    return std::min(std::max<std::chrono::milliseconds>(sample_tick, sample_cost_per_job * static_cast<int>(view.running)),
-                    reading);
+    return std::min(
+        std::max<std::chrono::milliseconds>(sample_tick, sample_cost_per_job * static_cast<int>(view.running)),
+        reading);
 }
 
 BuildController::BuildController(ControllerSettings settings, Wiring wiring)
@@ -76,8 +78,10 @@ void BuildController::handle(const TrackerEvent& event) {
 }
 
 void BuildController::tick() {
-    if (environment_.now() - read_at_ >= reading_interval()) refresh();
-    else sample_jobs(false);
+    if (environment_.now() - read_at_ >= reading_interval())
+        refresh();
+    else
+        sample_jobs(false);
     decide();
     regrant();
     save_store_if_due(environment_.now());
@@ -96,7 +100,8 @@ void BuildController::sample_jobs(bool with_reading) {
             auto it = jobs_.find(job);
             if (it == jobs_.end()) continue;
             JobInfo& info = it->second;
-            predictor_.observe_running(info.key, info.tool, info.role, std::max(usage->peak_bytes, info.prediction.bytes));
+            predictor_.observe_running(info.key, info.tool, info.role,
+                                       std::max(usage->peak_bytes, info.prediction.bytes));
             if (info.started_at) info.growth.observe(milliseconds_since(*info.started_at, now), usage->peak_bytes);
         } else {
             forget_vanished(job);
@@ -153,8 +158,10 @@ std::chrono::milliseconds BuildController::reading_interval() const {
 
 void BuildController::finish() {
     if (settings_.governor.follow_growth_curves)
-        log_.write(LogCategory::memory, "growth curves: jobs are expected to run up to {:.2f}x their learned "
-                   "run time (measured on this build's last jobs)", governor_.curve_later());
+        log_.write(LogCategory::memory,
+                   "growth curves: jobs are expected to run up to {:.2f}x their learned "
+                   "run time (measured on this build's last jobs)",
+                   governor_.curve_later());
     FilesystemIdentity as_user(files_owner_);
     if (!store_.save()) log_.write(LogCategory::memory, "profile store not saved");
 }
@@ -196,14 +203,15 @@ void BuildController::on(const ExecEvent& event) {
     if (!event.job_root) return;
     JobInfo info{.key = std::move(key.key), .tool = basename_of(event.filename), .role = key.kind};
     info.prediction = predictor_.predict(info.key, info.tool, info.role);
-    log_.write(LogCategory::debug, "New job PID={} {} ({} {}), predicted peak {} ({})", event.pid, info.key,
-               info.tool, kind_name(info.role), format_mb(info.prediction.bytes), describe(info.prediction.source));
+    log_.write(LogCategory::debug, "New job PID={} {} ({} {}), predicted peak {} ({})", event.pid, info.key, info.tool,
+               kind_name(info.role), format_mb(info.prediction.bytes), describe(info.prediction.source));
     if (event.waiting && draining_) tracker_.resume(event.pid);
     if (event.waiting && !draining_ && !admitted_at_once) {
         governor_.job_waiting(event.pid, reservation_of(info.prediction), environment_.now());
     } else {
         // A granted job started at its exec (the tracker's clock is CLOCK_MONOTONIC, as is ours).
-        auto started = event.granted ? Clock::time_point(std::chrono::nanoseconds(event.timestamp_ns)) : environment_.now();
+        auto started =
+            event.granted ? Clock::time_point(std::chrono::nanoseconds(event.timestamp_ns)) : environment_.now();
         governor_.job_running(event.pid, reservation_of(info.prediction), started);
         info.started_at = started;
     }
@@ -326,9 +334,7 @@ void BuildController::apply(const Decision& decision, Clock::time_point now) {
             log_reserved(decision.job, facts.key, decision.needed_bytes);
             break;
         }
-        case DecisionKind::keep_waiting:
-            log_.verdict(Verdict::waiting, "{}", decision_text(decision, facts));
-            break;
+        case DecisionKind::keep_waiting: log_.verdict(Verdict::waiting, "{}", decision_text(decision, facts)); break;
         case DecisionKind::emergency_stop:
             ++totals_.emergency_stops;
             tracker_.stop_job(decision.job);

@@ -22,9 +22,7 @@ std::string format_bytes(std::uint64_t bytes) {
     return fmt::format("{:.2f} {}", value, units[unit]);
 }
 
-std::string format_mb(std::uint64_t bytes) {
-    return fmt::format("{}MB", (bytes + (1u << 19)) >> 20);
-}
+std::string format_mb(std::uint64_t bytes) { return fmt::format("{}MB", (bytes + (1u << 19)) >> 20); }
 
 std::optional<std::uint64_t> parse_size(const std::string& text, std::uint64_t percent_of) {
     if (text.empty()) return std::nullopt;
@@ -37,12 +35,18 @@ std::optional<std::uint64_t> parse_size(const std::string& text, std::uint64_t p
         return static_cast<std::uint64_t>(static_cast<double>(percent_of) * number / 100.0);
     }
     double scale = 0;
-    if (unit.empty() || unit == "B") scale = 1;
-    else if (unit == "K" || unit == "k" || unit == "KiB" || unit == "KB") scale = 1024.0;
-    else if (unit == "M" || unit == "MiB" || unit == "MB") scale = 1024.0 * 1024;
-    else if (unit == "G" || unit == "GiB" || unit == "GB") scale = 1024.0 * 1024 * 1024;
-    else if (unit == "T" || unit == "TiB" || unit == "TB") scale = 1024.0 * 1024 * 1024 * 1024;
-    else return std::nullopt;
+    if (unit.empty() || unit == "B")
+        scale = 1;
+    else if (unit == "K" || unit == "k" || unit == "KiB" || unit == "KB")
+        scale = 1024.0;
+    else if (unit == "M" || unit == "MiB" || unit == "MB")
+        scale = 1024.0 * 1024;
+    else if (unit == "G" || unit == "GiB" || unit == "GB")
+        scale = 1024.0 * 1024 * 1024;
+    else if (unit == "T" || unit == "TiB" || unit == "TB")
+        scale = 1024.0 * 1024 * 1024 * 1024;
+    else
+        return std::nullopt;
     double bytes = number * scale;
     if (bytes < 1 || bytes > 1e19) return std::nullopt;
     return static_cast<std::uint64_t>(bytes);

@@ -71,8 +71,8 @@ void Governor::repredict(pid_t pid, Job& job, std::uint64_t peak_bytes) {
     std::uint64_t projected = job.current_bytes + ahead(job.growth_bytes_per_ms, settings_.reaction_time);
     // As long again as it has grown so far, at most guess_lookahead.
     auto grown_for = std::chrono::duration_cast<std::chrono::milliseconds>(job.steady_from - job.admitted_at);
-    std::uint64_t steady = job.current_bytes + ahead(job.steady_growth_bytes_per_ms,
-                                                     std::min(grown_for, settings_.guess_lookahead));
+    std::uint64_t steady =
+        job.current_bytes + ahead(job.steady_growth_bytes_per_ms, std::min(grown_for, settings_.guess_lookahead));
     // A guess from peers is revised as soon as the job is about to pass it; a measured peak
     // only once the job has clearly passed it (its growth towards it is expected).
     bool passed = job.measured ? static_cast<double>(reached) >
@@ -219,7 +219,8 @@ bool Governor::growing(const Job& job) const {
 }
 
 bool Governor::any_emergency_stopped() const {
-    return std::any_of(running_.begin(), running_.end(), [](const auto& entry) { return entry.second.emergency_stopped; });
+    return std::any_of(running_.begin(), running_.end(),
+                       [](const auto& entry) { return entry.second.emergency_stopped; });
 }
 
 std::size_t Governor::active_count() const {
@@ -249,7 +250,8 @@ std::uint64_t Governor::startable_at_once(std::uint64_t job_bytes, std::uint64_t
     std::uint64_t count = available_bytes > taken ? (available_bytes - taken) / job_bytes : 0;
     if (settings_.max_running) {
         std::uint64_t slots = running_.size() + unannounced < settings_.max_running
-                                  ? settings_.max_running - running_.size() - unannounced : 0;
+                                  ? settings_.max_running - running_.size() - unannounced
+                                  : 0;
         count = std::min(count, slots);
     }
     return count;
@@ -271,8 +273,7 @@ std::vector<pid_t> Governor::release_all(Clock::time_point now) {
 
 std::optional<Clock::duration> Governor::waited(pid_t job, Clock::time_point now) const {
     if (auto it = waiting_.find(job); it != waiting_.end()) return now - it->second.queued_at;
-    if (auto it = running_.find(job); it != running_.end())
-        return it->second.admitted_at - it->second.queued_at;
+    if (auto it = running_.find(job); it != running_.end()) return it->second.admitted_at - it->second.queued_at;
     return std::nullopt;
 }
 
@@ -377,12 +378,11 @@ Decision Governor::admit(pid_t pid, std::int64_t effective_free, Clock::time_poi
     job.admitted_at = now;
     running_[pid] = job;
     admission_order_.push_back(pid);
-    return Decision{DecisionKind::admit, pid, job.reserved_bytes, effective_free,
-                    imminent_bytes() - job.reserved_bytes, job.refused_once};
+    return Decision{DecisionKind::admit, pid, job.reserved_bytes, effective_free, imminent_bytes() - job.reserved_bytes,
+                    job.refused_once};
 }
 
-void Governor::admit_waiting(std::uint64_t available_bytes, Clock::time_point now,
-                             std::vector<Decision>& decisions) {
+void Governor::admit_waiting(std::uint64_t available_bytes, Clock::time_point now, std::vector<Decision>& decisions) {
     if (any_emergency_stopped()) return;  // stopped jobs continue before new ones start
 
     auto available = static_cast<std::int64_t>(available_bytes);
@@ -441,8 +441,8 @@ void Governor::admit_waiting(std::uint64_t available_bytes, Clock::time_point no
         }
         if (!job.refused_once) {
             waiting_.at(pid).refused_once = true;
-            decisions.push_back({DecisionKind::keep_waiting, pid, job.reserved_bytes, effective_free,
-                                 imminent_bytes()});
+            decisions.push_back(
+                {DecisionKind::keep_waiting, pid, job.reserved_bytes, effective_free, imminent_bytes()});
         }
         if (!blocked) {
             blocked = pid;

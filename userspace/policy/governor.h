@@ -1,5 +1,5 @@
-// The admission policy, re-prediction and the emergency net (docs/DESIGN.md §7). Plain C++: events and a clock in, decisions
-// out; no syscalls, so every scenario is a unit test.
+// The admission policy, re-prediction and the emergency net (docs/DESIGN.md §7). Plain C++: events and a clock in,
+// decisions out; no syscalls, so every scenario is a unit test.
 #pragma once
 
 #include <sys/types.h>
@@ -86,11 +86,11 @@ struct Reservation {
 };
 
 enum class DecisionKind {
-    admit,           // resume a job waiting at exec
-    keep_waiting,    // a job does not fit (reported once per job, for the log)
-    emergency_stop,  // stop a running job: memory is about to run out
-    emergency_resume, // resume a job stopped by emergency_stop
-    repredict         // a running job outgrew its prediction: a new one (for the log)
+    admit,             // resume a job waiting at exec
+    keep_waiting,      // a job does not fit (reported once per job, for the log)
+    emergency_stop,    // stop a running job: memory is about to run out
+    emergency_resume,  // resume a job stopped by emergency_stop
+    repredict          // a running job outgrew its prediction: a new one (for the log)
 };
 
 struct Decision {
@@ -100,11 +100,11 @@ struct Decision {
     std::uint64_t needed_bytes = 0;
     std::int64_t effective_free_bytes = 0;
     std::uint64_t imminent_bytes = 0;
-    bool waited = false;    // admit: the job had been refused before
-    bool forced = false;    // admit: nothing else was running (progress guarantee)
-    bool backfill = false;  // admit: passed an older job that does not fit yet
-    bool stalled = false;   // admit: nothing made progress for stall_timeout
-    bool on_curve = false;  // admit: its peak does not fit now, but will as running jobs end
+    bool waited = false;       // admit: the job had been refused before
+    bool forced = false;       // admit: nothing else was running (progress guarantee)
+    bool backfill = false;     // admit: passed an older job that does not fit yet
+    bool stalled = false;      // admit: nothing made progress for stall_timeout
+    bool on_curve = false;     // admit: its peak does not fit now, but will as running jobs end
     bool below_floor = false;  // emergency_stop: available memory fell below the floor (else:
                                // running jobs' remaining growth exceeds what is available)
     // repredict: the prediction before, the job's use and growth rate at the reading.
@@ -171,11 +171,11 @@ private:
         std::uint64_t reserved_bytes = 0;   // the prediction, raised by what it really used
         std::uint64_t current_bytes = 0;
         std::optional<GrowthCurve> curve;
-        bool measured = false;              // see Reservation
-        std::uint64_t ceiling_bytes = 0;    // see Reservation
+        bool measured = false;            // see Reservation
+        std::uint64_t ceiling_bytes = 0;  // see Reservation
         std::optional<Clock::time_point> read_at;
-        double growth_bytes_per_ms = 0;     // between its last two readings
-        Clock::time_point steady_from{};    // the reading the steady rate is measured from
+        double growth_bytes_per_ms = 0;   // between its last two readings
+        Clock::time_point steady_from{};  // the reading the steady rate is measured from
         std::uint64_t steady_from_bytes = 0;
         double steady_growth_bytes_per_ms = 0;  // over the last steady_window or more
         std::uint32_t readings = 0;
@@ -229,14 +229,14 @@ private:
     Decision admit(pid_t job, std::int64_t effective_free, Clock::time_point now);
 
     GovernorSettings settings_;
-    std::deque<pid_t> queue_;            // waiting, oldest first
+    std::deque<pid_t> queue_;  // waiting, oldest first
     std::map<pid_t, Job> waiting_;
-    std::map<pid_t, Job> running_;       // includes emergency-stopped jobs
-    std::vector<pid_t> admission_order_; // running jobs, oldest admission first
-    std::deque<double> run_time_ratios_; // recent jobs' run time ÷ their curve's duration
-    double curve_later_ = 1;             // from run_time_ratios_ (or the setting)
+    std::map<pid_t, Job> running_;        // includes emergency-stopped jobs
+    std::vector<pid_t> admission_order_;  // running jobs, oldest admission first
+    std::deque<double> run_time_ratios_;  // recent jobs' run time ÷ their curve's duration
+    double curve_later_ = 1;              // from run_time_ratios_ (or the setting)
     Clock::time_point last_progress_{};
-    bool progressed_ = true;             // since the last decide()
+    bool progressed_ = true;               // since the last decide()
     std::vector<Decision> repredictions_;  // since the last decide()
 };
 

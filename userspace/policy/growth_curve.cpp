@@ -20,8 +20,10 @@ void GrowthRecorder::observe(std::uint32_t age_ms, std::uint64_t peak_bytes) {
     if (peak_bytes > last_peak_bytes_) {
         // Several rises between two readings merge into one; the last entry's `after_ms` is
         // already the earliest the newer part can have happened.
-        if (!rises_.empty() && rises_.back().after_ms == last_age_ms_) rises_.back().peak_bytes = peak_bytes;
-        else rises_.push_back({last_age_ms_, peak_bytes});
+        if (!rises_.empty() && rises_.back().after_ms == last_age_ms_)
+            rises_.back().peak_bytes = peak_bytes;
+        else
+            rises_.push_back({last_age_ms_, peak_bytes});
         last_peak_bytes_ = peak_bytes;
     }
     last_age_ms_ = std::max(last_age_ms_, age_ms);
@@ -33,8 +35,8 @@ GrowthCurve GrowthRecorder::finish(std::uint32_t duration_ms, std::uint64_t fina
     for (std::size_t k = 0; k < GrowthCurve::steps; ++k) {
         // Rounded down: a share a reading showed just below (k + 1) / steps counts as reached.
         std::uint64_t threshold = final_peak_bytes / GrowthCurve::steps * (k + 1);
-        auto rise = std::find_if(rises_.begin(), rises_.end(),
-                                 [&](const Rise& r) { return r.peak_bytes >= threshold; });
+        auto rise =
+            std::find_if(rises_.begin(), rises_.end(), [&](const Rise& r) { return r.peak_bytes >= threshold; });
         // Reached only after the last reading (or never seen): some time after that reading.
         std::uint32_t after = rise == rises_.end() ? last_age_ms_ : rise->after_ms;
         curve.reach_ms[k] = std::min(after, curve.duration_ms);

@@ -12,24 +12,67 @@ namespace {
 // `-o foo.c`, `-include x.h` or `-MF a.d` from being mistaken for inputs.
 // (-MD and -MMD take a value only in cc1, and that value is a .d file: no source either way.)
 constexpr std::array<std::string_view, 50> options_with_separate_value = {
-    "-o", "-MF", "-MT", "-MQ", "-include", "-imacros", "-I", "-isystem",
-    "-iquote", "-idirafter", "-iprefix", "-iwithprefix", "-isysroot", "-x", "-D", "-U", "-L",
-    "-Xlinker", "-Xassembler", "-Xpreprocessor", "-Xclang", "-mllvm", "-aux-info", "-dumpbase",
-    "-dumpbase-ext", "-dumpdir", "-auxbase", "-auxbase-strip", "-main-file-name", "--param",
-    "-T", "-z", "-arch", "-target", "-e", "-soname", "-rpath", "-plugin", "-plugin-opt",
-    "--crate-name", "--crate-type", "--edition", "--out-dir", "--emit", "--cfg", "--extern",
-    "--cap-lints", "--target", "--error-format", "-C",
+    "-o",
+    "-MF",
+    "-MT",
+    "-MQ",
+    "-include",
+    "-imacros",
+    "-I",
+    "-isystem",
+    "-iquote",
+    "-idirafter",
+    "-iprefix",
+    "-iwithprefix",
+    "-isysroot",
+    "-x",
+    "-D",
+    "-U",
+    "-L",
+    "-Xlinker",
+    "-Xassembler",
+    "-Xpreprocessor",
+    "-Xclang",
+    "-mllvm",
+    "-aux-info",
+    "-dumpbase",
+    "-dumpbase-ext",
+    "-dumpdir",
+    "-auxbase",
+    "-auxbase-strip",
+    "-main-file-name",
+    "--param",
+    "-T",
+    "-z",
+    "-arch",
+    "-target",
+    "-e",
+    "-soname",
+    "-rpath",
+    "-plugin",
+    "-plugin-opt",
+    "--crate-name",
+    "--crate-type",
+    "--edition",
+    "--out-dir",
+    "--emit",
+    "--cfg",
+    "--extern",
+    "--cap-lints",
+    "--target",
+    "--error-format",
+    "-C",
 };
 
 constexpr std::array<std::string_view, 33> source_extensions = {
-    ".c", ".cc", ".cp", ".cpp", ".cxx", ".c++", ".C", ".CPP", ".CC", ".i", ".ii", ".m", ".mm",
-    ".M", ".s", ".S", ".sx", ".f", ".for", ".f77", ".f90", ".f95", ".f03", ".f08", ".F",
-    ".F90", ".rs", ".go", ".java", ".cu", ".cppm", ".ixx", ".c++m",
+    ".c",   ".cc",  ".cp", ".cpp", ".cxx", ".c++", ".C",    ".CPP", ".CC",   ".i",   ".ii",
+    ".m",   ".mm",  ".M",  ".s",   ".S",   ".sx",  ".f",    ".for", ".f77",  ".f90", ".f95",
+    ".f03", ".f08", ".F",  ".F90", ".rs",  ".go",  ".java", ".cu",  ".cppm", ".ixx", ".c++m",
 };
 
 bool takes_separate_value(std::string_view arg) {
-    return std::find(options_with_separate_value.begin(), options_with_separate_value.end(),
-                     arg) != options_with_separate_value.end();
+    return std::find(options_with_separate_value.begin(), options_with_separate_value.end(), arg) !=
+           options_with_separate_value.end();
 }
 
 bool is_source(std::string_view arg) {
@@ -38,15 +81,13 @@ bool is_source(std::string_view arg) {
     auto slash = arg.rfind('/');
     if (slash != std::string_view::npos && dot < slash) return false;
     auto extension = arg.substr(dot);
-    return std::find(source_extensions.begin(), source_extensions.end(), extension) !=
-           source_extensions.end();
+    return std::find(source_extensions.begin(), source_extensions.end(), extension) != source_extensions.end();
 }
 
 // "x86_64-linux-gnu-g++-12" -> "g++": drops a version suffix and a target prefix.
 std::string_view tool_name(std::string_view program) {
     auto dash = program.rfind('-');
-    if (dash != std::string_view::npos &&
-        program.find_first_not_of("0123456789.", dash + 1) == std::string_view::npos)
+    if (dash != std::string_view::npos && program.find_first_not_of("0123456789.", dash + 1) == std::string_view::npos)
         program = program.substr(0, dash);
     dash = program.rfind('-');
     return dash == std::string_view::npos ? program : program.substr(dash + 1);
@@ -55,8 +96,8 @@ std::string_view tool_name(std::string_view program) {
 // With no source among their inputs these link, and write a.out unless told otherwise.
 bool is_linker_or_driver(std::string_view program) {
     static constexpr std::array<std::string_view, 14> linkers = {
-        "ld", "ld.bfd", "ld.gold", "ld.lld", "lld", "mold", "collect2", "gcc", "g++", "cc",
-        "c++", "clang", "clang++", "gfortran",
+        "ld",  "ld.bfd", "ld.gold", "ld.lld", "lld",   "mold",    "collect2",
+        "gcc", "g++",    "cc",      "c++",    "clang", "clang++", "gfortran",
     };
     return std::find(linkers.begin(), linkers.end(), tool_name(program)) != linkers.end();
 }

@@ -14,8 +14,8 @@ namespace memgov {
 struct Profile {
     std::uint64_t peak_bytes = 0;
     std::uint64_t samples = 0;
-    std::int64_t last_seen = 0;  // unix seconds
-    std::string tool;            // program that ran the job, for cold estimates of its peers
+    std::int64_t last_seen = 0;        // unix seconds
+    std::string tool;                  // program that ran the job, for cold estimates of its peers
     JobKind role = JobKind::other;     // likewise (stores written before roles: other)
     std::optional<GrowthCurve> curve;  // of the last complete run
 };

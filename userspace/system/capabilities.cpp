@@ -13,8 +13,7 @@ std::optional<std::uint64_t> capability_mask(std::string_view status_text, std::
         if (end == std::string_view::npos) end = status_text.size();
         std::string_view line = status_text.substr(at, end - at);
         at = end + 1;
-        if (!line.starts_with(field) || line.size() <= field.size() || line[field.size()] != ':')
-            continue;
+        if (!line.starts_with(field) || line.size() <= field.size() || line[field.size()] != ':') continue;
         line.remove_prefix(field.size() + 1);
         while (!line.empty() && (line.front() == ' ' || line.front() == '\t')) line.remove_prefix(1);
         std::uint64_t mask = 0;

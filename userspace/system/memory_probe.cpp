@@ -156,8 +156,9 @@ MemoryReading MemoryProbe::read() const {
 
 Availability available_for_build(const MemoryReading& reading, const MemoryBudget& budget,
                                  std::uint64_t build_rss_bytes) {
-    Availability result{reading.available_bytes, reading.total_bytes, "MemAvailable",
-                        reading.total_bytes > reading.available_bytes ? reading.total_bytes - reading.available_bytes : 0};
+    Availability result{
+        reading.available_bytes, reading.total_bytes, "MemAvailable",
+        reading.total_bytes > reading.available_bytes ? reading.total_bytes - reading.available_bytes : 0};
     if (reading.cgroup) {
         const auto& level = *reading.cgroup;
         std::uint64_t room = level.limit_bytes > level.used_bytes ? level.limit_bytes - level.used_bytes : 0;

@@ -99,7 +99,8 @@ std::optional<Profiles> parse_profiles(const std::string& text, std::string& err
         const json* duration = peak ? field(entry, "duration_ms") : nullptr;
         const json* reach = peak ? field(entry, "reach_ms") : nullptr;
         if (!peak || !peak->is_number_unsigned() || (samples && !samples->is_number_unsigned()) ||
-            (last_seen && !last_seen->is_number_integer()) || (tool && !tool->is_string()) || (role && !role->is_string())) {
+            (last_seen && !last_seen->is_number_integer()) || (tool && !tool->is_string()) ||
+            (role && !role->is_string())) {
             error = fmt::format("bad entry for {}", key);
             return std::nullopt;
         }
@@ -154,10 +155,10 @@ bool ProfileStore::dir_trusted() {
         return false;
     }
     if (info.st_uid != owner_uid_ || (info.st_mode & S_IWOTH)) {
-        warnings_.push_back(fmt::format("profile directory {} is owned by uid {}{}, not by uid {}: not using it "
-                                        "(use --profiles-dir)",
-                                        dir_.string(), info.st_uid, (info.st_mode & S_IWOTH) ? " and world-writable" : "",
-                                        owner_uid_));
+        warnings_.push_back(
+            fmt::format("profile directory {} is owned by uid {}{}, not by uid {}: not using it "
+                        "(use --profiles-dir)",
+                        dir_.string(), info.st_uid, (info.st_mode & S_IWOTH) ? " and world-writable" : "", owner_uid_));
         return false;
     }
     return true;
@@ -173,12 +174,13 @@ void ProfileStore::set_aside(const std::string& why) {
     auto aside = file_;
     aside += fmt::format(".bad-{}", std::time(nullptr));
     if (std::rename(file_.c_str(), aside.c_str()) == 0)
-        warnings_.push_back(fmt::format("profile store {} {}: moved aside to {}, starting afresh",
-                                        file_.string(), why, aside.string()));
+        warnings_.push_back(fmt::format("profile store {} {}: moved aside to {}, starting afresh", file_.string(), why,
+                                        aside.string()));
     else
-        warnings_.push_back(fmt::format("profile store {} {} and cannot be moved aside ({}): "
-                                        "not using it",
-                                        file_.string(), why, std::strerror(errno)));
+        warnings_.push_back(
+            fmt::format("profile store {} {} and cannot be moved aside ({}): "
+                        "not using it",
+                        file_.string(), why, std::strerror(errno)));
 }
 
 // nullopt: unreadable and left in place (the caller must not overwrite it).
@@ -188,8 +190,7 @@ std::optional<Profiles> ProfileStore::read_file(int lock_fd) {
     if (!fd) {
         if (errno == ENOENT) return Profiles{};
         if (errno == ELOOP) {
-            warnings_.push_back(fmt::format("profile store {} is a symbolic link: not following it",
-                                            file_.string()));
+            warnings_.push_back(fmt::format("profile store {} is a symbolic link: not following it", file_.string()));
             return std::nullopt;
         }
         warnings_.push_back(fmt::format("cannot read profile store {}: {}", file_.string(), std::strerror(errno)));

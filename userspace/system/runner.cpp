@@ -146,8 +146,10 @@ int Runner::wait() {
     while (!status_) {
         int wait_status = 0;
         pid_t got = waitpid(pid_, &wait_status, 0);
-        if (got == pid_) status_ = shell_status(wait_status);
-        else if (got < 0 && errno != EINTR) status_ = 1;
+        if (got == pid_)
+            status_ = shell_status(wait_status);
+        else if (got < 0 && errno != EINTR)
+            status_ = 1;
     }
     return *status_;
 }

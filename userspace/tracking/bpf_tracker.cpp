@@ -14,8 +14,9 @@
 
 #include "capabilities.h"
 #include "event_decode.h"
-#include "memgov/abi.h"  // before the skeleton, which names its structs
-#include "memgov.skel.h"
+#include "memgov/abi.h"
+
+#include "memgov.skel.h"  // after the ABI, whose structs it names
 
 namespace memgov {
 namespace {
@@ -47,9 +48,10 @@ void add_gate_name(bpf_map* map, const std::string& name) {
 
 std::string diagnose_bpf_failure(int error) {
     if (access(kernel_btf, R_OK) != 0)
-        return fmt::format("this kernel has no BTF ({} missing): use a kernel built with "
-                           "CONFIG_DEBUG_INFO_BTF=y",
-                           kernel_btf);
+        return fmt::format(
+            "this kernel has no BTF ({} missing): use a kernel built with "
+            "CONFIG_DEBUG_INFO_BTF=y",
+            kernel_btf);
     if (!has_bpf_privilege())
         return "no permission to load BPF programs: run memgov as root (sudo memgov …), give it "
                "CAP_BPF and CAP_PERFMON (sudo setcap cap_bpf,cap_perfmon+ep $(which memgov)), or "
@@ -74,8 +76,9 @@ std::unique_ptr<BpfTracker> BpfTracker::open(const TrackerOptions& options) {
     };
 
     if (in_child_pid_namespace())
-        throw TrackerError("memgov runs in a child pid namespace, but BPF sees the host's pids, so it could "
-                           "not follow the build: run it in the host's pid namespace (e.g. docker run --pid=host)");
+        throw TrackerError(
+            "memgov runs in a child pid namespace, but BPF sees the host's pids, so it could "
+            "not follow the build: run it in the host's pid namespace (e.g. docker run --pid=host)");
     std::unique_ptr<BpfTracker> tracker(new BpfTracker());
     tracker->skeleton_ = memgov_bpf__open();
     if (!tracker->skeleton_) throw fail("opening the BPF object", errno);
@@ -92,8 +95,7 @@ std::unique_ptr<BpfTracker> BpfTracker::open(const TrackerOptions& options) {
     for (const auto& name : options.gate_names) add_gate_name(skel->maps.gate_names, name);
     if (int err = memgov_bpf__attach(skel)) throw fail("attaching the BPF programs", -err);
 
-    tracker->ring_ = ring_buffer__new(bpf_map__fd(skel->maps.events), &BpfTracker::on_record,
-                                      tracker.get(), nullptr);
+    tracker->ring_ = ring_buffer__new(bpf_map__fd(skel->maps.events), &BpfTracker::on_record, tracker.get(), nullptr);
     if (!tracker->ring_) throw fail("opening the ring buffer", errno);
     return tracker;
 }
@@ -208,10 +210,9 @@ std::uint64_t BpfTracker::take_back_grant() {
 std::optional<JobUsage> BpfTracker::job_usage(pid_t job) const {
     __u32 key = static_cast<__u32>(job);
     mg_job value{};
-    if (bpf_map__lookup_elem(skeleton_->maps.jobs, &key, sizeof(key), &value, sizeof(value), 0))
-        return std::nullopt;
-    return JobUsage{value.rss_bytes > 0 ? static_cast<std::uint64_t>(value.rss_bytes) : 0,
-                    value.peak_bytes, value.nprocs};
+    if (bpf_map__lookup_elem(skeleton_->maps.jobs, &key, sizeof(key), &value, sizeof(value), 0)) return std::nullopt;
+    return JobUsage{value.rss_bytes > 0 ? static_cast<std::uint64_t>(value.rss_bytes) : 0, value.peak_bytes,
+                    value.nprocs};
 }
 
 TrackerTotals BpfTracker::totals() const {

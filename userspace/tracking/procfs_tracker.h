@@ -17,8 +17,7 @@ namespace memgov {
 
 class ProcfsTracker final : public Tracker {
 public:
-    ProcfsTracker(const TrackerOptions& options, std::chrono::milliseconds interval,
-                  std::string proc_root = "/proc");
+    ProcfsTracker(const TrackerOptions& options, std::chrono::milliseconds interval, std::string proc_root = "/proc");
     ~ProcfsTracker() override;  // continues every process it stopped
 
     void track(pid_t pid) override;

@@ -30,7 +30,7 @@ struct ExecEvent {
     pid_t job = 0;  // 0: glue (make, sh …), not part of a job
     bool job_root = false;
     bool waiting = false;  // held (SIGSTOPped) at exec until Tracker::resume
-    bool granted = false; // started under Tracker::grant, never stopped
+    bool granted = false;  // started under Tracker::grant, never stopped
     bool argv_truncated = false;
     bool argv_unreadable = false;
     std::uint64_t timestamp_ns = 0;

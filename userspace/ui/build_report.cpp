@@ -114,8 +114,7 @@ void BuildReport::on_admitted(pid_t job_id, std::uint64_t monotonic_ns, bool wai
 std::vector<const JobRecord*> BuildReport::top_jobs(std::size_t limit) const {
     std::vector<const JobRecord*> sorted;
     for (const auto& record : jobs_) sorted.push_back(&record);
-    std::stable_sort(sorted.begin(), sorted.end(),
-                     [](auto* a, auto* b) { return a->peak_bytes > b->peak_bytes; });
+    std::stable_sort(sorted.begin(), sorted.end(), [](auto* a, auto* b) { return a->peak_bytes > b->peak_bytes; });
     if (sorted.size() > limit) sorted.resize(limit);
     return sorted;
 }
@@ -196,29 +195,26 @@ json BuildReport::to_json(const BuildSummary& summary) const {
 }
 
 std::string BuildReport::summary_text(const BuildSummary& summary, std::size_t top) const {
-    std::string limit = summary.ceiling_bytes
-                            ? fmt::format(" of {} ({})", format_bytes(summary.ceiling_bytes), summary.bound_by)
-                            : "";
-    std::string text = fmt::format(
-        "memgov: exit {} after {:.1f}s; build peak {}{} over {} processes, {} jobs\n",
-        summary.exit_status, summary.wall_seconds, format_bytes(summary.totals.peak_bytes), limit,
-        summary.totals.procs_seen, jobs_.size());
+    std::string limit =
+        summary.ceiling_bytes ? fmt::format(" of {} ({})", format_bytes(summary.ceiling_bytes), summary.bound_by) : "";
+    std::string text = fmt::format("memgov: exit {} after {:.1f}s; build peak {}{} over {} processes, {} jobs\n",
+                                   summary.exit_status, summary.wall_seconds, format_bytes(summary.totals.peak_bytes),
+                                   limit, summary.totals.procs_seen, jobs_.size());
     if (summary.jobs_waited || summary.emergency_stops || summary.repredictions)
-        text += fmt::format("memgov: {} jobs waited for memory ({:.1f}s in all), {} emergency stops, "
-                            "{} jobs re-predicted while running\n",
-                            summary.jobs_waited, summary.seconds_waited, summary.emergency_stops,
-                            summary.repredictions);
+        text += fmt::format(
+            "memgov: {} jobs waited for memory ({:.1f}s in all), {} emergency stops, "
+            "{} jobs re-predicted while running\n",
+            summary.jobs_waited, summary.seconds_waited, summary.emergency_stops, summary.repredictions);
     if (summary.totals.oom_kills)
-        text += fmt::format("memgov: {} processes were killed by the OOM killer\n",
-                            summary.totals.oom_kills);
+        text += fmt::format("memgov: {} processes were killed by the OOM killer\n", summary.totals.oom_kills);
     std::uint64_t lost = summary.totals.events_dropped + summary.totals.undecodable_records +
                          summary.totals.procs_map_full + summary.totals.jobs_map_full;
     if (lost)
         text += fmt::format(
             "memgov: warning: incomplete record: {} events dropped, {} unreadable, {} processes "
             "and {} jobs not tracked (maps full)\n",
-            summary.totals.events_dropped, summary.totals.undecodable_records,
-            summary.totals.procs_map_full, summary.totals.jobs_map_full);
+            summary.totals.events_dropped, summary.totals.undecodable_records, summary.totals.procs_map_full,
+            summary.totals.jobs_map_full);
     auto largest = top_jobs(top);
     if (!largest.empty()) text += "memgov: largest jobs by peak memory:\n";
     for (const JobRecord* record : largest)

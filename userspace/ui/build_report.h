@@ -50,7 +50,7 @@ struct BuildSummary {
     std::size_t jobs_waited = 0;  // jobs the governor held back at least once
     double seconds_waited = 0;    // summed over those jobs
     std::size_t emergency_stops = 0;
-    std::size_t repredictions = 0;  // running jobs that outgrew their prediction
+    std::size_t repredictions = 0;    // running jobs that outgrew their prediction
     std::uint64_t ceiling_bytes = 0;  // the limit that applied (0: unknown)
     std::string bound_by;             // what set it: MemAvailable, cgroup …, --limit
     std::string backend = "bpf";

@@ -21,8 +21,8 @@ std::string free_text(const Decision& decision, std::uint64_t kept_free_bytes = 
 
 std::string admission_verdict(const Decision& decision, const DecisionFacts& facts) {
     std::string verdict =
-        decision.stalled ? fmt::format("PROCEEDING (no running job changed for {}s: they may be waiting for it)",
-                                       std::chrono::duration_cast<std::chrono::seconds>(facts.stall_timeout).count())
+        decision.stalled  ? fmt::format("PROCEEDING (no running job changed for {}s: they may be waiting for it)",
+                                        std::chrono::duration_cast<std::chrono::seconds>(facts.stall_timeout).count())
         : decision.forced ? fmt::format("PROCEEDING (nothing else running, waited {:.1f}s)", facts.waited_seconds)
         : decision.waited ? fmt::format("PROCEEDING (waited {:.1f}s)", facts.waited_seconds)
                           : std::string("OK");
@@ -41,8 +41,8 @@ std::string decision_text(const Decision& decision, const DecisionFacts& facts) 
                                admission_verdict(decision, facts));
         case DecisionKind::keep_waiting: {
             // A job whose peak fits now waits when running jobs' growth ahead would take it.
-            bool fits_now = decision.needed_bytes + facts.kept_free_bytes <=
-                            at_least_zero(decision.effective_free_bytes);
+            bool fits_now =
+                decision.needed_bytes + facts.kept_free_bytes <= at_least_zero(decision.effective_free_bytes);
             return fmt::format("PID={} {}: needs {} and {} kept free, {} - WAITING{}", decision.job, facts.key,
                                format_mb(decision.needed_bytes), format_mb(facts.kept_free_bytes),
                                free_text(decision, facts.kept_free_bytes),
@@ -50,16 +50,17 @@ std::string decision_text(const Decision& decision, const DecisionFacts& facts) 
         }
         case DecisionKind::emergency_stop:
             if (decision.below_floor)
-                return fmt::format("EMERGENCY: only {} available (floor {}): stopped PID={} {} at {} "
-                                   "(youngest growing job) until memory returns",
-                                   format_mb(facts.available_bytes), format_mb(facts.emergency_floor_bytes),
-                                   decision.job, facts.key, format_mb(decision.current_bytes));
-            return fmt::format("EMERGENCY: running jobs still need {} more, {} available: stopped PID={} {} at {} "
-                               "(youngest growing job) so the older ones can finish",
-                               format_mb(at_least_zero(static_cast<std::int64_t>(facts.available_bytes) -
-                                                       decision.effective_free_bytes)),
-                               format_mb(facts.available_bytes), decision.job, facts.key,
-                               format_mb(decision.current_bytes));
+                return fmt::format(
+                    "EMERGENCY: only {} available (floor {}): stopped PID={} {} at {} "
+                    "(youngest growing job) until memory returns",
+                    format_mb(facts.available_bytes), format_mb(facts.emergency_floor_bytes), decision.job, facts.key,
+                    format_mb(decision.current_bytes));
+            return fmt::format(
+                "EMERGENCY: running jobs still need {} more, {} available: stopped PID={} {} at {} "
+                "(youngest growing job) so the older ones can finish",
+                format_mb(
+                    at_least_zero(static_cast<std::int64_t>(facts.available_bytes) - decision.effective_free_bytes)),
+                format_mb(facts.available_bytes), decision.job, facts.key, format_mb(decision.current_bytes));
         case DecisionKind::emergency_resume:
             return fmt::format("Memory is back ({} free after imminent): resumed PID={} {}",
                                format_mb(at_least_zero(decision.effective_free_bytes)), decision.job, facts.key);

@@ -11,8 +11,8 @@ namespace memgov {
 
 // What a decision's line names besides the decision itself.
 struct DecisionFacts {
-    std::string key;             // the job's key (or its pid when unknown)
-    double waited_seconds = 0;   // admit: how long it was held
+    std::string key;            // the job's key (or its pid when unknown)
+    double waited_seconds = 0;  // admit: how long it was held
     std::uint64_t available_bytes = 0;
     std::uint64_t emergency_floor_bytes = 0;
     std::uint64_t kept_free_bytes = 0;  // admission keeps it free besides a job's peak

@@ -15,7 +15,8 @@ namespace memgov {
 
 enum class LogCategory { debug, memory, monitor, predict, signal, exit };
 
-// Admission verdicts are coloured where the sink can show colours (green OK, blue PROCEEDING, purple WAITING and re-predictions).
+// Admission verdicts are coloured where the sink can show colours (green OK, blue PROCEEDING, purple WAITING and
+// re-predictions).
 enum class Verdict { none, ok, proceeding, waiting };
 
 // Log lines to a file, written and flushed as they come.
@@ -39,9 +40,7 @@ public:
     // Writes nothing when `verbosity` is 0; category debug needs 2. `sink` outlives the Log.
     Log(int verbosity, LineSink& sink) : verbosity_(verbosity), sink_(sink) {}
 
-    bool enabled(LogCategory category) const {
-        return verbosity_ >= (category == LogCategory::debug ? 2 : 1);
-    }
+    bool enabled(LogCategory category) const { return verbosity_ >= (category == LogCategory::debug ? 2 : 1); }
 
     template <typename... Args>
     void write(LogCategory category, fmt::format_string<Args...> format, Args&&... args) {

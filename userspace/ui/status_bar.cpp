@@ -69,8 +69,8 @@ std::string format_bar(const BarStatus& status, const BarStyle& style) {
     if (status.waiting) counts += fmt::format(", {} waiting", status.waiting);
     if (status.stopped) counts += fmt::format(", {} stopped", status.stopped);
     counts += ", " + plural(status.procs, "proc");
-    std::string spinner = style.unicode ? braille[status.frame % braille.size()]
-                                        : ascii_spinner[status.frame % ascii_spinner.size()];
+    std::string spinner =
+        style.unicode ? braille[status.frame % braille.size()] : ascii_spinner[status.frame % ascii_spinner.size()];
     std::string text = fmt::format(" {}% ({}MB) {}", percent, (status.available_bytes + (1u << 19)) >> 20, counts);
 
     int room = style.width - 1;  // never the last column: some terminals wrap on it

@@ -18,7 +18,7 @@ struct BarStatus {
     std::size_t waiting = 0;
     std::size_t stopped = 0;
     std::uint64_t procs = 0;
-    unsigned frame = 0;                 // spinner position
+    unsigned frame = 0;  // spinner position
 };
 
 struct BarStyle {
