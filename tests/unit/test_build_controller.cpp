@@ -328,6 +328,11 @@ TEST_CASE("decision text: each kind of decision in the log's words") {
     Decision waiting{DecisionKind::keep_waiting, 7, 512 * MiB, 200 * MiB, 300 * MiB};
     CHECK(decision_text(waiting, facts) ==
           "PID=7 /src/a.c: needs 512MB and 64MB kept free, only 200MB free (300MB imminent) - WAITING");
+    Decision surprised{DecisionKind::keep_waiting, 7, 100 * MiB, 200 * MiB, 300 * MiB};
+    surprised.surprise_bytes = 400 * MiB;
+    CHECK(decision_text(surprised, facts) ==
+          "PID=7 /src/a.c: needs 100MB and 64MB kept free and 400MB in case a guess is as large as its largest "
+          "peer, only 200MB free (300MB imminent) - WAITING");
     Decision on_curve{DecisionKind::keep_waiting, 7, 100 * MiB, 200 * MiB, 300 * MiB};  // fits now, not later
     CHECK(decision_text(on_curve, facts) ==
           "PID=7 /src/a.c: needs 100MB and 64MB kept free, have 200MB free (300MB imminent) - WAITING "

@@ -107,6 +107,9 @@ struct Decision {
     bool on_curve = false;     // admit: its peak does not fit now, but will as running jobs end
     bool below_floor = false;  // emergency_stop: available memory fell below the floor (else:
                                // running jobs' remaining growth exceeds what is available)
+    // admit, keep_waiting: kept free besides the job's peak in case one guessed job (this one
+    // or a running one) turns out as large as its largest peer (see surprise_room()).
+    std::uint64_t surprise_bytes = 0;
     // repredict: the prediction before, the job's use and growth rate at the reading.
     std::uint64_t previous_bytes = 0;
     std::uint64_t current_bytes = 0;
@@ -210,6 +213,12 @@ private:
     // its current use has not reached.
     double curve_age_ms(const Job& job, Clock::time_point now) const;
     std::uint64_t imminent_bytes() const;
+    // How much larger than reserved a job may yet turn out: a guess may be as large as its
+    // largest peer (its ceiling); a measured peak is what the job needs.
+    std::uint64_t surprise(const Job& job) const;
+    // Room kept for one surprise: the largest of the running jobs' and `candidate`'s. One is
+    // enough: a surprise found out is re-predicted, and its reservation then covers it.
+    std::uint64_t surprise_room(const Job* candidate) const;
     std::size_t active_count() const;  // running and not emergency-stopped
     void repredict(pid_t pid, Job& job, std::uint64_t peak_bytes);
     // The emergency net: stops running jobs when memory is below the floor, or when their

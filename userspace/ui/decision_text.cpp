@@ -40,13 +40,16 @@ std::string decision_text(const Decision& decision, const DecisionFacts& facts) 
                                format_mb(decision.needed_bytes), free_text(decision),
                                admission_verdict(decision, facts));
         case DecisionKind::keep_waiting: {
+            std::uint64_t kept = facts.kept_free_bytes + decision.surprise_bytes;
+            std::string surprise = decision.surprise_bytes
+                                       ? fmt::format(" and {} in case a guess is as large as its largest peer",
+                                                     format_mb(decision.surprise_bytes))
+                                       : "";
             // A job whose peak fits now waits when running jobs' growth ahead would take it.
-            bool fits_now =
-                decision.needed_bytes + facts.kept_free_bytes <= at_least_zero(decision.effective_free_bytes);
-            return fmt::format("PID={} {}: needs {} and {} kept free, {} - WAITING{}", decision.job, facts.key,
-                               format_mb(decision.needed_bytes), format_mb(facts.kept_free_bytes),
-                               free_text(decision, facts.kept_free_bytes),
-                               fits_now ? " (running jobs' growth would take it)" : "");
+            bool fits_now = decision.needed_bytes + kept <= at_least_zero(decision.effective_free_bytes);
+            return fmt::format("PID={} {}: needs {} and {} kept free{}, {} - WAITING{}", decision.job, facts.key,
+                               format_mb(decision.needed_bytes), format_mb(facts.kept_free_bytes), surprise,
+                               free_text(decision, kept), fits_now ? " (running jobs' growth would take it)" : "");
         }
         case DecisionKind::emergency_stop:
             if (decision.below_floor)
