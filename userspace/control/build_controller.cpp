@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <stdexcept>
 
 #include "bytes.h"
 #include "decision_text.h"
@@ -70,6 +71,8 @@ BuildController::BuildController(ControllerSettings settings, Wiring wiring)
       predictor_(settings_.cold_estimate),
       report_(wiring.detailed_report),
       last_save_(environment_.now()) {
+    if (!environment_.now || !environment_.read_memory || !environment_.process_cwd || !environment_.wall_time)
+        throw std::logic_error("BuildController: every function of ControllerEnvironment must be set");
     for (const auto& [key, profile] : store_.profiles()) predictor_.learn(key, profile);
 }
 

@@ -34,7 +34,7 @@ struct ControllerSettings {
     bool always_stop = false;  // no kernel grant: every gated job waits for the controller
 };
 
-// What the controller asks of the machine besides the tracker.
+// What the controller asks of the machine besides the tracker (all required).
 struct ControllerEnvironment {
     // CLOCK_MONOTONIC, the clock of the tracker's timestamps.
     std::function<Clock::time_point()> now = [] { return Clock::now(); };

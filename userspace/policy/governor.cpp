@@ -4,35 +4,33 @@
 
 namespace memgov {
 
+Governor::Job Governor::expecting(Reservation expected, Clock::time_point queued_at) {
+    return Job{.predicted_bytes = expected.peak_bytes,
+               .reserved_bytes = expected.peak_bytes,
+               .curve = std::move(expected.curve),
+               .measured = expected.measured,
+               .ceiling_bytes = expected.ceiling_bytes,
+               .queued_at = queued_at};
+}
+
 void Governor::job_waiting(pid_t job, Reservation expected, Clock::time_point now) {
     if (waiting_.contains(job) || running_.contains(job)) return;
-    waiting_[job] = Job{.predicted_bytes = expected.peak_bytes,
-                        .reserved_bytes = expected.peak_bytes,
-                        .curve = std::move(expected.curve),
-                        .measured = expected.measured,
-                        .ceiling_bytes = expected.ceiling_bytes,
-                        .queued_at = now};
+    waiting_[job] = expecting(std::move(expected), now);
     queue_.push_back(job);
 }
 
 void Governor::job_expected(pid_t job, Reservation expected) {
     auto it = waiting_.find(job);
     if (it == waiting_.end()) return;
-    it->second.predicted_bytes = it->second.reserved_bytes = expected.peak_bytes;
-    it->second.curve = std::move(expected.curve);
-    it->second.measured = expected.measured;
-    it->second.ceiling_bytes = expected.ceiling_bytes;
+    Job updated = expecting(std::move(expected), it->second.queued_at);
+    updated.refused_once = it->second.refused_once;
+    it->second = std::move(updated);
 }
 
 void Governor::job_running(pid_t job, Reservation expected, Clock::time_point now) {
     if (waiting_.contains(job) || running_.contains(job)) return;
-    running_[job] = Job{.predicted_bytes = expected.peak_bytes,
-                        .reserved_bytes = expected.peak_bytes,
-                        .curve = std::move(expected.curve),
-                        .measured = expected.measured,
-                        .ceiling_bytes = expected.ceiling_bytes,
-                        .queued_at = now,
-                        .admitted_at = now};
+    Job& started = running_[job] = expecting(std::move(expected), now);
+    started.admitted_at = now;
     admission_order_.push_back(job);
 }
 

@@ -212,6 +212,8 @@ private:
     // A running job's age along its curve: its wall age, but no later than the first step
     // its current use has not reached.
     double curve_age_ms(const Job& job, Clock::time_point now) const;
+    // A job expected as `expected`, queued (or started) at `queued_at`.
+    static Job expecting(Reservation expected, Clock::time_point queued_at);
     std::uint64_t imminent_bytes() const;
     // How much larger than reserved a job may yet turn out: a guess may be as large as its
     // largest peer (its ceiling); a measured peak is what the job needs.
