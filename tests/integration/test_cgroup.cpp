@@ -1,68 +1,42 @@
 #include "test_cgroup.h"
 
-#include <signal.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
-#include <chrono>
-#include <fstream>
-#include <sstream>
 #include <stdexcept>
-#include <thread>
 
-#include "memory_probe.h"
+#include "harness.h"
 
 namespace harness {
 namespace {
 
-void write_file(const std::string& path, const std::string& text) {
-    std::ofstream out(path);
-    out << text;
-    out.close();
-    if (!out) throw std::runtime_error("cannot write " + path);
+// tools/memcg.py: the one cgroup helper of the tests, the benchmarks and the demo.
+std::vector<std::string> memcg(std::vector<std::string> args) {
+    args.insert(args.begin(), {"python3", std::string(MEMGOV_SOURCE_DIR) + "/tools/memcg.py"});
+    return args;
 }
 
-std::uint64_t field_value(const std::string& path, const std::string& key) {
-    std::ifstream in(path);
-    for (std::string line; std::getline(in, line);) {
-        std::istringstream words(line);
-        std::string name;
-        std::uint64_t value = 0;
-        if (words >> name >> value && name == key) return value;
-    }
-    return 0;
+std::string memcg_output(const std::vector<std::string>& args) {
+    std::string out, err;
+    if (run(memcg(args), &out, &err) != 0) throw std::runtime_error("memcg.py " + args.front() + ": " + err);
+    while (!out.empty() && out.back() == '\n') out.pop_back();
+    return out;
 }
 
 }  // namespace
 
-TestCgroup::TestCgroup(std::uint64_t limit_bytes) {
-    memgov::MemoryProbe probe;  // finds our own memory cgroup the way memgov does
-    if (probe.cgroup_dirs().empty()) throw std::runtime_error("no memory cgroup on this machine");
-    v2_ = probe.cgroup_v2();
-    dir_ = probe.cgroup_dirs().front() + "/memgov-test-" + std::to_string(getpid());
-    if (mkdir(dir_.c_str(), 0755) != 0 && errno != EEXIST) throw std::runtime_error("cannot create " + dir_);
-    write_file(dir_ + (v2_ ? "/memory.max" : "/memory.limit_in_bytes"), std::to_string(limit_bytes));
-}
+TestCgroup::TestCgroup(std::uint64_t limit_bytes)
+    : dir_(memcg_output({"make", std::to_string(limit_bytes), "memgov-test-" + std::to_string(getpid())})) {}
 
-TestCgroup::~TestCgroup() {
-    for (int attempt = 0; attempt < 50; ++attempt) {
-        std::ifstream procs(dir_ + "/cgroup.procs");
-        bool any = false;
-        for (pid_t pid; procs >> pid;) {
-            kill(pid, SIGKILL);
-            any = true;
-        }
-        if (!any && rmdir(dir_.c_str()) == 0) return;
-        std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-}
+TestCgroup::~TestCgroup() { run(memcg({"remove", dir_})); }
 
-std::uint64_t TestCgroup::oom_kills() const {
-    return field_value(dir_ + (v2_ ? "/memory.events" : "/memory.oom_control"), "oom_kill");
+std::uint64_t TestCgroup::oom_kills() const { return std::stoull(memcg_output({"oom-kills", dir_})); }
+
+void TestCgroup::set_limit(std::uint64_t limit_bytes) const {
+    memcg_output({"limit", dir_, std::to_string(limit_bytes)});
 }
 
 std::vector<std::string> TestCgroup::wrap(const std::vector<std::string>& command) const {
-    std::vector<std::string> argv{"/bin/sh", "-c", "echo $$ > \"$0\" && exec \"$@\"", dir_ + "/cgroup.procs"};
+    std::vector<std::string> argv = memcg({"run", dir_});
     argv.insert(argv.end(), command.begin(), command.end());
     return argv;
 }

@@ -208,9 +208,7 @@ TEST_CASE("the cgroup limit lowered mid-build: memgov stops the youngest job ins
     pid_t lowerer = fork();
     if (lowerer == 0) {  // after a second, three jobs at ~100 MB each will still grow to 900 MB
         usleep(1'000'000);
-        std::ofstream(cgroup.dir() + (std::filesystem::exists(cgroup.dir() + "/memory.max") ? "/memory.max"
-                                                                                            : "/memory.limit_in_bytes"))
-            << (800 * MiB);
+        cgroup.set_limit(800 * MiB);
         _exit(0);
     }
     // The floor leaves room for the oldest job to finish while the two others stay stopped.

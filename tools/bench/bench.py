@@ -19,7 +19,6 @@ import random
 import re
 import resource
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -42,73 +41,8 @@ MiB = 1 << 20
 
 # ---------------------------------------------------------------- memory cgroup
 
-class Cgroup:
-    """A child memory cgroup of ours with a limit; removed (processes killed) on close."""
-
-    def __init__(self, limit_bytes):
-        lines = Path("/proc/self/cgroup").read_text().splitlines()
-        v1 = [l.split(":", 2)[2] for l in lines if "memory" in l.split(":")[1].split(",")]
-        if v1:
-            self.v2 = False
-            base = Path("/sys/fs/cgroup/memory" + v1[0].rstrip("/"))
-        else:
-            self.v2 = True
-            v2 = [l.split(":", 2)[2] for l in lines if l.startswith("0::")][0]
-            root = Path("/sys/fs/cgroup")
-            if not (root / "cgroup.controllers").exists():
-                root = root / "unified"
-            base = Path(str(root) + v2.rstrip("/"))
-        self.dir = base / f"memgov-bench-{os.getpid()}"
-        self.dir.mkdir()
-        self.limit = limit_bytes
-        (self.dir / ("memory.max" if self.v2 else "memory.limit_in_bytes")).write_text(str(limit_bytes))
-
-    def usage(self):
-        try:
-            return int((self.dir / ("memory.current" if self.v2 else "memory.usage_in_bytes")).read_text())
-        except (OSError, ValueError):
-            return 0
-
-    def oom_kills(self):
-        text = (self.dir / ("memory.events" if self.v2 else "memory.oom_control")).read_text()
-        for line in text.splitlines():
-            key, _, value = line.partition(" ")
-            if key == "oom_kill":
-                return int(value)
-        return 0
-
-    def wrap(self, argv):
-        return ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', str(self.dir / "cgroup.procs"), *map(str, argv)]
-
-    def kill_all(self):
-        """SIGKILLs everything in the cgroup until it is empty (new forks included); cgroup v1
-        has no cgroup.kill."""
-        for _ in range(100):
-            try:
-                pids = (self.dir / "cgroup.procs").read_text().split()
-            except OSError:  # removed already
-                return
-            if not pids:
-                return
-            for pid in pids:
-                try:
-                    os.kill(int(pid), signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            time.sleep(0.05)
-
-    def close(self):
-        """Kills what is left and removes the cgroup, waiting up to 30 s: a process stuck in the
-        kernel after a thrash can take a while to die, and the next cgroup may reuse the name."""
-        for _ in range(300):
-            self.kill_all()
-            try:
-                self.dir.rmdir()
-                return
-            except FileNotFoundError:
-                return
-            except OSError:
-                time.sleep(0.1)
+sys.path.insert(0, str(ROOT / "tools"))
+from memcg import Cgroup  # noqa: E402  (tools/memcg.py: one cgroup helper for tests, benchmarks and the demo)
 
 
 def run_sampled(argv, cgroup, cwd=None, env=None):
@@ -137,7 +71,7 @@ def run_limited(argv, limit_bytes, timeout, cwd=None, env=None):
     """run_sampled in a fresh memory cgroup of limit_bytes, killed whole after timeout seconds: at
     its limit a cgroup can thrash for minutes instead of OOM-killing. Returns exit, seconds,
     oom_kills, timed_out, peak_bytes (the kernel's high-water mark where it keeps one) and output."""
-    cgroup = Cgroup(limit_bytes)
+    cgroup = Cgroup(limit_bytes, f"memgov-bench-{os.getpid()}")
     fired = threading.Event()
 
     def expire():
@@ -148,11 +82,7 @@ def run_limited(argv, limit_bytes, timeout, cwd=None, env=None):
     timer.start()
     try:
         status, seconds, ooms, samples, out = run_sampled(argv, cgroup, cwd=cwd, env=env)
-        peak = max((b for _, b in samples), default=0)
-        try:
-            peak = int((cgroup.dir / ("memory.peak" if cgroup.v2 else "memory.max_usage_in_bytes")).read_text())
-        except (OSError, ValueError):
-            pass
+        peak = cgroup.peak() or max((b for _, b in samples), default=0)
     finally:
         timer.cancel()
         timer.join()  # a kill under way must not outlive this run
@@ -217,7 +147,7 @@ def memstorm(quick):
     work = Path(tempfile.mkdtemp(prefix="memgov-bench-"))
     profiles = work / "profiles"
     write_makefile(work, jobs)
-    cgroup = Cgroup(limit)
+    cgroup = Cgroup(limit, f"memgov-bench-{os.getpid()}")
     rows, series = [], {}
     memgov = [MEMGOV, "-q", "--gate", "memhog", "--profiles-dir", profiles, "--"]
     runs = [

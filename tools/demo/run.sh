@@ -16,35 +16,18 @@ fi
 
 work=$(mktemp -d /tmp/memgov-demo.XXXXXX)
 profiles="$work/profiles"
+memcg="$root/tools/memcg.py"
 cgroup=""
 cleanup() {
-  if [[ -n $cgroup && -d $cgroup ]]; then
-    xargs -r kill -9 < "$cgroup/cgroup.procs" 2>/dev/null || true
-    sleep 0.2
-    rmdir "$cgroup" 2>/dev/null || true
-  fi
+  [[ -n $cgroup ]] && python3 "$memcg" remove "$cgroup"
   rm -rf "$work"
 }
 trap cleanup EXIT
 
-# A child of this shell's memory cgroup (v1 hierarchy, else v2), limited to $limit.
-v1_path=$(awk -F: '$2 ~ /(^|,)memory(,|$)/ {print $3}' /proc/self/cgroup)
-if [[ -n $v1_path ]]; then
-  cgroup="/sys/fs/cgroup/memory${v1_path%/}/memgov-demo-$$"
-  mkdir "$cgroup"
-  echo "$limit" > "$cgroup/memory.limit_in_bytes"
-  oom_file="$cgroup/memory.oom_control"
-else
-  v2_path=$(awk -F: '$1 == "0" {print $3}' /proc/self/cgroup)
-  base=/sys/fs/cgroup
-  [[ -f $base/cgroup.controllers ]] || base=/sys/fs/cgroup/unified
-  cgroup="$base${v2_path%/}/memgov-demo-$$"
-  mkdir "$cgroup"
-  echo "$limit" > "$cgroup/memory.max"
-  oom_file="$cgroup/memory.events"
-fi
-oom_kills() { awk '$1 == "oom_kill" {print $2}' "$oom_file"; }
-in_cgroup() { sh -c 'echo $$ > "$0/cgroup.procs" && exec "$@"' "$cgroup" "$@"; }
+# A child of this shell's memory cgroup, limited to $limit.
+cgroup=$(python3 "$memcg" make "$limit" "memgov-demo-$$")
+oom_kills() { python3 "$memcg" oom-kills "$cgroup"; }
+in_cgroup() { python3 "$memcg" run "$cgroup" "$@"; }
 
 build() {  # label, command...
   local label=$1; shift
