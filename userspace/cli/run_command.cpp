@@ -20,9 +20,9 @@
 #include "build_report.h"
 #include "bytes.h"
 #include "gate_list.h"
+#include "job_key.h"
 #include "log.h"
 #include "memory_probe.h"
-#include "predictor.h"
 #include "procfs_tracker.h"
 #include "profile_store.h"
 #include "profiles_command.h"
@@ -86,12 +86,6 @@ void forward_signal(int signo, pid_t root, Tracker& tracker) {
     if (signo == SIGTERM) return;
     std::this_thread::sleep_for(20ms);
     tracker.signal_all(signo);
-}
-
-std::string joined(const std::vector<std::string>& argv) {
-    std::string text;
-    for (const auto& arg : argv) text += (text.empty() ? "" : " ") + arg;
-    return text;
 }
 
 double seconds(Clock::duration duration) { return std::chrono::duration<double>(duration).count(); }

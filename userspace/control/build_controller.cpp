@@ -33,12 +33,6 @@ std::uint64_t monotonic_ns_at(Clock::time_point when) {
         std::chrono::duration_cast<std::chrono::nanoseconds>(when.time_since_epoch()).count());
 }
 
-std::string joined(const std::vector<std::string>& argv) {
-    std::string text;
-    for (const auto& arg : argv) text += (text.empty() ? "" : " ") + arg;
-    return text;
-}
-
 Reservation reservation_of(const Prediction& prediction) {
     return {prediction.bytes, prediction.curve, prediction.source == PredictionSource::profile,
             prediction.ceiling_bytes};

@@ -141,6 +141,12 @@ std::string absolute_path(const std::string& path, const std::string& cwd) {
     return normal;
 }
 
+std::string joined(const std::vector<std::string>& argv) {
+    std::string text;
+    for (const auto& arg : argv) text += (text.empty() ? "" : " ") + arg;
+    return text;
+}
+
 JobKey job_key(const std::vector<std::string>& argv, const std::string& cwd) {
     if (argv.empty()) return {JobKind::other, "(no argv)"};
 

@@ -28,6 +28,8 @@ JobKey job_key(const std::vector<std::string>& argv, const std::string& cwd);
 
 // The last component of a path: "/usr/bin/g++" -> "g++" (the exec gate's and key's program name).
 std::string basename_of(std::string_view path);
+// argv as one line, arguments joined by spaces (for the log).
+std::string joined(const std::vector<std::string>& argv);
 
 // Lexically normal absolute path of `path` seen from `cwd`; never touches the file system.
 std::string absolute_path(const std::string& path, const std::string& cwd);
