@@ -498,6 +498,14 @@ def realproject(quick):
 
 # ---------------------------------------------------------------- output
 
+def markdown_table(columns, rows):
+    """A Markdown table: `columns` as its header, then a line of cells per row (None: empty)."""
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for cells in rows:
+        lines.append("| " + " | ".join(str(blank_if_none(cell)) for cell in cells) + " |")
+    return lines
+
+
 def write_outputs(name, result, table):
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")

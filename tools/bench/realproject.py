@@ -346,17 +346,18 @@ def realproject(quick):
               "targets": per_target, "limits_bytes": limits, "largest_job_bytes": largest,
               "safe_j": {str(k // MiB): v for k, v in safe_j.items()}, "timeout_seconds": round(timeout),
               "slots": SLOTS, "notes": notes, "rows": rows}
-    # A failed build stops early (ninja stops at the first failed job): targets built says how early.
-    table = ["| run | limit (MiB) | wall (s) | × static -j's wall | OOM kills | emergency stops | exit "
-             "| targets built | cgroup peak (MiB) |", "|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        table.append(f"| {r['run']} | {r['limit_bytes'] // MiB} | {r['seconds']} | "
-                     f"{'' if r['ratio_to_static'] is None else r['ratio_to_static']} | {r['oom_kills']} | "
-                     f"{'' if r['emergency_stops'] is None else r['emergency_stops']} | "
-                     f"{'timeout' if r['timed_out'] else r['exit']} | {r['built']}/{r['targets']} | "
-                     f"{r['cgroup_peak_bytes'] // MiB} |")
-    bench.write_outputs("realproject", result, table)
+    bench.write_outputs("realproject", result, realproject_table(result))
     return result
+
+
+def realproject_table(result):
+    # A failed build stops early (ninja stops at the first failed job): targets built says how early.
+    return bench.markdown_table(
+        ["run", "limit (MiB)", "wall (s)", "× static -j's wall", "OOM kills", "emergency stops", "exit",
+         "targets built", "cgroup peak (MiB)"],
+        [[r["run"], r["limit_bytes"] // MiB, r["seconds"], r["ratio_to_static"], r["oom_kills"], r["emergency_stops"],
+          "timeout" if r["timed_out"] else r["exit"], f"{r['built']}/{r['targets']}", r["cgroup_peak_bytes"] // MiB]
+         for r in result["rows"]])
 
 
 def realproject_failures(result):

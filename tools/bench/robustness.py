@@ -168,20 +168,25 @@ def robustness(quick):
                      "plain_make": {k: plain[k] for k in ("seed", "seconds", "oom_kills", "exit", "timed_out")}})
     result = {"benchmark": "robustness", "quick": quick, "slots": SLOTS, "seeds": len(seeds),
               "factors": list(FACTORS), "seconds": round(time.monotonic() - started, 1), "runs": runs, "rows": rows}
-    table = [f"| limit (× largest job) | memgov -j{SLOTS} cold runs | runs with an OOM kill | OOM kills "
-             "| runs with emergency stops | emergency stops | nonzero exit / timed out "
-             f"| × lower bound, median (clean runs) | max | plain make -j{SLOTS} (first seed): OOM kills, exit |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        p = r["plain_make"]
-        plain = f"{p['oom_kills']}, {p['exit']}{' (timed out)' if p['timed_out'] else ''}"
-        table.append(f"| {r['factor']}× ({r['limit_mib_min']}–{r['limit_mib_max']} MiB) | {r['runs']} | "
-                     f"{r['runs_oom_killed']} | {r['oom_kills']} | {r['runs_with_emergency_stops']} | "
-                     f"{r['emergency_stops']} | {r['runs_failed']} / {r['timeouts']} | "
-                     f"{'' if r['median_ratio'] is None else r['median_ratio']} | "
-                     f"{'' if r['max_ratio'] is None else r['max_ratio']} | {plain} |")
-    bench.write_outputs("robustness", result, table)
+    bench.write_outputs("robustness", result, robustness_table(result))
     return result
+
+
+def robustness_table(result):
+    slots = result["slots"]
+
+    def plain(r):
+        p = r["plain_make"]
+        return f"{p['oom_kills']}, {p['exit']}{' (timed out)' if p['timed_out'] else ''}"
+
+    return bench.markdown_table(
+        ["limit (× largest job)", f"memgov -j{slots} cold runs", "runs with an OOM kill", "OOM kills",
+         "runs with emergency stops", "emergency stops", "nonzero exit / timed out",
+         "× lower bound, median (clean runs)", "max", f"plain make -j{slots} (first seed): OOM kills, exit"],
+        [[f"{r['factor']}× ({r['limit_mib_min']}–{r['limit_mib_max']} MiB)", r["runs"], r["runs_oom_killed"],
+          r["oom_kills"], r["runs_with_emergency_stops"], r["emergency_stops"],
+          f"{r['runs_failed']} / {r['timeouts']}", r["median_ratio"], r["max_ratio"], plain(r)]
+         for r in result["rows"]])
 
 
 def robustness_failures(result):
