@@ -584,3 +584,133 @@ TEST_CASE(
     CHECK(s.governor.startable_at_once(600 * MiB, 64 * MiB, 0, 2000 * MiB) ==
           (2000 - 64 - (s.governor.view().reserved_bytes >> 20) + 400) / 600);
 }
+
+// Other builds on the same memory, as the host ledger shows them (DESIGN §7.6).
+namespace {
+
+OtherBuilds others_running(std::size_t running, std::uint64_t imminent_mib = 0, std::uint64_t kept_mib = 0) {
+    return OtherBuilds{.imminent_bytes = imminent_mib * MiB, .kept_bytes = kept_mib * MiB, .running = running};
+}
+
+}  // namespace
+
+TEST_CASE("other builds: what they are about to take and keep is not ours to admit into") {
+    Scenario s;
+    s.wait(1, 100);
+    REQUIRE(Scenario::admitted(s.decide(2000)) == std::vector<pid_t>{1});
+    s.use(1, 100, 100);
+    s.wait(2, 600);
+    s.governor.other_builds(others_running(1, 400, 100));
+    auto decisions = s.decide(1000);  // 1000 - 0 ours - 400 theirs - 100 kept = 500 < 600
+    CHECK(Scenario::admitted(decisions).empty());
+    const Decision* waiting = Scenario::find(decisions, DecisionKind::keep_waiting, 2);
+    REQUIRE(waiting);
+    CHECK(waiting->effective_free_bytes == 500 * MiB);
+    s.governor.other_builds(others_running(1, 300, 100));  // their job grew: 600 left
+    CHECK(Scenario::admitted(s.decide(1000)) == std::vector<pid_t>{2});
+}
+
+TEST_CASE("other builds: a job starts whatever it needs only when nothing runs on the whole host") {
+    Scenario s;
+    s.wait(1, 2000);
+    s.governor.other_builds(others_running(1));
+    CHECK(Scenario::admitted(s.decide(1000)).empty());
+    // Theirs ended, but one of theirs has waited longer than ours: it goes first.
+    OtherBuilds waiting_elsewhere;
+    waiting_elsewhere.oldest_waiting.push_back({s.now - 1s, 2000 * MiB});
+    s.governor.other_builds(waiting_elsewhere);
+    CHECK(Scenario::admitted(s.decide(1000)).empty());
+    // It started (and ended): ours is the host's oldest, with nothing running.
+    s.governor.other_builds({});
+    auto decisions = s.decide(1000);
+    REQUIRE(Scenario::admitted(decisions) == std::vector<pid_t>{1});
+    CHECK(decisions.back().forced);
+}
+
+TEST_CASE("other builds: their job that has waited a backfill window longer than ours goes first") {
+    Scenario s;
+    s.wait(1, 100);
+    REQUIRE(Scenario::admitted(s.decide(2000)) == std::vector<pid_t>{1});
+    s.use(1, 100, 100);
+    s.now += 20s;
+    s.wait(2, 300);
+    OtherBuilds others = others_running(1);
+    others.oldest_waiting.push_back({s.now - 5s, 500 * MiB});
+    s.governor.other_builds(others);
+    // Theirs waited less than the window: ours may pass it, as inside one build.
+    CHECK(Scenario::admitted(s.decide(700)) == std::vector<pid_t>{2});
+    s.wait(3, 300);
+    others.oldest_waiting = {{s.now - 11s, 500 * MiB}};
+    s.governor.other_builds(others);
+    CHECK(Scenario::admitted(s.decide(700)).empty());                    // 700 - 300 imminent of 2 - 500 owed
+    CHECK(Scenario::admitted(s.decide(1100)) == std::vector<pid_t>{3});  // room for both
+}
+
+TEST_CASE("other builds: ours older than theirs owes them nothing") {
+    Scenario s;
+    s.wait(1, 100);
+    REQUIRE(Scenario::admitted(s.decide(2000)) == std::vector<pid_t>{1});
+    s.wait(2, 300);
+    s.now += 30s;
+    OtherBuilds others = others_running(1);
+    others.oldest_waiting.push_back({s.now - 11s, 500 * MiB});
+    s.governor.other_builds(others);
+    CHECK(Scenario::admitted(s.decide(500)) == std::vector<pid_t>{2});
+}
+
+TEST_CASE("other builds: the kernel grant gives no start while one of theirs waits, and leaves them theirs") {
+    Scenario s;
+    CHECK(s.governor.startable_at_once(100 * MiB, 0, 0, 1000 * MiB) == 10);
+    s.governor.other_builds(others_running(2, 300, 200));
+    CHECK(s.governor.startable_at_once(100 * MiB, 0, 0, 1000 * MiB) == 5);
+    OtherBuilds waiting = others_running(2);
+    waiting.oldest_waiting.push_back({s.now, 100 * MiB});
+    s.governor.other_builds(waiting);
+    CHECK(s.governor.startable_at_once(100 * MiB, 0, 0, 1000 * MiB) == 0);
+}
+
+TEST_CASE("other builds: the net counts their near growth, and stops our last job only while theirs run") {
+    GovernorSettings settings;
+    settings.emergency_floor_bytes = 10 * MiB;
+    Scenario s(settings);
+    s.wait(1, 500);
+    REQUIRE(Scenario::admitted(s.decide(2000)) == std::vector<pid_t>{1});
+    s.use(1, 100, 100);
+    s.now += 100ms;
+    s.use(1, 200, 200);  // growing, 300 still to come
+    OtherBuilds others = others_running(0);
+    others.near_growth_bytes = 400 * MiB;
+    s.governor.other_builds(others);
+    // 600 available - 400 theirs < 300 ours, but ours is the host's last running job.
+    CHECK_FALSE(Scenario::find(s.decide(600), DecisionKind::emergency_stop, 1));
+    others.running = 1;
+    s.governor.other_builds(others);
+    CHECK(Scenario::find(s.decide(600), DecisionKind::emergency_stop, 1));
+    // Stopped, it resumes once it fits beside their growth, or when nothing else runs.
+    CHECK_FALSE(Scenario::find(s.decide(600), DecisionKind::emergency_resume, 1));
+    s.governor.other_builds({});
+    CHECK(Scenario::find(s.decide(600), DecisionKind::emergency_resume, 1));
+}
+
+TEST_CASE("other builds: no stall rule while only their jobs run") {
+    Scenario s;
+    s.wait(1, 2000);
+    s.governor.other_builds(others_running(1));
+    CHECK(Scenario::admitted(s.decide(1000)).empty());
+    s.now += 60s;
+    CHECK(Scenario::admitted(s.decide(1000)).empty());
+}
+
+TEST_CASE("share: what this build shows the others") {
+    Scenario s = two_running_one_stopped();
+    s.now += 1s;
+    s.wait(3, 4000);
+    s.decide(10);
+    BuildShare share = s.governor.share(s.now);
+    CHECK(share.running == 1);
+    CHECK(share.imminent_bytes == 300 * MiB);  // a stopped job takes nothing while stopped
+    CHECK(share.kept_bytes == 0);              // no guess with a larger ceiling runs
+    REQUIRE(share.oldest_waiting);
+    CHECK(share.oldest_waiting->needed_bytes == 4000 * MiB);
+    CHECK(share.oldest_waiting->queued_at == s.now);
+}

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """memgov benchmarks: every claim a ratio measured side by side in one run on one machine.
 
-    sudo tools/bench/bench.py [--quick] [--check] [--out DIR] [memstorm] [robustness] [realproject] [accuracy]
-                              [overhead] [latency] [scale]
+    sudo tools/bench/bench.py [--quick] [--check] [--out DIR] [memstorm] [robustness] [realproject] [concurrent]
+                              [accuracy] [overhead] [latency] [scale]
 
 Writes docs/bench/<name>.json (machine-readable) and docs/bench/<name>.md (the table
 docs/BENCHMARKS.md shows), and docs/bench/memstorm.svg (memory over time); --out elsewhere.
@@ -496,6 +496,11 @@ def realproject(quick):
     return module.realproject(quick)
 
 
+def concurrent(quick):
+    import concurrent_builds as module
+    return module.concurrent(quick)
+
+
 # ---------------------------------------------------------------- output
 
 def markdown_table(columns, rows):
@@ -536,6 +541,9 @@ def failures(result):
     elif name == "realproject":
         import realproject as module
         return module.realproject_failures(result)
+    elif name == "concurrent":
+        import concurrent_builds as module
+        return module.concurrent_failures(result)
     elif name == "scale":
         for row in result["rows"]:
             if row["events_dropped"] or row["untracked"]:
@@ -549,7 +557,7 @@ def main():
     parser.add_argument("--quick", action="store_true", help="smaller job sets, one repetition (CI smoke runs)")
     parser.add_argument("--check", action="store_true", help="exit 1 when an outcome (not a timing) is wrong")
     parser.add_argument("--out", type=Path, default=OUT, help=f"where results go (default {OUT})")
-    names = ["memstorm", "robustness", "realproject", "accuracy", "overhead", "latency", "scale"]
+    names = ["memstorm", "robustness", "realproject", "concurrent", "accuracy", "overhead", "latency", "scale"]
     parser.add_argument("benchmarks", nargs="*", choices=[[], *names],
                         help="default: all of them but realproject (a real build, many times: ~1 hour)")
     args = parser.parse_args()

@@ -83,6 +83,11 @@ int main(int argc, char** argv) {
     app.add_option("--profiles-dir", run.profiles_dir,
                    "Where learned peaks are kept (default: the invoking user's ~/.cache/memgov)")
         ->envname("MEMGOV_PROFILES_DIR");
+    app.add_option("--ledger", run.ledger_dir,
+                   "Where the memgov runs on this host publish what their builds are about to take, so that "
+                   "concurrent builds do not each count free memory as theirs (off: this build is alone)")
+        ->envname("MEMGOV_LEDGER")
+        ->capture_default_str();
     app.add_option("--jobs", run.max_running,
                    "At most N jobs admitted at once, biggest first (with a large -j: a deep queue)")
         ->envname("MEMGOV_JOBS");

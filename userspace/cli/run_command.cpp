@@ -146,6 +146,27 @@ ControllerSettings resolve_settings(const RunOptions& options, const MemoryReadi
     return settings;
 }
 
+// This build's entry in the host ledger; without one, says why (the build is then governed
+// as if it were alone, which two builds at once are not).
+std::unique_ptr<HostLedger> open_ledger(const RunOptions& options, const std::optional<Identity>& identity,
+                                        const MemoryProbe& probe) {
+    if (options.ledger_dir == "off") return nullptr;
+    constexpr std::size_t shown_command = 200;
+    try {
+        return HostLedger::open(options.ledger_dir,
+                                {.pid = getpid(),
+                                 .uid = identity ? identity->uid : getuid(),
+                                 .command = joined(options.command).substr(0, shown_command),
+                                 .cgroup = probe.cgroup_dirs().empty() ? "" : probe.cgroup_dirs().front()});
+    } catch (const std::exception& error) {
+        fmt::print(stderr,
+                   "memgov: warning: other memgov runs on this host will not see this build's memory ({}): "
+                   "pass --ledger DIR that every memgov user can write, or --ledger off if it runs alone\n",
+                   error.what());
+        return nullptr;
+    }
+}
+
 }  // namespace
 
 int run_command(const RunOptions& options) {
@@ -190,8 +211,11 @@ int run_command(const RunOptions& options) {
         store.load();
     }
     for (const auto& warning : store.take_warnings()) fmt::print(stderr, "memgov: warning: {}\n", warning);
-    log->write(LogCategory::monitor, "profiles: {} ({} known keys); memory cgroup: {}", store.file().string(),
-               store.profiles().size(), probe.cgroup_dirs().empty() ? "none" : probe.cgroup_dirs().front());
+    auto ledger = open_ledger(options, identity, probe);
+    log->write(LogCategory::monitor, "profiles: {} ({} known keys); memory cgroup: {}; host ledger: {}",
+               store.file().string(), store.profiles().size(),
+               probe.cgroup_dirs().empty() ? "none" : probe.cgroup_dirs().front(),
+               ledger ? ledger->entry_path() : "none");
 
     install_signal_handlers();
     BuildController controller(
@@ -200,7 +224,8 @@ int run_command(const RunOptions& options) {
                     .log = *log,
                     .environment = {.read_memory = [&probe] { return probe.read(); }, .process_cwd = process_cwd},
                     .files_owner = identity,
-                    .detailed_report = options.stats_json.has_value()});
+                    .detailed_report = options.stats_json.has_value(),
+                    .ledger = ledger.get()});
     Tracker::EventHandler handler = [&](const TrackerEvent& event) { controller.handle(event); };
 
     std::optional<Runner> runner;

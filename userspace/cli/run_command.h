@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "host_ledger.h"
 #include "terminal.h"
 
 namespace memgov {
@@ -24,6 +25,7 @@ struct RunOptions {
     std::string emergency_floor = "64M";
     std::string cold_estimate = "512M";
     std::optional<std::string> profiles_dir;
+    std::string ledger_dir = HostLedger::default_dir;  // "off": govern this build alone
     std::size_t max_running = 0;
     bool follow_growth_curves = true;
     bool always_stop = false;  // no kernel grant: every gated job waits for the controller

@@ -21,6 +21,9 @@ constexpr auto sample_tick = 20ms;
 constexpr auto sample_cost_per_job = 1ms;
 constexpr auto idle_tick = relaxed_reading;  // keeps a reading the gate's fast path can use
 constexpr auto store_save_interval = 10s;
+// The ledger's lock is held for one decision (microseconds); longer means a stuck or
+// hostile holder, and deciding without it beats waiting for it.
+constexpr auto ledger_patience = 200ms;
 
 std::uint32_t milliseconds_since(Clock::time_point start, Clock::time_point now) {
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now - start).count();
@@ -61,6 +64,7 @@ BuildController::BuildController(ControllerSettings settings, Wiring wiring)
       log_(wiring.log),
       environment_(std::move(wiring.environment)),
       files_owner_(std::move(wiring.files_owner)),
+      ledger_(wiring.ledger),
       governor_(settings_.governor),
       predictor_(settings_.cold_estimate),
       report_(wiring.detailed_report),
@@ -75,13 +79,37 @@ void BuildController::handle(const TrackerEvent& event) {
 }
 
 void BuildController::tick() {
+    auto turn = take_turn();
     if (environment_.now() - read_at_ >= reading_interval())
         refresh();
     else
         sample_jobs(false);
     decide();
     regrant();
+    publish();
     save_store_if_due(environment_.now());
+}
+
+std::optional<HostLedger::Turn> BuildController::take_turn() {
+    if (!ledger_) return std::nullopt;
+    auto turn = ledger_->take_turn(ledger_patience);
+    if (!turn && !ledger_busy_said_) {
+        ledger_busy_said_ = true;
+        log_.write(LogCategory::memory, "host ledger {}: its lock was held over {} ms, deciding without it (once said)",
+                   ledger_->dir(), ledger_patience.count());
+    }
+    governor_.other_builds(competing(ledger_->others(), availability_.bound_cgroup));
+    return turn;
+}
+
+void BuildController::publish() {
+    if (!ledger_) return;
+    auto view = governor_.view();
+    ledger_->publish({.share = governor_.share(environment_.now()),
+                      .grant_bytes = grant_bytes_,
+                      .build_bytes = tracker_.totals().rss_bytes,
+                      .waiting = view.waiting,
+                      .stopped = view.emergency_stopped});
 }
 
 void BuildController::refresh() {
@@ -170,6 +198,7 @@ void BuildController::build_was_suspended() {
 }
 
 void BuildController::on(const ExecEvent& event) {
+    auto turn = event.job_root ? take_turn() : std::nullopt;
     auto handled = environment_.now();
     // Relative paths in argv name files in the process's working directory.
     JobKey key = event.job_root ? job_key(event.argv, environment_.process_cwd(event.pid)) : JobKey{};
@@ -227,6 +256,7 @@ void BuildController::on(const ExecEvent& event) {
         decide();
     }
     regrant();
+    publish();
 }
 
 std::uint64_t BuildController::take_back_grant() {
@@ -239,10 +269,13 @@ std::uint64_t BuildController::take_back_grant() {
 // margin for a reading up to a reading interval old. None while jobs wait or are stopped.
 void BuildController::regrant() {
     std::uint64_t unannounced = take_back_grant();
+    grant_bytes_ = 0;
     if (!settings_.gate || settings_.always_stop || draining_ || environment_.now() - read_at_ > reading_interval())
         return;
-    tracker_.grant(static_cast<std::int64_t>(governor_.startable_at_once(
-        predictor_.largest(), settings_.governor.emergency_floor_bytes, unannounced, availability_.bytes)));
+    std::uint64_t starts = governor_.startable_at_once(predictor_.largest(), settings_.governor.emergency_floor_bytes,
+                                                       unannounced, availability_.bytes);
+    tracker_.grant(static_cast<std::int64_t>(starts));
+    grant_bytes_ = starts * predictor_.largest();
 }
 
 void BuildController::on(const ExitEvent& event) {

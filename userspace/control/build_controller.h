@@ -16,6 +16,7 @@
 
 #include "build_report.h"
 #include "governor.h"
+#include "host_ledger.h"
 #include "log.h"
 #include "memory_probe.h"
 #include "predictor.h"
@@ -71,6 +72,9 @@ public:
         ControllerEnvironment environment;
         std::optional<Identity> files_owner;  // the profile store is written as this user
         bool detailed_report = false;         // keep every process for --stats-json
+        // Other builds on this host publish here what they take and wait for, and so do
+        // we (none: this build is the only one governed).
+        HostLedger* ledger = nullptr;
     };
 
     BuildController(ControllerSettings settings, Wiring wiring);
@@ -124,6 +128,10 @@ private:
     void forget_vanished(pid_t job);
     void log_reserved(pid_t job, const std::string& key, std::uint64_t needed_bytes);
     void save_store_if_due(Clock::time_point now);
+    // Decisions are made within a turn of the host ledger, knowing what the other builds
+    // take and wait for; what they changed is published before the turn ends.
+    std::optional<HostLedger::Turn> take_turn();
+    void publish();
 
     ControllerSettings settings_;
     Tracker& tracker_;
@@ -131,6 +139,7 @@ private:
     Log& log_;
     ControllerEnvironment environment_;
     std::optional<Identity> files_owner_;
+    HostLedger* ledger_;
     Governor governor_;
     Predictor predictor_;
     BuildReport report_;
@@ -141,6 +150,8 @@ private:
     Availability availability_;
     Clock::time_point read_at_{};
     std::uint64_t granted_seen_ = 0;  // execs the kernel started under a grant, heard of
+    std::uint64_t grant_bytes_ = 0;   // what the starts granted now may take
+    bool ledger_busy_said_ = false;
     unsigned bar_frame_ = 0;
 };
 

@@ -250,13 +250,42 @@ GovernorView Governor::view() const {
     return view;
 }
 
+BuildShare Governor::share(Clock::time_point now) const {
+    BuildShare share{.near_growth_bytes = static_cast<std::uint64_t>(std::max<std::int64_t>(remaining_need(now), 0)),
+                     .kept_bytes = surprise_room(nullptr),
+                     .running = active_count()};
+    for (const auto& [pid, job] : running_)
+        if (!job.emergency_stopped && job.reserved_bytes > job.current_bytes)
+            share.imminent_bytes += job.reserved_bytes - job.current_bytes;
+    if (!queue_.empty()) {
+        const Job& oldest = waiting_.at(queue_.front());
+        share.oldest_waiting = OtherBuilds::Waiting{oldest.queued_at, oldest.reserved_bytes};
+    }
+    return share;
+}
+
+std::uint64_t Governor::owed_to_other_builds(const Job& job, Clock::time_point now) const {
+    std::uint64_t owed = 0;
+    for (const auto& other : others_.oldest_waiting)
+        if (other.queued_at < job.queued_at && now - other.queued_at >= settings_.backfill_window)
+            owed += other.needed_bytes;
+    return owed;
+}
+
+bool Governor::older_waiting_elsewhere(const Job& job) const {
+    return std::any_of(others_.oldest_waiting.begin(), others_.oldest_waiting.end(),
+                       [&](const OtherBuilds::Waiting& other) { return other.queued_at < job.queued_at; });
+}
+
 std::vector<pid_t> Governor::running_jobs() const { return admission_order_; }
 
 std::uint64_t Governor::startable_at_once(std::uint64_t job_bytes, std::uint64_t margin_bytes,
                                           std::uint64_t unannounced, std::uint64_t available_bytes) const {
-    if (!queue_.empty() || job_bytes == 0 || any_emergency_stopped()) return 0;
+    // Another build's waiting job is served before any start that nobody has looked at.
+    if (!queue_.empty() || job_bytes == 0 || any_emergency_stopped() || !others_.oldest_waiting.empty()) return 0;
     // Each start counts as job_bytes, so it is its own surprise; the running jobs' may come.
-    std::uint64_t taken = imminent_bytes() + surprise_room(nullptr) + margin_bytes + unannounced * job_bytes;
+    std::uint64_t taken = imminent_bytes() + surprise_room(nullptr) + margin_bytes + unannounced * job_bytes +
+                          others_.imminent_bytes + others_.kept_bytes;
     std::uint64_t count = available_bytes > taken ? (available_bytes - taken) / job_bytes : 0;
     if (settings_.max_running) {
         std::uint64_t slots = running_.size() + unannounced < settings_.max_running
@@ -308,14 +337,18 @@ void Governor::stop(pid_t pid, std::uint64_t available_bytes, std::int64_t need,
 }
 
 void Governor::emergency(std::uint64_t available_bytes, Clock::time_point now, std::vector<Decision>& decisions) {
-    auto available = static_cast<std::int64_t>(available_bytes);
+    // Other builds' jobs grow into the same memory: the plans leave them what they are
+    // expected to take within the net's horizon (each build's net stops only its own jobs).
+    auto available = static_cast<std::int64_t>(available_bytes) - static_cast<std::int64_t>(others_.near_growth_bytes);
     // Youngest first: it has done the least work and, stopped early, holds the least memory;
     // the older ones are closest to ending and freeing theirs. A job that is not growing (by
     // its rates) is passed over where one that is can be stopped: stopping it saves nothing,
     // and a small job at its peak stopped beside a growing giant holds the very memory the
     // giant needs.
     auto stoppable = [&](bool growing_only) -> std::optional<pid_t> {
-        if (active_count() <= 1) return std::nullopt;  // the last running job always runs
+        // The host's last running job always runs (other builds' jobs count: the ledger
+        // serialises decisions, so two builds never stop their last jobs at once).
+        if (active_count() + others_.running <= 1) return std::nullopt;
         std::optional<pid_t> youngest;
         for (auto it = admission_order_.rbegin(); it != admission_order_.rend(); ++it) {
             const Job& job = running_.at(*it);
@@ -337,7 +370,7 @@ void Governor::emergency(std::uint64_t available_bytes, Clock::time_point now, s
     // not, stop jobs until the rest can, while the stopped ones are still small. Every job's
     // whole remaining growth (imminent) bounds the outlook from above: while it fits, the
     // outlook need not be built (decide runs on every exec and every tick).
-    std::int64_t need = imminent_bytes() <= available_bytes ? 0 : remaining_need(now);
+    std::int64_t need = static_cast<std::int64_t>(imminent_bytes()) <= available ? 0 : remaining_need(now);
     if (need > available) {
         while (need > available) {
             auto pid = stoppable(true);
@@ -360,7 +393,7 @@ void Governor::emergency(std::uint64_t available_bytes, Clock::time_point now, s
     for (pid_t pid : admission_order_) {
         const Job& job = running_.at(pid);
         if (!job.emergency_stopped) continue;
-        if (active_count() == 0) {
+        if (host_idle()) {
             if (!resumed || ahead(job) < ahead(running_.at(*resumed))) resumed = pid;
             continue;
         }
@@ -395,7 +428,9 @@ Decision Governor::admit(pid_t pid, std::int64_t effective_free, Clock::time_poi
 void Governor::admit_waiting(std::uint64_t available_bytes, Clock::time_point now, std::vector<Decision>& decisions) {
     if (any_emergency_stopped()) return;  // stopped jobs continue before new ones start
 
-    auto available = static_cast<std::int64_t>(available_bytes);
+    // What other builds are about to take and keep is not ours to hand out.
+    auto available_to_all = static_cast<std::int64_t>(available_bytes) -
+                            static_cast<std::int64_t>(others_.imminent_bytes + others_.kept_bytes);
     std::optional<pid_t> blocked;  // the first job in `order` that does not fit
     std::vector<pid_t> order(queue_.begin(), queue_.end());
     if (settings_.max_running && !order.empty()) {
@@ -423,6 +458,7 @@ void Governor::admit_waiting(std::uint64_t available_bytes, Clock::time_point no
         if (settings_.max_running && running_.size() >= settings_.max_running) return;
         const Job& job = waiting_.at(pid);
         auto needed = static_cast<std::int64_t>(job.reserved_bytes);
+        auto available = available_to_all - static_cast<std::int64_t>(owed_to_other_builds(job, now));
         // The peak rule: free memory minus what running jobs are about to take (their
         // peaks minus their current use) holds the job's whole peak, kept_free_bytes, and room
         // for one guess to turn out as large as its largest peer: a giant among unknown jobs
@@ -431,8 +467,9 @@ void Governor::admit_waiting(std::uint64_t available_bytes, Clock::time_point no
         // 1.3x the largest job OOM-killed without this room, 0 of 24 with it).
         std::int64_t effective_free = available - static_cast<std::int64_t>(imminent_bytes());
         auto surprise = static_cast<std::int64_t>(surprise_room(&job));
-        if (active_count() == 0) {
-            // Progress guarantee: with nothing running, the oldest job starts whatever it needs.
+        if (host_idle() && !older_waiting_elsewhere(job)) {
+            // Progress guarantee: with nothing running on the host, the oldest job starts
+            // whatever it needs.
             Decision decision = admit(pid, effective_free, now);
             decision.forced = needed > effective_free;
             decisions.push_back(decision);
@@ -482,7 +519,9 @@ std::vector<Decision> Governor::decide(std::uint64_t available_bytes, Clock::tim
     admit_waiting(available_bytes, now, decisions);
     bool admitted = std::any_of(decisions.begin(), decisions.end(),
                                 [](const Decision& d) { return d.kind == DecisionKind::admit; });
-    if (!admitted && !queue_.empty() && now - last_progress_ >= settings_.stall_timeout) {
+    // A stall is ours only while jobs of ours run: with none, we wait for other builds' jobs.
+    bool ours = active_count() > 0 || others_.running == 0;
+    if (!admitted && !queue_.empty() && ours && now - last_progress_ >= settings_.stall_timeout) {
         auto effective_free = static_cast<std::int64_t>(available_bytes) - static_cast<std::int64_t>(imminent_bytes());
         Decision decision = admit(queue_.front(), effective_free, now);
         decision.forced = true;

@@ -116,6 +116,23 @@ struct Decision {
     std::uint64_t growth_bytes_per_second = 0;
 };
 
+// The other builds governed on the same memory, as the host ledger shows them (docs/DESIGN.md
+// §7.6): what they are about to take, and who among them waits.
+struct OtherBuilds {
+    // Σ of their running jobs' reservation - current use: memory they are about to take.
+    std::uint64_t imminent_bytes = 0;
+    // What their running jobs are expected to take within the net's horizon.
+    std::uint64_t near_growth_bytes = 0;
+    // Room they keep besides: for one surprise, and for the starts their kernel grant allows.
+    std::uint64_t kept_bytes = 0;
+    std::size_t running = 0;  // their jobs running (not stopped)
+    struct Waiting {
+        Clock::time_point queued_at;  // CLOCK_MONOTONIC, the same in every process
+        std::uint64_t needed_bytes = 0;
+    };
+    std::vector<Waiting> oldest_waiting;  // each waiting build's oldest waiting job
+};
+
 struct GovernorView {
     std::size_t waiting = 0;
     std::size_t running = 0;
@@ -123,6 +140,15 @@ struct GovernorView {
     std::uint64_t reserved_bytes = 0;  // Σ reservations of running jobs
     std::uint64_t imminent_bytes = 0;  // Σ max(reserved - current, 0)
     std::uint64_t jobs_usage_bytes = 0;
+};
+
+// What this build shows the others through the host ledger: one term of their OtherBuilds.
+struct BuildShare {
+    std::uint64_t imminent_bytes = 0;  // of its jobs that are not stopped: those grow
+    std::uint64_t near_growth_bytes = 0;
+    std::uint64_t kept_bytes = 0;  // its room for one surprise (the controller adds its grant)
+    std::size_t running = 0;
+    std::optional<OtherBuilds::Waiting> oldest_waiting;
 };
 
 class Governor {
@@ -140,6 +166,12 @@ public:
     void job_used(pid_t job, std::uint64_t current_bytes, std::uint64_t peak_bytes, Clock::time_point now);
     // The job's root exited, whether it was waiting, running or stopped.
     void job_exited(pid_t job, Clock::time_point now);
+
+    // What other builds governed on the same memory hold and wait for, from now on (none
+    // until told). Admission leaves them what they are about to take and keep; a job of
+    // theirs that has waited a backfill window longer than one of ours goes first; the net
+    // counts their near growth; and only the host's last running job is kept running.
+    void other_builds(OtherBuilds others) { others_ = std::move(others); }
 
     // Every running job was stopped for a while from outside (the build was suspended):
     // their run times no longer calibrate, and they are no longer counted on to end on time.
@@ -161,6 +193,7 @@ public:
     std::vector<pid_t> release_all(Clock::time_point now);
 
     GovernorView view() const;
+    BuildShare share(Clock::time_point now) const;
     // How much longer than their curves' durations jobs are assumed to run, as calibrated.
     double curve_later() const { return curve_later_; }
     std::vector<pid_t> running_jobs() const;
@@ -237,9 +270,18 @@ private:
     // nothing and keeps its memory from being freed soon.
     bool growing(const Job& job) const;
     void admit_waiting(std::uint64_t available_bytes, Clock::time_point now, std::vector<Decision>& decisions);
+    // What other builds' waiting jobs are owed before `job` may take memory: those that
+    // were queued before it and have waited a backfill window (the same rule as inside
+    // one build: after the window, an older job blocks the queue until it fits).
+    std::uint64_t owed_to_other_builds(const Job& job, Clock::time_point now) const;
+    // Whether another build's job has waited longer than `job`.
+    bool older_waiting_elsewhere(const Job& job) const;
+    // Whether nothing runs anywhere on the host but (at most) `but` of ours.
+    bool host_idle() const { return active_count() == 0 && others_.running == 0; }
     Decision admit(pid_t job, std::int64_t effective_free, Clock::time_point now);
 
     GovernorSettings settings_;
+    OtherBuilds others_;
     std::deque<pid_t> queue_;  // waiting, oldest first
     std::map<pid_t, Job> waiting_;
     std::map<pid_t, Job> running_;        // includes emergency-stopped jobs

@@ -162,7 +162,7 @@ Availability available_for_build(const MemoryReading& reading, const MemoryBudge
     if (reading.cgroup) {
         const auto& level = *reading.cgroup;
         std::uint64_t room = level.limit_bytes > level.used_bytes ? level.limit_bytes - level.used_bytes : 0;
-        if (room < result.bytes) result = {room, level.limit_bytes, "cgroup " + level.dir, level.used_bytes};
+        if (room < result.bytes) result = {room, level.limit_bytes, "cgroup " + level.dir, level.used_bytes, level.dir};
     }
     if (budget.limit_bytes) {
         std::uint64_t room = *budget.limit_bytes > build_rss_bytes ? *budget.limit_bytes - build_rss_bytes : 0;

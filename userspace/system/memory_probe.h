@@ -31,10 +31,11 @@ struct MemoryBudget {
 };
 
 struct Availability {
-    std::uint64_t bytes = 0;    // what the governor may hand out now
-    std::uint64_t ceiling = 0;  // the limit that applies (for the bar and the summary)
-    std::string bound_by;       // "MemAvailable", "cgroup /path", "--limit"
-    std::uint64_t in_use = 0;   // of the ceiling, used by anything (the build included)
+    std::uint64_t bytes = 0;                  // what the governor may hand out now
+    std::uint64_t ceiling = 0;                // the limit that applies (for the bar and the summary)
+    std::string bound_by;                     // "MemAvailable", "cgroup /path", "--limit"
+    std::uint64_t in_use = 0;                 // of the ceiling, used by anything (the build included)
+    std::optional<std::string> bound_cgroup;  // the cgroup directory, when bound by one
 };
 
 // Pure: combines a reading, the user's budget and the build's current RSS.

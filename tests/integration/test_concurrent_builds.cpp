@@ -1,0 +1,100 @@
+// Several builds at once in one memory cgroup: each memgov leaves the others what their jobs
+// are about to take, through the host ledger (a private one per test: --ledger DIR).
+#include <doctest/doctest.h>
+#include <fmt/format.h>
+
+#include <future>
+
+#include "harness.h"
+#include "test_cgroup.h"
+
+using namespace harness;
+
+namespace {
+
+constexpr std::uint64_t MiB = 1ull << 20;
+
+// Two 600 MB and two 200 MB jobs: alone, a build fits (one heavy and both light at once).
+std::string two_heavy_two_light() {
+    std::string rules;
+    int sizes[] = {600, 600, 200, 200};
+    for (int i = 0; i < 4; ++i)
+        rules += fmt::format("j{}:\n\t{} --mb {} --ramp-ms 400 --hold-ms 300\n", i, memhog_bin(), sizes[i]);
+    return "all: j0 j1 j2 j3\n" + rules + ".PHONY: all j0 j1 j2 j3\n";
+}
+
+struct Pair {
+    ScratchDir first;
+    ScratchDir second;
+    ScratchDir first_profiles;
+    ScratchDir second_profiles;
+    ScratchDir ledger_parent;
+    TestCgroup cgroup{1100 * MiB};
+
+    Pair() {
+        first.write("Makefile", two_heavy_two_light());
+        second.write("Makefile", two_heavy_two_light());
+    }
+    std::vector<std::string> args(const ScratchDir& profiles, bool ledger) const {
+        return {"--gate",
+                "memhog",
+                "--profiles-dir",
+                profiles.path(),
+                "--ledger",
+                ledger ? ledger_parent.path() + "/ledger" : "off",
+                "-v"};
+    }
+    static std::vector<std::string> make(const ScratchDir& build) {
+        return {"timeout", "120", "make", "-s", "-j4", "-C", build.path()};
+    }
+    // Both builds at once, each under its own memgov.
+    std::pair<Outcome, Outcome> run_both(bool ledger) const {
+        auto one = std::async(std::launch::async,
+                              [&] { return run_memgov(args(first_profiles, ledger), make(first), &cgroup); });
+        auto other = run_memgov(args(second_profiles, ledger), make(second), &cgroup);
+        return {one.get(), other};
+    }
+};
+
+void check_clean(const Outcome& outcome) {
+    INFO("memgov stderr: ", outcome.err);
+    CHECK(outcome.exit_status == 0);
+    CHECK(outcome.stats["oom_kills"] == 0);
+    CHECK(outcome.stats["jobs"].size() == 4);
+    CHECK(outcome.err.find("will not see this build") == std::string::npos);
+}
+
+}  // namespace
+
+TEST_CASE("two builds at once in one cgroup: 0 OOM kills with the host ledger, cold and warm") {
+    Pair pair;
+    for (const char* pass : {"cold", "warm"}) {
+        CAPTURE(pass);
+        std::uint64_t before = pair.cgroup.oom_kills();
+        auto [one, other] = pair.run_both(true);
+        check_clean(one);
+        check_clean(other);
+        CHECK(pair.cgroup.oom_kills() == before);
+        // Each saw the other: one waited for memory the other's jobs were about to take.
+        CHECK(one.stats["jobs_waited"].get<int>() + other.stats["jobs_waited"].get<int>() > 0);
+    }
+    // The ledger's entries left with their memgov runs.
+    CHECK(std::filesystem::is_empty(pair.ledger_parent.path() + "/ledger") == false);  // the lock file stays
+    for (const auto& entry : std::filesystem::directory_iterator(pair.ledger_parent.path() + "/ledger"))
+        CHECK(entry.path().filename() == "lock");
+}
+
+TEST_CASE("two builds at once in one cgroup, each governed as if alone (--ledger off): OOM-killed") {
+    Pair pair;
+    // Learned first, alone: each then admits one heavy and both light jobs at once, which
+    // fits its build alone, and not two builds.
+    for (const auto* build : {&pair.first, &pair.second}) {
+        const ScratchDir& profiles = build == &pair.first ? pair.first_profiles : pair.second_profiles;
+        auto alone = run_memgov(pair.args(profiles, false), Pair::make(*build), &pair.cgroup);
+        REQUIRE(alone.exit_status == 0);
+    }
+    std::uint64_t before = pair.cgroup.oom_kills();
+    auto [one, other] = pair.run_both(false);
+    CHECK(pair.cgroup.oom_kills() > before);
+    CHECK((one.stats["oom_kills"].get<int>() + other.stats["oom_kills"].get<int>()) > 0);
+}

@@ -1,0 +1,206 @@
+// The host ledger: entries, turns, stale entries, which builds compete for one memory, and
+// two controllers on one machine that see each other through it.
+#include <doctest/doctest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "fake_build.h"
+#include "host_ledger.h"
+
+using namespace fake_build;
+
+namespace {
+
+LedgerEntry sample_entry() {
+    LedgerEntry entry{.build = {.pid = 42, .uid = 1000, .command = "make -j64", .cgroup = "/sys/fs/cgroup/ci/a"}};
+    entry.state.share = {.imminent_bytes = 700 * MiB,
+                         .near_growth_bytes = 50 * MiB,
+                         .kept_bytes = 200 * MiB,
+                         .running = 3,
+                         .oldest_waiting = OtherBuilds::Waiting{Clock::time_point(5s), 800 * MiB}};
+    entry.state.grant_bytes = 100 * MiB;
+    entry.state.build_bytes = 900 * MiB;
+    entry.state.waiting = 2;
+    entry.state.stopped = 1;
+    return entry;
+}
+
+std::unique_ptr<HostLedger> open_ledger(const TempDir& dir, pid_t pid, const std::string& cgroup = "") {
+    return HostLedger::open((dir.path() / "ledger").string(),
+                            {.pid = pid, .uid = 0, .command = "make", .cgroup = cgroup});
+}
+
+}  // namespace
+
+TEST_CASE("host ledger: an entry reads back as written; anything else is refused") {
+    LedgerEntry entry = sample_entry();
+    auto read = parse_ledger_entry(serialize_ledger_entry(entry));
+    REQUIRE(read);
+    CHECK(read->build.pid == 42);
+    CHECK(read->build.uid == 1000);
+    CHECK(read->build.command == "make -j64");
+    CHECK(read->build.cgroup == "/sys/fs/cgroup/ci/a");
+    CHECK(read->state.share.imminent_bytes == 700 * MiB);
+    CHECK(read->state.share.near_growth_bytes == 50 * MiB);
+    CHECK(read->state.share.kept_bytes == 200 * MiB);
+    CHECK(read->state.share.running == 3);
+    REQUIRE(read->state.share.oldest_waiting);
+    CHECK(read->state.share.oldest_waiting->queued_at == Clock::time_point(5s));
+    CHECK(read->state.share.oldest_waiting->needed_bytes == 800 * MiB);
+    CHECK(read->state.grant_bytes == 100 * MiB);
+    CHECK(read->state.build_bytes == 900 * MiB);
+    CHECK(read->state.waiting == 2);
+    CHECK(read->state.stopped == 1);
+    entry.state.share.oldest_waiting.reset();
+    CHECK_FALSE(parse_ledger_entry(serialize_ledger_entry(entry))->state.share.oldest_waiting);
+
+    for (const char* bad : {"", "{", "[]", "42", R"({"pid": 1})", R"({"pid": "x", "uid": 0})"}) {
+        CAPTURE(bad);
+        CHECK_FALSE(parse_ledger_entry(bad));
+    }
+    std::string text = serialize_ledger_entry(sample_entry());
+    text.replace(text.find("\"imminent\":"), 11, "\"imminent\":-");
+    CHECK_FALSE(parse_ledger_entry(text));  // negative sizes are no sizes
+}
+
+TEST_CASE("competing: builds in the bounding cgroup or below it, or all of them when bound by the machine") {
+    auto in = [](const std::string& cgroup, std::uint64_t imminent_mib) {
+        LedgerEntry entry = sample_entry();
+        entry.build.cgroup = cgroup;
+        entry.state.share.imminent_bytes = imminent_mib * MiB;
+        return entry;
+    };
+    std::vector<LedgerEntry> others{in("/cg/ci", 1), in("/cg/ci/a", 2), in("/cg/cix", 4), in("", 8), in("/cg", 16)};
+    CHECK(competing(others, std::nullopt).imminent_bytes == 31 * MiB);
+    CHECK(competing(others, std::string("/cg/ci")).imminent_bytes == 3 * MiB);
+    CHECK(competing(others, std::string("/cg")).imminent_bytes == 23 * MiB);
+    OtherBuilds two = competing({sample_entry(), sample_entry()}, std::nullopt);
+    CHECK(two.imminent_bytes == 1400 * MiB);
+    CHECK(two.near_growth_bytes == 100 * MiB);
+    CHECK(two.kept_bytes == 600 * MiB);  // surprise room and grant, each
+    CHECK(two.running == 6);
+    CHECK(two.oldest_waiting.size() == 2);
+}
+
+TEST_CASE("host ledger: each memgov reads the others' entries, not its own; a gone memgov's entry is removed") {
+    TempDir dir;
+    auto a = open_ledger(dir, 1);
+    auto b = open_ledger(dir, 2);
+    CHECK(a->others().size() == 1);
+    LedgerState state;
+    state.share.imminent_bytes = 300 * MiB;
+    b->publish(state);
+    auto seen = a->others();
+    REQUIRE(seen.size() == 1);
+    CHECK(seen[0].build.pid == 2);
+    CHECK(seen[0].state.share.imminent_bytes == 300 * MiB);
+    CHECK(b->others()[0].build.pid == 1);
+
+    // A memgov killed leaves its file, but not its lock.
+    std::filesystem::path dead = dir.path() / "ledger" / "build-dead01";
+    std::ofstream(dead) << serialize_ledger_entry(sample_entry());
+    CHECK(a->others().size() == 1);
+    CHECK_FALSE(std::filesystem::exists(dead));
+    // Garbage in a live entry is skipped (a writer gone wrong must not make others wait).
+    std::string b_path = b->entry_path();
+    std::ofstream(b_path) << "not json";
+    CHECK(a->others().empty());
+    CHECK(std::filesystem::exists(b_path));
+    b.reset();
+    CHECK_FALSE(std::filesystem::exists(b_path));
+    CHECK(a->others().empty());
+}
+
+TEST_CASE("host ledger: one turn at a time, and a lock held too long is given up on") {
+    TempDir dir;
+    auto a = open_ledger(dir, 1);
+    auto b = open_ledger(dir, 2);
+    {
+        auto turn = a->take_turn(10ms);
+        REQUIRE(turn);
+        CHECK_FALSE(b->take_turn(10ms));
+    }
+    CHECK(b->take_turn(10ms));
+}
+
+TEST_CASE("host ledger: a directory someone else could write is refused") {
+    TempDir dir;
+    std::filesystem::path open_to_all = dir.path() / "ledger";
+    std::filesystem::create_directory(open_to_all);
+    chmod(open_to_all.c_str(), 0777);
+    CHECK_THROWS_WITH(open_ledger(dir, 1), doctest::Contains("writable by anyone"));
+    chmod(open_to_all.c_str(), 0700);
+    if (geteuid() == 0) {
+        REQUIRE(chown(open_to_all.c_str(), 65534, 65534) == 0);
+        CHECK_THROWS_WITH(open_ledger(dir, 1), doctest::Contains("neither root nor us"));
+    }
+    CHECK_THROWS_WITH(HostLedger::open("/proc/memgov-ledger", {}), doctest::Contains("cannot create"));
+}
+
+// The scenario of two builds at once in one memory: each would start its heavy job at once,
+// alone, as it sees nothing else running.
+TEST_CASE("host ledger: two builds on one machine leave each other what they are about to take") {
+    TempDir dir;
+    std::vector<const FakeTracker*> trackers;
+    auto machine = [&trackers] {
+        std::uint64_t used = 0;
+        for (const auto* tracker : trackers) used += tracker->totals().rss_bytes;
+        return MemoryReading{1200 * MiB, 1200 * MiB - used};
+    };
+    ControllerSettings settings = settings_for(0, 700);
+    settings.budget.limit_bytes.reset();
+    auto ledger_a = open_ledger(dir, 1);
+    auto ledger_b = open_ledger(dir, 2);
+    Build a(settings, ledger_a.get(), machine);
+    Build b(settings, ledger_b.get(), machine);
+    trackers = {&a.tracker, &b.tracker};
+    auto run_both = [&](Clock::duration time) {
+        for (auto end = a.now + time; a.now < end;) {
+            a.run_for(20ms);
+            b.run_for(20ms);
+        }
+    };
+
+    a.exec(100, "a.c");
+    CHECK(a.resumed(100));
+    b.exec(200, "x.c");
+    CHECK_FALSE(b.resumed(200));  // 1200 - 700 that a.c is about to take < 700 + 64 kept free
+    CHECK(b.log_lines.has("WAITING"));
+    a.use(100, 300);
+    run_both(200ms);
+    CHECK_FALSE(b.resumed(200));
+    a.use(100, 650);
+    run_both(200ms);
+    CHECK_FALSE(b.resumed(200));
+    a.exit(100);
+    run_both(40ms);
+    CHECK(b.resumed(200));
+    // And the other way round: a's next job waits for b's.
+    a.exec(101, "b.c");
+    CHECK_FALSE(a.resumed(101));
+    b.use(200, 500);
+    b.exit(200);
+    run_both(40ms);
+    CHECK(a.resumed(101));
+}
+
+TEST_CASE("host ledger: without it, each build sees nothing running and starts its heavy job (the failure)") {
+    std::vector<const FakeTracker*> trackers;
+    auto machine = [&trackers] {
+        std::uint64_t used = 0;
+        for (const auto* tracker : trackers) used += tracker->totals().rss_bytes;
+        return MemoryReading{1200 * MiB, 1200 * MiB - used};
+    };
+    ControllerSettings settings = settings_for(0, 700);
+    settings.budget.limit_bytes.reset();
+    Build a(settings, nullptr, machine);
+    Build b(settings, nullptr, machine);
+    trackers = {&a.tracker, &b.tracker};
+    a.exec(100, "a.c");
+    b.exec(200, "x.c");
+    CHECK(a.resumed(100));
+    CHECK(b.resumed(200));
+}
