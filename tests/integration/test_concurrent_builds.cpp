@@ -3,6 +3,9 @@
 #include <doctest/doctest.h>
 #include <fmt/format.h>
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <future>
 
 #include "harness.h"
@@ -97,4 +100,59 @@ TEST_CASE("two builds at once in one cgroup, each governed as if alone (--ledger
     auto [one, other] = pair.run_both(false);
     CHECK(pair.cgroup.oom_kills() > before);
     CHECK((one.stats["oom_kills"].get<int>() + other.stats["oom_kills"].get<int>()) > 0);
+}
+
+TEST_CASE("memgov status shows a build's running and waiting jobs while it runs, and no build after") {
+    ScratchDir build;
+    ScratchDir profiles;
+    ScratchDir ledger_parent;
+    std::string ledger = ledger_parent.path() + "/ledger";
+    build.write("Makefile", fmt::format("all: a b\na:\n\t{0} --mb 300 --ramp-ms 300 --hold-ms 2500\n"
+                                        "b:\n\t{0} --mb 301 --ramp-ms 300 --hold-ms 500\n.PHONY: all a b\n",
+                                        memhog_bin()));
+    auto governed = std::async(std::launch::async, [&] {
+        return run_memgov({"--gate", "memhog", "--profiles-dir", profiles.path(), "--ledger", ledger, "--limit", "450M",
+                           "--cold-estimate", "300M"},
+                          {"make", "-s", "-j2", "-C", build.path()});
+    });
+    nlohmann::json seen;
+    for (int attempt = 0; attempt < 100; ++attempt) {
+        std::string out;
+        REQUIRE(run({memgov_bin(), "status", "--json", "--ledger", ledger}, &out) == 0);
+        seen = nlohmann::json::parse(out);
+        if (!seen["builds"].empty() && seen["builds"][0]["jobs"].size() == 2) break;
+        usleep(100'000);
+    }
+    INFO("status: ", seen.dump(1));
+    REQUIRE(seen["builds"].size() == 1);
+    const auto& shown = seen["builds"][0];
+    CHECK(shown["user"] == "root");
+    CHECK(shown["command"].get<std::string>().starts_with("make -s -j2"));
+    CHECK(shown["running"] == 1);
+    CHECK(shown["waiting"] == 1);
+    REQUIRE(shown["jobs"].size() == 2);
+    CHECK(shown["jobs"][0]["state"] == "running");
+    CHECK(shown["jobs"][1]["state"] == "waiting");
+    for (const auto& job : shown["jobs"]) {
+        CHECK(job["key"].get<std::string>().find("memhog") != std::string::npos);
+        CHECK(job["predicted_bytes"].get<std::uint64_t>() >= 300 * MiB);
+    }
+    std::string text;
+    REQUIRE(run({memgov_bin(), "status", "--ledger", ledger}, &text) == 0);
+    CHECK(text.find("1 build governed on this host") != std::string::npos);
+    CHECK(text.find("build of root") != std::string::npos);
+    CHECK(text.find("1 running, 1 waiting, 0 stopped") != std::string::npos);
+
+    // The ledger is root's: another user is told what to do, in one line.
+    std::string err;
+    CHECK(
+        run({"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", memgov_bin(), "status", "--ledger", ledger},
+            nullptr, &err) == 1);
+    CHECK(err.starts_with("memgov status: cannot read"));
+    CHECK(std::count(err.begin(), err.end(), '\n') == 1);
+
+    auto outcome = governed.get();
+    CHECK(outcome.exit_status == 0);
+    REQUIRE(run({memgov_bin(), "status", "--ledger", ledger}, &text) == 0);
+    CHECK(text.starts_with("memgov status: no build is governed on this host"));
 }

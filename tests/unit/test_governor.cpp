@@ -714,3 +714,20 @@ TEST_CASE("share: what this build shows the others") {
     CHECK(share.oldest_waiting->needed_bytes == 4000 * MiB);
     CHECK(share.oldest_waiting->queued_at == s.now);
 }
+
+TEST_CASE("jobs: running and stopped ones in admission order, then waiting ones oldest first") {
+    Scenario s = two_running_one_stopped();
+    s.use(1, 120, 120);
+    s.wait(3, 4000);
+    auto jobs = s.governor.jobs();
+    REQUIRE(jobs.size() == 3);
+    CHECK(jobs[0].job == 1);
+    CHECK(jobs[0].state == JobView::State::running);
+    CHECK(jobs[0].current_bytes == 120 * MiB);
+    CHECK(jobs[0].reserved_bytes == 300 * MiB);
+    CHECK(jobs[1].job == 2);
+    CHECK(jobs[1].state == JobView::State::stopped);
+    CHECK(jobs[2].job == 3);
+    CHECK(jobs[2].state == JobView::State::waiting);
+    CHECK(jobs[2].reserved_bytes == 4000 * MiB);
+}

@@ -204,3 +204,50 @@ TEST_CASE("host ledger: without it, each build sees nothing running and starts i
     CHECK(a.resumed(100));
     CHECK(b.resumed(200));
 }
+
+TEST_CASE("host ledger: an entry lists its jobs, at most max_ledger_jobs, keys cut; a bad state is refused") {
+    LedgerEntry entry = sample_entry();
+    entry.state.jobs.emplace();
+    entry.state.jobs->push_back({{7, JobView::State::running, 500 * MiB, 120 * MiB}, "/src/a.cpp"});
+    entry.state.jobs->push_back({{8, JobView::State::stopped, 300 * MiB, 200 * MiB}, "/src/b.cpp"});
+    entry.state.jobs->push_back({{9, JobView::State::waiting, 700 * MiB, 0}, std::string(1000, 'k')});
+    auto read = parse_ledger_entry(serialize_ledger_entry(entry));
+    REQUIRE(read);
+    REQUIRE(read->state.jobs->size() == 3);
+    const LedgerJob& first = read->state.jobs->at(0);
+    CHECK(first.view.job == 7);
+    CHECK(first.view.state == JobView::State::running);
+    CHECK(first.view.reserved_bytes == 500 * MiB);
+    CHECK(first.view.current_bytes == 120 * MiB);
+    CHECK(first.key == "/src/a.cpp");
+    CHECK(read->state.jobs->at(1).view.state == JobView::State::stopped);
+    CHECK(read->state.jobs->at(2).view.state == JobView::State::waiting);
+    CHECK(read->state.jobs->at(2).key.size() == max_ledger_key_bytes);
+
+    entry.state.jobs->assign(max_ledger_jobs + 10, {{1, JobView::State::waiting, 1, 0}, "/src/x.cpp"});
+    CHECK(parse_ledger_entry(serialize_ledger_entry(entry))->state.jobs->size() == max_ledger_jobs);
+
+    std::string text = serialize_ledger_entry(sample_entry());
+    text.replace(text.find("\"jobs\":[]"), 9,
+                 R"("jobs":[{"pid":1,"key":"k","state":"sleeping","reserved":1,"current":0}])");
+    CHECK_FALSE(parse_ledger_entry(text));
+}
+
+TEST_CASE("host ledger: jobs published once stay until published again") {
+    TempDir dir;
+    auto a = open_ledger(dir, 1);
+    auto b = open_ledger(dir, 2);
+    LedgerState state;
+    state.jobs = std::vector<LedgerJob>{{{7, JobView::State::running, 500 * MiB, 0}, "/src/a.cpp"}};
+    b->publish(state);
+    state.jobs.reset();
+    state.share.imminent_bytes = 1;
+    b->publish(state);
+    auto seen = a->others();
+    REQUIRE(seen.size() == 1);
+    CHECK(seen[0].state.share.imminent_bytes == 1);
+    REQUIRE(seen[0].state.jobs->size() == 1);
+    CHECK(seen[0].state.jobs->at(0).key == "/src/a.cpp");
+    CHECK(read_ledger((dir.path() / "ledger").string()).size() == 2);
+    CHECK_THROWS_WITH(read_ledger((dir.path() / "nowhere").string()), doctest::Contains("cannot read"));
+}

@@ -107,11 +107,13 @@ class Eigen:
 
 def scenario(project, builds, work, rows):
     """k builds of `project` at once: plain, memgov alone (cold, warm), memgov (cold, warm)."""
+    work = work / f"{project.__name__.lower()}-x{builds}"
+    work.mkdir()
     copies = [project(work, i) for i in range(builds)]
     ledger = work / "ledger"
 
     def memgov(i, mode, stats):
-        profiles = work / f"profiles-{project.__name__}-{builds}-{mode}-{i}"
+        profiles = work / f"profiles-{mode}-{i}"
         return [bench.MEMGOV, "-q", "--stats-json", stats, "--profiles-dir", profiles,
                 "--ledger", "off" if mode == "alone" else ledger, "--"]
 

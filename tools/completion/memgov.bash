@@ -22,6 +22,7 @@ _memgov() {
         --limit|--headroom|--emergency-floor|--cold-estimate|--jobs|--backfill-window|--poll-interval|--top|--max-procs) return ;;
         --sort) COMPREPLY=($(compgen -W "peak key last-seen" -- "$cur")); return ;;
         profiles) COMPREPLY=($(compgen -W "list show forget export import" -- "$cur")); return ;;
+        status) COMPREPLY=($(compgen -W "--json --watch --ledger" -- "$cur")); return ;;
     esac
 
     if [[ $cur == -* ]]; then
@@ -29,7 +30,7 @@ _memgov() {
             --profiles-dir --ledger --jobs --backfill-window --no-curves --gate --no-gate --always-stop --stats-json --log --verbose --bar
             --quiet --top --max-procs --backend --poll-interval --" -- "$cur"))
     elif ((cword == 1)); then
-        COMPREPLY=($(compgen -W "check profiles version" -- "$cur") $(compgen -c -- "$cur"))
+        COMPREPLY=($(compgen -W "check status profiles version" -- "$cur") $(compgen -c -- "$cur"))
     fi
 }
 complete -F _memgov memgov

@@ -11,6 +11,7 @@
 
 #include "profiles_command.h"
 #include "run_command.h"
+#include "status_command.h"
 #include "system_check.h"
 
 namespace {
@@ -31,6 +32,9 @@ EXAMPLES
       Share learned peaks; others run: memgov profiles import team.json
   memgov check
       Can this machine run memgov, and if not, what to do.
+  sudo memgov status
+      The builds governed on this host: their jobs (running, waiting, stopped) and memory;
+      --watch follows them, --json is for scripts.
 
 Exit status: the command's (128+N if a signal N killed it); 125 if memgov itself failed;
 127 if the command was not found; 2 for a usage error.)";
@@ -53,7 +57,7 @@ int main(int argc, char** argv) {
     CLI::App app{
         "memgov: runs a parallel build without letting it run out of memory\n\n"
         "  memgov [run] [OPTIONS] [--] COMMAND [ARGS...]\n"
-        "  memgov check | profiles ... | version\n",
+        "  memgov check | status | profiles ... | version\n",
         "memgov"};
     app.footer(examples);
     app.set_version_flag("--version", MEMGOV_VERSION);
@@ -145,6 +149,13 @@ int main(int argc, char** argv) {
     bool check_verbose = false;
     check->add_flag("-v,--verbose", check_verbose, "Show libbpf's messages");
     auto* version = app.add_subcommand("version", "Print memgov's version");
+    memgov::StatusOptions status_options;
+    auto* status = app.add_subcommand("status", "The builds governed on this host, their jobs and memory");
+    status->add_flag("--json", status_options.json, "One JSON object (with --watch: one per line)");
+    status->add_flag("--watch", status_options.watch, "Show it again every second until interrupted");
+    status->add_option("--ledger", status_options.ledger_dir, "The host ledger to read")
+        ->envname("MEMGOV_LEDGER")
+        ->capture_default_str();
 
     memgov::ProfilesOptions profiles_options;
     auto* profiles = app.add_subcommand("profiles", "List, show, forget, export or import learned peaks");
@@ -192,6 +203,7 @@ int main(int argc, char** argv) {
     }
 
     if (*check) return run_check(check_verbose);
+    if (*status) return memgov::status_command(status_options);
     if (*profiles) {
         profiles_options.profiles_dir = run.profiles_dir;
         if (*list) return memgov::profiles_list(profiles_options);

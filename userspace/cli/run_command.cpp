@@ -151,12 +151,11 @@ ControllerSettings resolve_settings(const RunOptions& options, const MemoryReadi
 std::unique_ptr<HostLedger> open_ledger(const RunOptions& options, const std::optional<Identity>& identity,
                                         const MemoryProbe& probe) {
     if (options.ledger_dir == "off") return nullptr;
-    constexpr std::size_t shown_command = 200;
     try {
         return HostLedger::open(options.ledger_dir,
                                 {.pid = getpid(),
                                  .uid = identity ? identity->uid : getuid(),
-                                 .command = joined(options.command).substr(0, shown_command),
+                                 .command = joined(options.command),
                                  .cgroup = probe.cgroup_dirs().empty() ? "" : probe.cgroup_dirs().front()});
     } catch (const std::exception& error) {
         fmt::print(stderr,

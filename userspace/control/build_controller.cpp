@@ -24,6 +24,8 @@ constexpr auto store_save_interval = 10s;
 // The ledger's lock is held for one decision (microseconds); longer means a stuck or
 // hostile holder, and deciding without it beats waiting for it.
 constexpr auto ledger_patience = 200ms;
+// `memgov status` shows jobs once a second: the list need not be written more often.
+constexpr auto ledger_jobs_interval = 500ms;
 
 std::uint32_t milliseconds_since(Clock::time_point start, Clock::time_point now) {
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now - start).count();
@@ -104,12 +106,23 @@ std::optional<HostLedger::Turn> BuildController::take_turn() {
 
 void BuildController::publish() {
     if (!ledger_) return;
+    auto now = environment_.now();
     auto view = governor_.view();
-    ledger_->publish({.share = governor_.share(environment_.now()),
+    LedgerState state{.share = governor_.share(now),
                       .grant_bytes = grant_bytes_,
                       .build_bytes = tracker_.totals().rss_bytes,
                       .waiting = view.waiting,
-                      .stopped = view.emergency_stopped});
+                      .stopped = view.emergency_stopped};
+    if (now - jobs_published_at_ >= ledger_jobs_interval) {
+        jobs_published_at_ = now;
+        state.jobs.emplace();
+        for (const JobView& job : governor_.jobs()) {
+            if (state.jobs->size() == max_ledger_jobs) break;
+            auto it = jobs_.find(job.job);
+            state.jobs->push_back({job, it == jobs_.end() ? std::string() : it->second.key});
+        }
+    }
+    ledger_->publish(state);
 }
 
 void BuildController::refresh() {

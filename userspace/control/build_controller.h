@@ -152,6 +152,7 @@ private:
     std::uint64_t granted_seen_ = 0;  // execs the kernel started under a grant, heard of
     std::uint64_t grant_bytes_ = 0;   // what the starts granted now may take
     bool ledger_busy_said_ = false;
+    Clock::time_point jobs_published_at_{};
     unsigned bar_frame_ = 0;
 };
 

@@ -264,6 +264,17 @@ BuildShare Governor::share(Clock::time_point now) const {
     return share;
 }
 
+std::vector<JobView> Governor::jobs() const {
+    std::vector<JobView> views;
+    for (pid_t pid : admission_order_) {
+        const Job& job = running_.at(pid);
+        views.push_back({pid, job.emergency_stopped ? JobView::State::stopped : JobView::State::running,
+                         job.reserved_bytes, job.current_bytes});
+    }
+    for (pid_t pid : queue_) views.push_back({pid, JobView::State::waiting, waiting_.at(pid).reserved_bytes, 0});
+    return views;
+}
+
 std::uint64_t Governor::owed_to_other_builds(const Job& job, Clock::time_point now) const {
     std::uint64_t owed = 0;
     for (const auto& other : others_.oldest_waiting)

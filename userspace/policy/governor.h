@@ -142,6 +142,15 @@ struct GovernorView {
     std::uint64_t jobs_usage_bytes = 0;
 };
 
+// One job as the governor sees it (for `memgov status`).
+struct JobView {
+    enum class State { waiting, running, stopped };
+    pid_t job = 0;
+    State state = State::waiting;
+    std::uint64_t reserved_bytes = 0;  // its prediction, or what it used when more
+    std::uint64_t current_bytes = 0;
+};
+
 // What this build shows the others through the host ledger: one term of their OtherBuilds.
 struct BuildShare {
     std::uint64_t imminent_bytes = 0;  // of its jobs that are not stopped: those grow
@@ -194,6 +203,8 @@ public:
 
     GovernorView view() const;
     BuildShare share(Clock::time_point now) const;
+    // Every job, running (and stopped) ones in admission order, then waiting ones oldest first.
+    std::vector<JobView> jobs() const;
     // How much longer than their curves' durations jobs are assumed to run, as calibrated.
     double curve_later() const { return curve_later_; }
     std::vector<pid_t> running_jobs() const;

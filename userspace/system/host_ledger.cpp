@@ -17,10 +17,59 @@ namespace memgov {
 namespace {
 
 constexpr const char* entry_prefix = "build-";
-constexpr std::size_t max_entry_bytes = 64 * 1024;
+constexpr std::size_t max_ledger_path_bytes = 4096;
+// An entry lists at most max_ledger_jobs jobs with keys of at most max_ledger_key_bytes: far
+// below this, so a full entry is never skipped as oversized (its build would then be unseen).
+constexpr std::size_t max_entry_bytes = 1024 * 1024;
 
 std::runtime_error failure(const std::string& what, const std::string& path) {
     return std::runtime_error(fmt::format("{} {}: {}", what, path, std::strerror(errno)));
+}
+
+const char* state_name(JobView::State state) {
+    switch (state) {
+        case JobView::State::waiting: return "waiting";
+        case JobView::State::running: return "running";
+        case JobView::State::stopped: return "stopped";
+    }
+    return "?";
+}
+
+std::optional<JobView::State> state_named(const std::string& name) {
+    for (auto state : {JobView::State::waiting, JobView::State::running, JobView::State::stopped})
+        if (name == state_name(state)) return state;
+    return std::nullopt;
+}
+
+// Live entries of `dir` but `skip`; with remove_stale, entries of memgov runs that are gone
+// are removed (a reader that takes part in the ledger keeps it clean).
+std::vector<LedgerEntry> read_entries(const std::string& dir, const std::string& skip, bool remove_stale) {
+    std::vector<LedgerEntry> entries;
+    DIR* listing = opendir(dir.c_str());
+    if (!listing) throw failure("cannot read", dir);
+    while (const dirent* item = readdir(listing)) {
+        std::string name = item->d_name;
+        std::string path = dir + "/" + name;
+        if (!name.starts_with(entry_prefix) || path == skip) continue;
+        int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+        if (fd < 0) continue;
+        if (flock(fd, LOCK_SH | LOCK_NB) == 0) {
+            if (remove_stale) unlink(path.c_str());  // its memgov is gone
+            close(fd);
+            continue;
+        }
+        struct stat st {};
+        std::string text;
+        if (fstat(fd, &st) == 0 && st.st_size > 0 && static_cast<std::size_t>(st.st_size) <= max_entry_bytes) {
+            text.resize(static_cast<std::size_t>(st.st_size));
+            ssize_t length = pread(fd, text.data(), text.size(), 0);
+            text.resize(length > 0 ? static_cast<std::size_t>(length) : 0);
+        }
+        close(fd);
+        if (auto entry = parse_ledger_entry(text)) entries.push_back(std::move(*entry));
+    }
+    closedir(listing);
+    return entries;
 }
 
 std::int64_t ns_of(Clock::time_point at) {
@@ -50,8 +99,8 @@ std::string serialize_ledger_entry(const LedgerEntry& entry) {
     const LedgerState& state = entry.state;
     nlohmann::json json{{"pid", entry.build.pid},
                         {"uid", entry.build.uid},
-                        {"command", entry.build.command},
-                        {"cgroup", entry.build.cgroup},
+                        {"command", entry.build.command.substr(0, max_ledger_key_bytes)},
+                        {"cgroup", entry.build.cgroup.substr(0, max_ledger_path_bytes)},
                         {"imminent", state.share.imminent_bytes},
                         {"near_growth", state.share.near_growth_bytes},
                         {"kept", state.share.kept_bytes},
@@ -62,6 +111,15 @@ std::string serialize_ledger_entry(const LedgerEntry& entry) {
                         {"build", state.build_bytes}};
     if (const auto& oldest = state.share.oldest_waiting)
         json["oldest_waiting"] = {{"queued_at_ns", ns_of(oldest->queued_at)}, {"bytes", oldest->needed_bytes}};
+    json["jobs"] = nlohmann::json::array();
+    for (const auto& job : state.jobs.value_or(std::vector<LedgerJob>{})) {
+        if (json["jobs"].size() == max_ledger_jobs) break;
+        json["jobs"].push_back({{"pid", job.view.job},
+                                {"key", job.key.substr(0, max_ledger_key_bytes)},
+                                {"state", state_name(job.view.state)},
+                                {"reserved", job.view.reserved_bytes},
+                                {"current", job.view.current_bytes}});
+    }
     return json.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }
 
@@ -97,6 +155,16 @@ std::optional<LedgerEntry> parse_ledger_entry(const std::string& text) {
             if (!queued_at.is_number_integer()) return std::nullopt;
             state.share.oldest_waiting = OtherBuilds::Waiting{
                 Clock::time_point(std::chrono::nanoseconds(queued_at.get<std::int64_t>())), count_in(oldest, "bytes")};
+        }
+        state.jobs.emplace();
+        for (const auto& job : json.value("jobs", nlohmann::json::array())) {
+            auto job_state = state_named(job.at("state").get<std::string>());
+            if (!job_state) return std::nullopt;
+            state.jobs->push_back({.view = {.job = static_cast<pid_t>(count_in(job, "pid")),
+                                            .state = *job_state,
+                                            .reserved_bytes = count_in(job, "reserved"),
+                                            .current_bytes = count_in(job, "current")},
+                                   .key = job.at("key").get<std::string>()});
         }
         return entry;
     } catch (const std::exception&) {
@@ -162,33 +230,20 @@ std::optional<HostLedger::Turn> HostLedger::take_turn(std::chrono::milliseconds 
 }
 
 std::vector<LedgerEntry> HostLedger::others() const {
-    std::vector<LedgerEntry> entries;
-    DIR* listing = opendir(dir_.c_str());
-    if (!listing) return entries;
-    while (const dirent* item = readdir(listing)) {
-        std::string name = item->d_name;
-        std::string path = dir_ + "/" + name;
-        if (!name.starts_with(entry_prefix) || path == entry_path_) continue;
-        int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
-        if (fd < 0) continue;
-        if (flock(fd, LOCK_SH | LOCK_NB) == 0) {
-            unlink(path.c_str());  // its memgov is gone
-            close(fd);
-            continue;
-        }
-        std::string text(max_entry_bytes, '\0');
-        ssize_t length = pread(fd, text.data(), text.size(), 0);
-        close(fd);
-        if (length <= 0 || static_cast<std::size_t>(length) == text.size()) continue;
-        text.resize(static_cast<std::size_t>(length));
-        if (auto entry = parse_ledger_entry(text)) entries.push_back(std::move(*entry));
+    try {
+        return read_entries(dir_, entry_path_, true);
+    } catch (const std::runtime_error&) {
+        return {};  // removed under us: nobody else to leave memory to
     }
-    closedir(listing);
-    return entries;
 }
 
+std::vector<LedgerEntry> read_ledger(const std::string& dir) { return read_entries(dir, "", false); }
+
 void HostLedger::publish(const LedgerState& state) {
-    std::string text = serialize_ledger_entry({self_, state});
+    if (state.jobs) jobs_ = *state.jobs;
+    LedgerEntry entry{self_, state};
+    entry.state.jobs = jobs_;
+    std::string text = serialize_ledger_entry(entry);
     // Within a turn, so readers see all of it or the previous text, never a mix.
     if (pwrite(entry_fd_, text.data(), text.size(), 0) == static_cast<ssize_t>(text.size()))
         (void)ftruncate(entry_fd_, static_cast<off_t>(text.size()));

@@ -28,6 +28,15 @@ struct LedgerBuild {
     std::string cgroup;  // the memory cgroup memgov and its build are charged to ("": none)
 };
 
+// One job of a build, for `memgov status`. An entry lists at most max_ledger_jobs, each key
+// cut to max_ledger_key_bytes.
+constexpr std::size_t max_ledger_jobs = 256;
+constexpr std::size_t max_ledger_key_bytes = 256;
+struct LedgerJob {
+    JobView view;
+    std::string key;
+};
+
 // What an entry says now.
 struct LedgerState {
     BuildShare share;
@@ -35,6 +44,9 @@ struct LedgerState {
     std::uint64_t build_bytes = 0;  // its build's RSS now
     std::size_t waiting = 0;
     std::size_t stopped = 0;
+    // Its jobs (nullopt when publishing: as last published; they change less often than
+    // the figures above, and cost more to write).
+    std::optional<std::vector<LedgerJob>> jobs;
 };
 
 struct LedgerEntry {
@@ -51,6 +63,10 @@ std::string serialize_ledger_entry(const LedgerEntry& entry);
 // memory cgroup whose room is the tightest limit; nullopt: the machine's memory, or
 // --limit): all of them, or those charged to that cgroup or below it.
 OtherBuilds competing(const std::vector<LedgerEntry>& others, const std::optional<std::string>& bound_cgroup);
+
+// Every live entry in a ledger directory, for a reader that has none (`memgov status`);
+// throws std::runtime_error when the directory cannot be read.
+std::vector<LedgerEntry> read_ledger(const std::string& dir);
 
 class HostLedger {
 public:
@@ -92,6 +108,7 @@ private:
 
     std::string dir_;
     LedgerBuild self_;
+    std::vector<LedgerJob> jobs_;  // as last published
     int lock_fd_ = -1;
     int entry_fd_ = -1;  // locked while we run
     std::string entry_path_;
