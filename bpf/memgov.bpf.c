@@ -7,6 +7,7 @@
  * Kernel facts this relies on are in docs/DESIGN.md §4.1.
  */
 #include "vmlinux.h"
+#include <bpf/bpf_core_read.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include "memgov/abi.h"
@@ -16,11 +17,18 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define SIGCONT 18
 #define SIGSTOP 19
 #define PEAK_CAS_TRIES 8
+#define PROC_PID_INIT_INO 0xEFFFFFFCU /* include/linux/proc_ns.h */
+#define MAX_PID_NS_LEVEL 32	      /* include/linux/pid_namespace.h */
 
 /* Settings, fixed at load time by the controller. */
 const volatile __u32 controller_tgid = 0;
 const volatile __u32 pause_job_roots = 0;
 const volatile __u64 page_size = 4096;
+/* memgov's pid namespace, by inode: every pid in the maps and records is the one memgov sees
+ * there, so that it follows and signals the right processes from inside a container. */
+const volatile __u32 pidns_inum = PROC_PID_INIT_INO;
+/* That namespace's level among nested ones, found on first use (level + 1; 0: not yet). */
+__u32 pidns_level_found = 0;
 
 struct mg_totals totals = {};
 struct mg_grant grant = {};
@@ -50,12 +58,12 @@ struct {
 	__type(value, __u8);
 } gate_names SEC(".maps");
 
-/* The pids memgov stopped (a set: the value is unused); the crash guard SIGCONTs every one. */
+/* The pids memgov stopped, each with its host tgid: the crash guard SIGCONTs every one. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 32768);
 	__type(key, __u32);
-	__type(value, __u8);
+	__type(value, __u32);
 } held SEC(".maps");
 
 struct {
@@ -91,6 +99,39 @@ extern struct task_struct *bpf_task_from_pid(s32 pid) __ksym;
 extern void bpf_task_release(struct task_struct *p) __ksym;
 extern int bpf_send_signal_task(struct task_struct *task, int sig, enum pid_type type,
 				__u64 value) __ksym;
+
+/* A pid's number in memgov's namespace if `level` is that namespace's level, else 0. */
+static __always_inline __u32 nr_at(struct pid *pid, __u32 level)
+{
+	struct upid upid = {};
+	if (bpf_probe_read_kernel(&upid, sizeof(upid),
+				  &pid->numbers[level & (MAX_PID_NS_LEVEL - 1)]))
+		return 0;
+	return BPF_CORE_READ(upid.ns, ns.inum) == pidns_inum ? upid.nr : 0;
+}
+
+/* A process's tgid as memgov's pid namespace sees it; 0 when it is not in that namespace or
+ * below it (then it cannot be in the build). */
+static __always_inline __u32 tgid_seen(struct task_struct *task)
+{
+	if (pidns_inum == PROC_PID_INIT_INO)
+		return task->tgid; /* the kernel's own numbers: no lookups (a constant at load) */
+	struct pid *pid = BPF_CORE_READ(task, group_leader, thread_pid);
+	if (!pid)
+		return 0;
+	__u32 level = BPF_CORE_READ(pid, level);
+	__u32 found = pidns_level_found;
+	if (found)
+		return found - 1 <= level ? nr_at(pid, found - 1) : 0;
+	for (__u32 i = 0; i < MAX_PID_NS_LEVEL && i <= level; i++) {
+		__u32 nr = nr_at(pid, i);
+		if (nr) {
+			pidns_level_found = i + 1;
+			return nr;
+		}
+	}
+	return 0;
+}
 
 static __always_inline void raise_peak(__u64 *peak, __u64 value)
 {
@@ -139,15 +180,19 @@ static __always_inline void account_rss(struct mg_proc *proc, __u64 rss)
 SEC("tp_btf/sched_process_fork")
 int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 {
-	__u32 tgid = child->tgid;
-	if (child->pid != tgid)
+	if (child->pid != child->tgid)
 		return 0; /* a new thread: its memory is its process's */
-	__u32 parent_tgid = parent->tgid;
+	__u32 parent_tgid = tgid_seen(parent);
 	struct mg_proc *parent_proc = bpf_map_lookup_elem(&procs, &parent_tgid);
 	if (!parent_proc)
 		return 0;
+	__u32 tgid = tgid_seen(child);
+	if (!tgid)
+		return 0;
 
-	struct mg_proc fresh = { .ppid = parent_tgid, .job = parent_proc->job };
+	struct mg_proc fresh = { .ppid = parent_tgid,
+				 .job = parent_proc->job,
+				 .host_tgid = child->tgid };
 	if (bpf_map_update_elem(&procs, &tgid, &fresh, BPF_NOEXIST)) {
 		__sync_fetch_and_add(&totals.procs_map_full, 1);
 		return 0;
@@ -175,7 +220,7 @@ int BPF_PROG(on_rss_stat, struct mm_struct *mm, int member)
 	struct task_struct *owner = mm->owner;
 	if (!owner)
 		return 0; /* teardown of an mm nobody owns any more */
-	__u32 tgid = owner->tgid;
+	__u32 tgid = tgid_seen(owner);
 	struct mg_proc *proc = bpf_map_lookup_elem(&procs, &tgid);
 	if (!proc)
 		return 0;
@@ -252,11 +297,12 @@ static __always_inline bool take_grant(void)
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(on_exec, struct task_struct *task, pid_t old_pid, struct linux_binprm *bprm)
 {
-	__u32 tgid = task->tgid;
+	__u32 tgid = tgid_seen(task);
 	struct mg_proc *proc = bpf_map_lookup_elem(&procs, &tgid);
 	if (!proc)
 		return 0;
 	__sync_fetch_and_add(&totals.execs, 1);
+	proc->host_tgid = task->tgid; /* the build's root was registered by memgov, without it */
 
 	struct mm_struct *mm = task->mm;
 	account_rss(proc, mm_rss_bytes(mm)); /* the new image replaces the old one */
@@ -280,8 +326,8 @@ int BPF_PROG(on_exec, struct task_struct *task, pid_t old_pid, struct linux_binp
 	else if ((flags & MG_EXEC_JOB_ROOT) && pause_job_roots) {
 		/* Recorded before the stop, so the crash guard can always undo it. Queued before
 		 * the event is visible, so the controller's SIGCONT can never overtake it. */
-		__u8 member = 1;
-		if (bpf_map_update_elem(&held, &tgid, &member, BPF_ANY) == 0) {
+		__u32 host_tgid = task->tgid;
+		if (bpf_map_update_elem(&held, &tgid, &host_tgid, BPF_ANY) == 0) {
 			bpf_send_signal(SIGSTOP);
 			flags |= MG_EXEC_WAITING;
 		}
@@ -337,9 +383,9 @@ int BPF_PROG(on_exec, struct task_struct *task, pid_t old_pid, struct linux_binp
 	return 0;
 }
 
-static long resume_held_pid(struct bpf_map *map, __u32 *pid, __u8 *member, void *ctx)
+static long resume_held_pid(struct bpf_map *map, __u32 *pid, __u32 *host_tgid, void *ctx)
 {
-	struct task_struct *task = bpf_task_from_pid(*pid);
+	struct task_struct *task = bpf_task_from_pid(*host_tgid); /* the initial namespace's */
 	if (task) {
 		bpf_send_signal_task(task, SIGCONT, PIDTYPE_TGID, 0);
 		bpf_task_release(task);
@@ -352,7 +398,7 @@ int BPF_PROG(on_exit, struct task_struct *task, bool group_dead)
 {
 	if (!group_dead)
 		return 0; /* a thread; its process lives on */
-	__u32 tgid = task->tgid;
+	__u32 tgid = tgid_seen(task);
 	if (tgid == controller_tgid) {
 		/* The controller is gone (maybe SIGKILLed): nobody else would resume these. */
 		bpf_for_each_map_elem(&held, resume_held_pid, NULL, 0);
@@ -399,7 +445,7 @@ int BPF_PROG(on_exit, struct task_struct *task, bool group_dead)
 SEC("tp_btf/mark_victim")
 int BPF_PROG(on_oom_victim, struct task_struct *task, uid_t uid)
 {
-	__u32 tgid = task->tgid;
+	__u32 tgid = tgid_seen(task);
 	struct mg_proc *proc = bpf_map_lookup_elem(&procs, &tgid);
 	if (!proc)
 		return 0;

@@ -36,7 +36,7 @@ enum mg_exec_flags {
 
 struct mg_event_header {
 	__u32 kind;
-	__u32 pid;	    /* tgid, init pid namespace */
+	__u32 pid;	    /* tgid, in memgov's pid namespace (as every pid here) */
 	__u64 timestamp_ns; /* bpf_ktime_get_ns(), CLOCK_MONOTONIC */
 };
 
@@ -77,6 +77,8 @@ struct mg_proc {
 	__u32 job;
 	__u64 rss_bytes;
 	__u64 peak_rss_bytes;
+	__u32 host_tgid; /* its tgid in the initial pid namespace (0 until it forks or execs) */
+	__u32 pad;
 };
 
 /* jobs map: job id -> mg_job. Sums over the job's live processes. */
@@ -86,6 +88,8 @@ struct mg_job {
 	__u32 nprocs;
 	__u32 pad;
 };
+
+/* held map: tgid (memgov's namespace) -> host tgid, which the crash guard signals. */
 
 /* Build-wide counters, kept in the program's .bss and read by mmap. */
 struct mg_totals {

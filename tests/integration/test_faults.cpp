@@ -78,13 +78,33 @@ bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds lim
 
 }  // namespace
 
-TEST_CASE("kill -9 of memgov with jobs waiting and stopped: none stays stopped, the build ends") {
+namespace {
+
+// Runs memgov (inside `around`, a command that runs its arguments, when given), waits until
+// jobs are held, kills memgov with SIGKILL and checks that none stays stopped and the build
+// still finishes.
+void kill_memgov_mid_build(const std::vector<std::string>& around) {
     ScratchDir build;
     ScratchDir profiles;
     build.write("Makefile", touching_makefile(6, 30, 1500));
     // An impossible floor: every admitted job but one is emergency-stopped, the rest wait.
-    pid_t memgov = spawn({memgov_bin(), "--gate", "memhog", "--emergency-floor", "1000G", "--cold-estimate", "1M",
-                          "--profiles-dir", profiles.path(), "--", "make", "-j6", "-C", build.path()});
+    std::vector<std::string> memgov_argv{memgov_bin(),
+                                         "--gate",
+                                         "memhog",
+                                         "--emergency-floor",
+                                         "1000G",
+                                         "--cold-estimate",
+                                         "1M",
+                                         "--profiles-dir",
+                                         profiles.path(),
+                                         "--",
+                                         "make",
+                                         "-j6",
+                                         "-C",
+                                         build.path()};
+    std::vector<std::string> argv = around;
+    argv.insert(argv.end(), memgov_argv.begin(), memgov_argv.end());
+    pid_t spawned = spawn(argv);
     std::string tag = build.path();
     std::string job = memhog_bin() + " --mb 30 --hold-ms 1500";
     std::vector<pid_t> stopped;
@@ -97,8 +117,12 @@ TEST_CASE("kill -9 of memgov with jobs waiting and stopped: none stays stopped, 
         },
         10s);
     REQUIRE_MESSAGE(stopped.size() >= 4, "expected held jobs before the kill");
-    kill(memgov, SIGKILL);
-    waitpid(memgov, nullptr, 0);
+    std::string memgov_command;
+    for (const auto& arg : memgov_argv) memgov_command += (memgov_command.empty() ? "" : " ") + arg;
+    auto memgov = around.empty() ? std::vector<pid_t>{spawned} : processes_running(memgov_command);
+    REQUIRE(memgov.size() == 1);
+    kill(memgov.front(), SIGKILL);
+    if (around.empty()) waitpid(spawned, nullptr, 0);
 
     CHECK(wait_until(
         [&] {
@@ -110,11 +134,28 @@ TEST_CASE("kill -9 of memgov with jobs waiting and stopped: none stays stopped, 
     // make, orphaned, still finishes the build.
     CHECK(wait_until([&] { return processes_running("make -j6 -C " + tag).empty(); }, 30s));
     for (int i = 0; i < 6; ++i) CHECK(std::filesystem::exists(fmt::format("{}/out{}", tag, i)));
+    if (!around.empty()) {
+        kill(spawned, SIGTERM);
+        waitpid(spawned, nullptr, 0);
+    }
 
     // The next run reads the store without complaint (it may be empty: nothing was saved yet).
     auto next = run_memgov({"--profiles-dir", profiles.path()}, {"true"});
     CHECK(next.exit_status == 0);
     CHECK(next.err.find("warning") == std::string::npos);
+}
+
+}  // namespace
+
+TEST_CASE("kill -9 of memgov with jobs waiting and stopped: none stays stopped, the build ends") {
+    kill_memgov_mid_build({});
+}
+
+TEST_CASE("kill -9 of memgov in a child pid namespace (not its init): none stays stopped, the build ends") {
+    // The namespace's init is a shell that outlives memgov (the namespace, and the build with
+    // it, would die with its init); --kill-child ends it when unshare is told to end.
+    kill_memgov_mid_build(
+        {"unshare", "--pid", "--fork", "--mount-proc", "--kill-child", "sh", "-c", "\"$@\"; sleep 60", "sh"});
 }
 
 TEST_CASE("SIGTERM and SIGHUP mid-build: the build gets them, memgov exits 128+N, the store is saved") {

@@ -37,8 +37,3 @@ TEST_CASE("the default gate list has drivers, compilers proper and linkers") {
     CHECK(std::count(names.begin(), names.end(), "sh") == 0);
 }
 
-TEST_CASE("pid namespace depth comes from the NSpid line") {
-    CHECK(pid_namespace_depth("Name:\tx\nNSpid:\t4242\nNSpgid:\t1\n") == 1);
-    CHECK(pid_namespace_depth("Name:\tx\nNSpid:\t4242\t17\t1\nNSpgid:\t1\n") == 3);
-    CHECK(pid_namespace_depth("Name:\tx\n") == 0);
-}

@@ -32,24 +32,6 @@ std::optional<std::uint64_t> process_capabilities(const std::string& pid, std::s
     return capability_mask(text.str(), field);
 }
 
-int pid_namespace_depth(std::string_view status_text) {
-    auto at = status_text.find("\nNSpid:");
-    if (at == std::string_view::npos) return 0;
-    auto end = status_text.find('\n', at + 1);
-    std::string_view line = status_text.substr(at + 7, end == std::string_view::npos ? end : end - at - 7);
-    std::istringstream pids{std::string(line)};
-    int depth = 0;
-    for (std::string pid; pids >> pid;) ++depth;
-    return depth;
-}
-
-bool in_child_pid_namespace() {
-    std::ifstream in("/proc/self/status");
-    std::stringstream text;
-    text << in.rdbuf();
-    return pid_namespace_depth(text.str()) > 1;
-}
-
 bool has_bpf_privilege() {
     auto effective = process_capabilities("self", "CapEff").value_or(0);
     auto has = [&](int cap) { return (effective >> cap) & 1u; };

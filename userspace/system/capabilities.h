@@ -21,10 +21,4 @@ std::optional<std::uint64_t> process_capabilities(const std::string& pid, std::s
 // CAP_BPF+CAP_PERFMON, or CAP_SYS_ADMIN, in the effective set.
 bool has_bpf_privilege();
 
-// How many pid namespaces deep a process is, from the "NSpid:" line of its status text
-// (1: the initial namespace, the one BPF's pids live in). 0 when the line is missing.
-int pid_namespace_depth(std::string_view status_text);
-// True when this process runs in a child pid namespace (a container with its own pids).
-bool in_child_pid_namespace();
-
 }  // namespace memgov

@@ -3,6 +3,7 @@
 #include <bpf/libbpf.h>
 #include <fmt/format.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -75,10 +76,13 @@ std::unique_ptr<BpfTracker> BpfTracker::open(const TrackerOptions& options) {
         return TrackerError(why);
     };
 
-    if (in_child_pid_namespace())
-        throw TrackerError(
-            "memgov runs in a child pid namespace, but BPF sees the host's pids, so it could "
-            "not follow the build: run it in the host's pid namespace (e.g. docker run --pid=host)");
+    // The programs report pids as memgov's own pid namespace numbers them (a container's
+    // included): identified by its inode, which any /proc shows for /proc/self/ns/pid.
+    struct stat pid_namespace {};
+    if (stat("/proc/self/ns/pid", &pid_namespace) != 0)
+        throw TrackerError(fmt::format("cannot tell which pid namespace memgov runs in (/proc/self/ns/pid: {}): "
+                                       "mount /proc in it",
+                                       std::strerror(errno)));
     std::unique_ptr<BpfTracker> tracker(new BpfTracker());
     tracker->skeleton_ = memgov_bpf__open();
     if (!tracker->skeleton_) throw fail("opening the BPF object", errno);
@@ -87,6 +91,7 @@ std::unique_ptr<BpfTracker> BpfTracker::open(const TrackerOptions& options) {
     skel->rodata->controller_tgid = static_cast<__u32>(getpid());
     skel->rodata->pause_job_roots = options.pause_job_roots ? 1 : 0;
     skel->rodata->page_size = static_cast<__u64>(sysconf(_SC_PAGESIZE));
+    skel->rodata->pidns_inum = static_cast<__u32>(pid_namespace.st_ino);
     bpf_map__set_max_entries(skel->maps.procs, options.max_procs);
     bpf_map__set_max_entries(skel->maps.held, options.max_procs);
     bpf_map__set_max_entries(skel->maps.jobs, options.max_jobs);
@@ -117,14 +122,14 @@ void BpfTracker::for_each_held(const std::function<void(pid_t)>& fn) const {
     }
 }
 
-void BpfTracker::for_each_process(const std::function<void(pid_t, pid_t)>& fn) const {
+void BpfTracker::for_each_process(const std::function<void(pid_t, const mg_proc&)>& fn) const {
     __u32 key = 0;
     __u32 next = 0;
     __u32* previous = nullptr;
     while (bpf_map__get_next_key(skeleton_->maps.procs, previous, &next, sizeof(next)) == 0) {
         mg_proc proc{};
         if (bpf_map__lookup_elem(skeleton_->maps.procs, &next, sizeof(next), &proc, sizeof(proc), 0) == 0)
-            fn(static_cast<pid_t>(next), static_cast<pid_t>(proc.job));
+            fn(static_cast<pid_t>(next), proc);
         key = next;
         previous = &key;
     }
@@ -139,7 +144,7 @@ void BpfTracker::restop_held() {
 }
 
 void BpfTracker::signal_all(int signo) {
-    for_each_process([signo](pid_t pid, pid_t) { kill(pid, signo); });
+    for_each_process([signo](pid_t pid, const mg_proc&) { kill(pid, signo); });
 }
 
 void BpfTracker::track(pid_t pid) {
@@ -181,20 +186,21 @@ void BpfTracker::resume(pid_t pid) {
 }
 
 void BpfTracker::stop_job(pid_t job) {
-    __u8 member = 1;
-    for_each_process([&](pid_t pid, pid_t owner) {
-        if (owner != job) return;
+    for_each_process([&](pid_t pid, const mg_proc& proc) {
+        if (static_cast<pid_t>(proc.job) != job || !proc.host_tgid) return;
         __u32 key = static_cast<__u32>(pid);
+        __u32 host_tgid = proc.host_tgid;  // what the crash guard signals
         // Without a guard entry a stop could outlive us: no entry, no stop.
-        if (bpf_map__update_elem(skeleton_->maps.held, &key, sizeof(key), &member, sizeof(member), BPF_ANY) == 0)
+        if (bpf_map__update_elem(skeleton_->maps.held, &key, sizeof(key), &host_tgid, sizeof(host_tgid), BPF_ANY) ==
+            0)
             kill(pid, SIGSTOP);
     });
 }
 
 void BpfTracker::resume_job(pid_t job) {
     std::vector<pid_t> members;
-    for_each_process([&](pid_t pid, pid_t owner) {
-        if (owner == job) members.push_back(pid);
+    for_each_process([&](pid_t pid, const mg_proc& proc) {
+        if (static_cast<pid_t>(proc.job) == job) members.push_back(pid);
     });
     for (pid_t pid : members) resume(pid);
 }

@@ -8,6 +8,8 @@
 
 #include "tracker.h"
 
+struct mg_proc;
+
 struct memgov_bpf;
 struct ring_buffer;
 
@@ -42,8 +44,8 @@ private:
     BpfTracker() = default;
     static int on_record(void* self, void* data, std::size_t size);
     void resume_all_held();
-    // Calls fn(pid, job) for every tracked process.
-    void for_each_process(const std::function<void(pid_t, pid_t)>& fn) const;
+    // Calls fn(pid, what the procs map holds) for every tracked process.
+    void for_each_process(const std::function<void(pid_t, const mg_proc&)>& fn) const;
     // Calls fn(pid) for every process in the held map.
     void for_each_held(const std::function<void(pid_t)>& fn) const;
 
