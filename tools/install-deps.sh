@@ -20,6 +20,7 @@ packages=(
   parallel              # GNU parallel --memfree/--memsuspend: an alternative the benchmarks measure
   python3               # the benchmark driver (tools/bench/bench.py)
   libcap2-bin           # setcap: the file-capabilities test runs memgov without root
+  distcc                # a distributed-compile worker (distccd) the integration tests govern
 )
 
 missing=()

@@ -148,6 +148,7 @@ struct Build {
                                 .environment = {.now = [this] { return now; },
                                                 .read_memory = [this] { return memory(); },
                                                 .process_cwd = [](pid_t) { return std::string("/src"); },
+                                                .file_head = [](const std::string&) { return std::string(); },
                                                 .wall_time = [] { return std::time_t(1'800'000'000); }},
                                 .ledger = ledger}};
 };

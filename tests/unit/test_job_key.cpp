@@ -83,3 +83,34 @@ TEST_CASE("roles: compiles, links and LTO links are told apart") {
         CHECK(memgov::kind_from_name(memgov::kind_name(kind)) == kind);
     CHECK_FALSE(memgov::kind_from_name("jit"));
 }
+
+TEST_CASE("a preprocessed file is keyed by the source its line markers name") {
+    auto head = [](std::string text) { return [text](const std::string&) { return text; }; };
+    std::vector<std::string> distcc_worker{"g++", "-O2", "-c", "/tmp/distccd_19c88314.ii", "-o", "/tmp/distccd_a.o"};
+    // gcc -E without -g: the source as the client named it.
+    CHECK(job_key(distcc_worker, "/tmp", head("# 0 \"src/util.cpp\"\n# 0 \"<built-in>\"\n")).key == "src/util.cpp");
+    // With -g, gcc adds the client's working directory ("//" ends it): an absolute key.
+    CHECK(job_key(distcc_worker, "/tmp", head("# 0 \"src/util.cpp\"\n# 1 \"/home/u/p//\"\n# 0 \"<built-in>\"\n")).key ==
+          "/home/u/p/src/util.cpp");
+    CHECK(job_key(distcc_worker, "/tmp", head("# 1 \"/abs/x/../a.c\"\n")).key == "/abs/a.c");
+    // clang writes `# 1 "file"`; escapes are cpp's.
+    CHECK(job_key(distcc_worker, "/tmp", head("# 1 \"dir\\\\a \\\"q\\\".c\"\n")).key == "dir\\a \"q\".c");
+    CHECK(job_key(distcc_worker, "/tmp", head("# 1 \"oct\\141l.c\"\n")).key == "octal.c");
+    // Nothing usable: the file's own name, as for any source.
+    for (const char* unusable : {"", "int x;\n", "# 0 \"<stdin>\"\n", "# 0 \"cut off\n", "#line 1 \"a.c\"",
+                                 "# x \"a.c\"\n", "# 1 \"nul\\000.c\"\n", "# 0 \"\"\n"}) {
+        CAPTURE(unusable);
+        CHECK(job_key(distcc_worker, "/tmp", head(unusable)).key == "/tmp/distccd_19c88314.ii");
+    }
+    // Only a compile of one preprocessed file asks for its head.
+    bool asked = false;
+    auto spy = [&](const std::string&) {
+        asked = true;
+        return std::string("# 0 \"src/a.c\"\n");
+    };
+    CHECK(job_key({"gcc", "-c", "a.c", "-o", "a.o"}, "/src", spy).key == "/src/a.c");
+    CHECK(job_key({"gcc", "-c", "a.i", "b.i"}, "/src", spy).key == "/src/a.i, /src/b.i");
+    CHECK_FALSE(asked);
+    CHECK(job_key({"gcc", "-c", "x.i"}, "/src", spy).key == "src/a.c");
+    CHECK(asked);
+}

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -68,6 +69,24 @@ void install_signal_handlers() {
     resumed.sa_handler = on_continue;
     sigemptyset(&resumed.sa_mask);
     sigaction(SIGCONT, &resumed, nullptr);
+}
+
+// The first bytes of a regular file, read as the build's user: a path in the build's argv must
+// not make memgov read what that user cannot.
+std::string file_head(const std::string& path, const std::optional<Identity>& build_user) {
+    constexpr std::size_t head_bytes = 4096;
+    FilesystemIdentity as_user(build_user);
+    int fd = open(path.c_str(), O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0) return {};
+    struct stat st {};
+    std::string head;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
+        head.resize(head_bytes);
+        ssize_t got = read(fd, head.data(), head.size());
+        head.resize(got > 0 ? static_cast<std::size_t>(got) : 0);
+    }
+    close(fd);
+    return head;
 }
 
 std::string process_cwd(pid_t pid) {
@@ -218,13 +237,16 @@ int run_command(const RunOptions& options) {
 
     install_signal_handlers();
     BuildController controller(
-        *settings, {.tracker = *tracker,
-                    .store = store,
-                    .log = *log,
-                    .environment = {.read_memory = [&probe] { return probe.read(); }, .process_cwd = process_cwd},
-                    .files_owner = identity,
-                    .detailed_report = options.stats_json.has_value(),
-                    .ledger = ledger.get()});
+        *settings,
+        {.tracker = *tracker,
+         .store = store,
+         .log = *log,
+         .environment = {.read_memory = [&probe] { return probe.read(); },
+                         .process_cwd = process_cwd,
+                         .file_head = [&identity](const std::string& path) { return file_head(path, identity); }},
+         .files_owner = identity,
+         .detailed_report = options.stats_json.has_value(),
+         .ledger = ledger.get()});
     Tracker::EventHandler handler = [&](const TrackerEvent& event) { controller.handle(event); };
 
     std::optional<Runner> runner;

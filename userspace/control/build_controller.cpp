@@ -71,7 +71,8 @@ BuildController::BuildController(ControllerSettings settings, Wiring wiring)
       predictor_(settings_.cold_estimate),
       report_(wiring.detailed_report),
       last_save_(environment_.now()) {
-    if (!environment_.now || !environment_.read_memory || !environment_.process_cwd || !environment_.wall_time)
+    if (!environment_.now || !environment_.read_memory || !environment_.process_cwd || !environment_.file_head ||
+        !environment_.wall_time)
         throw std::logic_error("BuildController: every function of ControllerEnvironment must be set");
     for (const auto& [key, profile] : store_.profiles()) predictor_.learn(key, profile);
 }
@@ -214,7 +215,8 @@ void BuildController::on(const ExecEvent& event) {
     auto turn = event.job_root ? take_turn() : std::nullopt;
     auto handled = environment_.now();
     // Relative paths in argv name files in the process's working directory.
-    JobKey key = event.job_root ? job_key(event.argv, environment_.process_cwd(event.pid)) : JobKey{};
+    JobKey key =
+        event.job_root ? job_key(event.argv, environment_.process_cwd(event.pid), environment_.file_head) : JobKey{};
     report_.on_exec(event, key, monotonic_ns_at(handled));
     // The gate's fast paths: with room for the largest job known (and nobody queued
     // before it), which job this is does not matter. The kernel may have started it

@@ -42,6 +42,8 @@ struct ControllerEnvironment {
     std::function<MemoryReading()> read_memory;
     // A process's working directory, which relative paths in its argv name (keys only).
     std::function<std::string(pid_t)> process_cwd;
+    // A file's first bytes (a preprocessed source's line markers name the source: keys only).
+    FileHead file_head;
     // Profiles are dated in wall-clock seconds.
     std::function<std::time_t()> wall_time = [] { return std::time(nullptr); };
 };

@@ -287,8 +287,9 @@ private:
     std::uint64_t owed_to_other_builds(const Job& job, Clock::time_point now) const;
     // Whether another build's job has waited longer than `job`.
     bool older_waiting_elsewhere(const Job& job) const;
-    // Whether nothing runs anywhere on the host but (at most) `but` of ours.
-    bool host_idle() const { return active_count() == 0 && others_.running == 0; }
+    // Whether nothing runs anywhere on the host, nor may start unseen: another build's kernel
+    // grant (in its kept room) can start jobs before that build hears of them.
+    bool host_idle() const { return active_count() == 0 && others_.running == 0 && others_.kept_bytes == 0; }
     Decision admit(pid_t job, std::int64_t effective_free, Clock::time_point now);
 
     GovernorSettings settings_;

@@ -110,7 +110,55 @@ bool is_lto(const std::vector<std::string>& argv, std::string_view program) {
     });
 }
 
+bool is_preprocessed(std::string_view path) {
+    return path.ends_with(".i") || path.ends_with(".ii") || path.ends_with(".mi") || path.ends_with(".mii");
+}
+
+// The quoted file name of a line marker (`# 12 "name" 1 3`), unescaped as cpp escapes it
+// (\\, \" and octal); nullopt for any other line.
+std::optional<std::string> marker_file(std::string_view line) {
+    if (!line.starts_with("# ")) return std::nullopt;
+    line.remove_prefix(2);
+    auto digits = line.find_first_not_of("0123456789");
+    if (digits == 0 || digits == std::string_view::npos || line.substr(digits, 2) != " \"") return std::nullopt;
+    line.remove_prefix(digits + 2);
+    std::string name;
+    for (std::size_t i = 0; i < line.size(); ++i) {
+        char c = line[i];
+        if (c == '"') return name.find('\0') == std::string::npos ? std::optional(name) : std::nullopt;
+        if (c != '\\' || i + 1 == line.size()) {
+            name += c;
+            continue;
+        }
+        char next = line[++i];
+        if (next >= '0' && next <= '7') {
+            int value = 0;
+            for (int n = 0; n < 3 && i < line.size() && line[i] >= '0' && line[i] <= '7'; ++n, ++i)
+                value = value * 8 + (line[i] - '0');
+            --i;
+            name += static_cast<char>(value);
+        } else {
+            name += next;
+        }
+    }
+    return std::nullopt;  // no closing quote: cut off
+}
+
 }  // namespace
+
+std::optional<std::string> preprocessed_origin(std::string_view head) {
+    auto first_end = head.find('\n');
+    if (first_end == std::string_view::npos) return std::nullopt;
+    auto origin = marker_file(head.substr(0, first_end));
+    if (!origin || origin->empty() || origin->starts_with("<")) return std::nullopt;
+    if (origin->front() == '/') return absolute_path(*origin, "/");
+    head.remove_prefix(first_end + 1);
+    auto second_end = head.find('\n');
+    auto directory = marker_file(head.substr(0, second_end));
+    if (directory && directory->ends_with("//"))
+        return absolute_path(*origin, directory->substr(0, directory->size() - 2));
+    return origin;
+}
 
 const char* kind_name(JobKind kind) {
     switch (kind) {
@@ -147,7 +195,7 @@ std::string joined(const std::vector<std::string>& argv) {
     return text;
 }
 
-JobKey job_key(const std::vector<std::string>& argv, const std::string& cwd) {
+JobKey job_key(const std::vector<std::string>& argv, const std::string& cwd, const FileHead& head_of) {
     if (argv.empty()) return {JobKind::other, "(no argv)"};
 
     std::vector<std::string> sources;
@@ -168,6 +216,8 @@ JobKey job_key(const std::vector<std::string>& argv, const std::string& cwd) {
     if (!sources.empty()) {
         std::sort(sources.begin(), sources.end());
         sources.erase(std::unique(sources.begin(), sources.end()), sources.end());
+        if (sources.size() == 1 && is_preprocessed(sources.front()) && head_of)
+            if (auto origin = preprocessed_origin(head_of(sources.front()))) return {JobKind::compile, *origin};
         std::string key = sources.front();
         for (std::size_t i = 1; i < sources.size(); ++i) key += ", " + sources[i];
         return {JobKind::compile, key};

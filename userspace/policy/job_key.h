@@ -3,6 +3,7 @@
 // Pure: argv and the job's cwd in, key out.
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -24,7 +25,19 @@ struct JobKey {
     std::string key;
 };
 
-JobKey job_key(const std::vector<std::string>& argv, const std::string& cwd);
+// The first bytes of a file, or "" when it cannot be read.
+using FileHead = std::function<std::string(const std::string& path)>;
+
+// A compile of one preprocessed file (.i, .ii, .mi, .mii: a distcc worker compiles
+// /tmp/distccd_XXXX.ii, named anew every time) is keyed by the source it was made from, read
+// from the file's head with `head_of` (see preprocessed_origin), when given and found.
+JobKey job_key(const std::vector<std::string>& argv, const std::string& cwd, const FileHead& head_of = {});
+
+// The source a preprocessed file was made from: its first line marker (`# 0 "src/a.cpp"`),
+// made absolute by the working-directory marker gcc writes after it with -g
+// (`# 1 "/home/u/proj//"`). nullopt when `head` starts with no such marker, or names no file
+// ("<stdin>").
+std::optional<std::string> preprocessed_origin(std::string_view head);
 
 // The last component of a path: "/usr/bin/g++" -> "g++" (the exec gate's and key's program name).
 std::string basename_of(std::string_view path);
