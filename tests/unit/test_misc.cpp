@@ -3,6 +3,8 @@
 #include "bytes.h"
 #include "capabilities.h"
 #include "gate_list.h"
+#include "pressure.h"
+#include "temp_dir.h"
 
 #include <algorithm>
 
@@ -37,3 +39,37 @@ TEST_CASE("the default gate list has drivers, compilers proper and linkers") {
     CHECK(std::count(names.begin(), names.end(), "sh") == 0);
 }
 
+TEST_CASE("pressure: the some and full totals of a PSI file") {
+    auto both = parse_pressure(
+        "some avg10=0.00 avg60=0.00 avg300=0.01 total=9930990\n"
+        "full avg10=0.00 avg60=0.00 avg300=0.00 total=4332400\n");
+    REQUIRE(both);
+    CHECK(both->first == 9930990);
+    CHECK(both->second == 4332400);
+    CHECK(parse_pressure("some avg10=1.00 avg60=0.00 avg300=0.00 total=12\n")->second == 0);  // no full line
+    CHECK_FALSE(parse_pressure(""));
+    CHECK_FALSE(parse_pressure("full avg10=0.00 total=3\n"));
+    CHECK_FALSE(parse_pressure("some avg10=0.00 total=x\n"));
+}
+
+TEST_CASE("pressure: a cgroup's own files first, else the host's") {
+    TempDir dir;
+    std::string psi =
+        "some avg10=0.00 avg60=0.00 avg300=0.00 total=100\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=50\n";
+    for (const char* resource : {"memory", "cpu", "io"}) dir.write(std::string("proc/pressure/") + resource, psi);
+    dir.write("cg/memory.pressure",
+              "some avg10=0.00 avg60=0.00 avg300=0.00 total=7\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=3\n");
+    std::string proc = (dir.path() / "proc").string();
+    // The cgroup lacks cpu.pressure and io.pressure: the host's set, whole.
+    auto host = read_pressure((dir.path() / "cg").string(), proc);
+    REQUIRE(host);
+    CHECK(host->total_us[Pressure::memory_some] == 100);
+    dir.write("cg/cpu.pressure", psi);
+    dir.write("cg/io.pressure", psi);
+    auto own = read_pressure((dir.path() / "cg").string(), proc);
+    REQUIRE(own);
+    CHECK(own->total_us[Pressure::memory_some] == 7);
+    CHECK(own->total_us[Pressure::memory_full] == 3);
+    CHECK(own->total_us[Pressure::io_full] == 50);
+    CHECK_FALSE(read_pressure("", (dir.path() / "nowhere").string()));
+}

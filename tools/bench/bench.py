@@ -329,12 +329,13 @@ def overhead(quick):
     """Quick: the demo project once. Full: memgov itself (its BPF object, skeleton and every
     C++ file of the memgov binary) five times, the variants interleaved so drift hits all."""
     reps = 1 if quick else 5
+    work = Path(tempfile.mkdtemp(prefix="memgov-overhead-"))
     variants = [("make -j2", []), ("memgov (bpf) -- make -j2", [MEMGOV, "-q", "--"]),
+                ("memgov --trace (bpf)", [MEMGOV, "-q", "--trace", work / "trace.json", "--"]),
                 ("memgov --backend=procfs --poll-interval 300", [MEMGOV, "-q", "--backend=procfs",
                                                                  "--poll-interval", "300", "--"]),
                 ("memgov --backend=procfs --poll-interval 10", [MEMGOV, "-q", "--backend=procfs",
                                                                 "--poll-interval", "10", "--"])]
-    work = Path(tempfile.mkdtemp(prefix="memgov-overhead-"))
     if quick:
         shutil.copytree(ROOT / "tools" / "demo" / "project", work / "project")
         build_dir, target, what = work / "project", [], "the demo project (five g++ translation units)"
@@ -453,20 +454,22 @@ def latency(quick):
 def scale(quick):
     """Many processes at once, and a long stream of execs: nothing dropped, little CPU, small memgov."""
     concurrent, execs = (500, 20000) if quick else (2000, 100000)
-    scripts = {
-        f"{concurrent} concurrent processes": f"i=0; while [ $i -lt {concurrent} ]; do i=$((i+1)); sleep 2 & done; wait",
-        f"{execs} execs": f"i=0; while [ $i -lt {execs} ]; do i=$((i+1)); /bin/true; done",
-    }
+    many_execs = f"i=0; while [ $i -lt {execs} ]; do i=$((i+1)); /bin/true; done"
+    runs = [(f"{concurrent} concurrent processes",
+             f"i=0; while [ $i -lt {concurrent} ]; do i=$((i+1)); sleep 2 & done; wait", False),
+            (f"{execs} execs", many_execs, False),
+            (f"{execs} execs, --trace", many_execs, True)]  # the trace of a 100,000-process build
     rows = []
-    for label, script in scripts.items():
+    for label, script, traced in runs:
         with tempfile.TemporaryDirectory() as work:
-            stats_path = Path(work) / "stats.json"
+            stats_path, trace_path = Path(work) / "stats.json", Path(work) / "trace.json"
             start = time.monotonic()
-            subprocess.run([MEMGOV, "-q", "--profiles-dir", Path(work) / "p", "--stats-json", stats_path, "--",
-                            "/bin/sh", "-c", script], check=True)
+            subprocess.run([MEMGOV, "-q", "--profiles-dir", Path(work) / "p", "--stats-json", stats_path,
+                            *(["--trace", trace_path] if traced else []), "--", "/bin/sh", "-c", script], check=True)
             wall = time.monotonic() - start
             stats = json.loads(stats_path.read_text())
-        rows.append({"run": label, "wall": round(wall, 2), "procs_seen": stats["procs_seen"],
+            trace_mib = round(trace_path.stat().st_size / MiB, 1) if traced else None
+        rows.append({"run": label, "wall": round(wall, 2), "procs_seen": stats["procs_seen"], "trace_mib": trace_mib,
                      "execs": stats["execs"], "events_dropped": stats["events_dropped"],
                      "untracked": stats["procs_untracked_map_full"],
                      "controller_cpu_pct_of_core": round(100 * stats["controller_cpu_seconds"] / wall, 2),
@@ -474,11 +477,11 @@ def scale(quick):
         r = rows[-1]
         print(f"scale: {label:28s} {r['procs_seen']} procs, {r['execs']} execs, {r['events_dropped']} dropped, "
               f"memgov {r['controller_cpu_pct_of_core']} % of a core, {r['controller_max_rss_mib']} MiB", flush=True)
-    table = ["| run | wall (s) | processes seen | execs | events dropped | not tracked | memgov CPU (% of a core) | memgov max RSS |",
-             "|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        table.append(f"| {r['run']} | {r['wall']} | {r['procs_seen']} | {r['execs']} | {r['events_dropped']} | "
-                     f"{r['untracked']} | {r['controller_cpu_pct_of_core']} % | {r['controller_max_rss_mib']} MiB |")
+    table = markdown_table(["run", "wall (s)", "processes seen", "execs", "events dropped", "not tracked",
+                            "memgov CPU (% of a core)", "memgov max RSS (MiB)", "trace (MiB)"],
+                           [[r["run"], r["wall"], r["procs_seen"], r["execs"], r["events_dropped"], r["untracked"],
+                             r["controller_cpu_pct_of_core"], r["controller_max_rss_mib"], r["trace_mib"]]
+                            for r in rows])
     result = {"benchmark": "scale", "quick": quick, "rows": rows}
     write_outputs("scale", result, table)
     return result

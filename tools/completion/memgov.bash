@@ -13,7 +13,7 @@ _memgov() {
     done
 
     case $prev in
-        --stats-json|--log) _filedir; return ;;
+        --stats-json|--log|--trace) _filedir; return ;;
         --profiles-dir) _filedir -d; return ;;
         --ledger) _filedir -d; COMPREPLY+=($(compgen -W "off" -- "$cur")); return ;;
         --bar) COMPREPLY=($(compgen -W "auto always never" -- "$cur")); return ;;
@@ -27,7 +27,7 @@ _memgov() {
 
     if [[ $cur == -* ]]; then
         COMPREPLY=($(compgen -W "--help --version --limit --headroom --emergency-floor --cold-estimate
-            --profiles-dir --ledger --jobs --backfill-window --no-curves --gate --no-gate --always-stop --stats-json --log --verbose --bar
+            --profiles-dir --ledger --jobs --backfill-window --no-curves --gate --no-gate --always-stop --stats-json --trace --log --verbose --bar
             --quiet --top --max-procs --backend --poll-interval --" -- "$cur"))
     elif ((cword == 1)); then
         COMPREPLY=($(compgen -W "check status profiles version" -- "$cur") $(compgen -c -- "$cur"))

@@ -24,6 +24,8 @@ EXAMPLES
       Let the build use at most 75% of RAM (or of the cgroup limit); log every decision.
   sudo memgov --no-gate --stats-json stats.json -- make -j8
       Only measure: every process's and job's peak memory, as JSON.
+  sudo memgov --trace build.trace.json -- make -j8
+      Record the build for ui.perfetto.dev: when each job waited, ran or was stopped, and why.
   sudo memgov --log memgov.log -- cmake --build build -j16
       Write the decision log to a file, keep the terminal for the build and the bar.
   memgov profiles list --sort peak -n 20
@@ -123,6 +125,10 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     app.add_option("--stats-json", run.stats_json, "Write every process's and job's peak memory to FILE as JSON")
         ->envname("MEMGOV_STATS_JSON");
+    app.add_option("--trace", run.trace_file,
+                   "Write a trace of the build to FILE as it runs (Chrome Trace Event JSON: open it in "
+                   "ui.perfetto.dev): each job's waiting, running and stopped time, decisions, memory, pressure")
+        ->envname("MEMGOV_TRACE");
     app.add_option("--log", run.log_file, "Write the log to FILE instead of stderr (implies -v)")
         ->envname("MEMGOV_LOG");
     app.add_flag("-v,--verbose", run.verbosity,

@@ -24,6 +24,7 @@
 #include "job_key.h"
 #include "log.h"
 #include "memory_probe.h"
+#include "pressure.h"
 #include "procfs_tracker.h"
 #include "profile_store.h"
 #include "profiles_command.h"
@@ -193,6 +194,8 @@ int run_command(const RunOptions& options) {
     MemoryProbe probe;
     std::optional<Terminal> terminal;
     std::unique_ptr<FileSink> log_file;
+    std::ofstream trace_file;
+    std::optional<TraceWriter> trace;  // declared after its file: closed before it
     std::optional<Log> log;
     std::optional<ControllerSettings> settings;
     std::unique_ptr<Tracker> tracker;
@@ -203,6 +206,14 @@ int run_command(const RunOptions& options) {
         if (options.log_file) {
             FilesystemIdentity as_user(identity);
             log_file = std::make_unique<FileSink>(*options.log_file);
+        }
+        if (options.trace_file) {
+            FilesystemIdentity as_user(identity);
+            trace_file.open(*options.trace_file, std::ios::trunc);
+            if (!trace_file)
+                throw std::runtime_error(
+                    fmt::format("cannot write the trace to {}: {}", *options.trace_file, std::strerror(errno)));
+            trace.emplace(trace_file, started, "memgov -- " + joined(options.command));
         }
         int verbosity = options.log_file ? std::max(options.verbosity, 1) : options.verbosity;
         log.emplace(verbosity, log_file ? static_cast<LineSink&>(*log_file) : *terminal);
@@ -246,7 +257,9 @@ int run_command(const RunOptions& options) {
                          .file_head = [&identity](const std::string& path) { return file_head(path, identity); }},
          .files_owner = identity,
          .detailed_report = options.stats_json.has_value(),
-         .ledger = ledger.get()});
+         .ledger = ledger.get(),
+         .trace = trace ? &*trace : nullptr,
+         .read_pressure = [&probe] { return read_pressure(probe.cgroup_v2() ? probe.cgroup_dirs().front() : ""); }});
     Tracker::EventHandler handler = [&](const TrackerEvent& event) { controller.handle(event); };
 
     std::optional<Runner> runner;
@@ -325,6 +338,7 @@ int run_command(const RunOptions& options) {
                    dropped_lines);
     if (!options.quiet) fmt::print(stderr, "{}", controller.report().summary_text(summary, options.top_jobs));
     if (options.stats_json) write_stats(*options.stats_json, controller.report().to_json(summary), identity);
+    trace.reset();  // ends what is still open and the JSON array
     return summary.exit_status;
 }
 

@@ -31,6 +31,7 @@ struct RunOptions {
     bool always_stop = false;  // no kernel grant: every gated job waits for the controller
     std::chrono::milliseconds backfill_window{10'000};
     std::optional<std::string> stats_json;
+    std::optional<std::string> trace_file;  // --trace: Chrome Trace Event JSON, for Perfetto
     std::optional<std::string> log_file;
     int verbosity = 0;
     bool quiet = false;

@@ -26,6 +26,8 @@ constexpr auto store_save_interval = 10s;
 constexpr auto ledger_patience = 200ms;
 // `memgov status` shows jobs once a second: the list need not be written more often.
 constexpr auto ledger_jobs_interval = 500ms;
+// PSI moves slowly and costs three file reads.
+constexpr auto trace_pressure_interval = 500ms;
 
 std::uint32_t milliseconds_since(Clock::time_point start, Clock::time_point now) {
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now - start).count();
@@ -67,6 +69,8 @@ BuildController::BuildController(ControllerSettings settings, Wiring wiring)
       environment_(std::move(wiring.environment)),
       files_owner_(std::move(wiring.files_owner)),
       ledger_(wiring.ledger),
+      trace_(wiring.trace),
+      read_pressure_(std::move(wiring.read_pressure)),
       governor_(settings_.governor),
       predictor_(settings_.cold_estimate),
       report_(wiring.detailed_report),
@@ -153,6 +157,63 @@ void BuildController::sample_jobs(bool with_reading) {
 void BuildController::read_memory() {
     availability_ = available_for_build(environment_.read_memory(), settings_.budget, tracker_.totals().rss_bytes);
     read_at_ = environment_.now();
+    if (trace_) trace_reading();
+}
+
+void BuildController::trace_reading() {
+    auto totals = tracker_.totals();
+    if (totals.events_dropped > dropped_traced_) {
+        trace_->events_dropped(totals.events_dropped - dropped_traced_, read_at_);
+        dropped_traced_ = totals.events_dropped;
+    }
+    std::map<pid_t, std::uint64_t> job_rss;
+    for (const JobView& job : governor_.jobs())
+        if (job.state != JobView::State::waiting) job_rss[job.job] = job.current_bytes;
+    std::optional<Pressure> pressure;
+    if (read_pressure_ && read_at_ - pressure_read_at_ >= trace_pressure_interval) {
+        pressure_read_at_ = read_at_;
+        pressure = read_pressure_();
+    }
+    trace_->memory(
+        read_at_,
+        {.build_bytes = totals.rss_bytes,
+         .other_bytes = availability_.in_use > totals.rss_bytes ? availability_.in_use - totals.rss_bytes : 0,
+         .imminent_bytes = governor_.view().imminent_bytes,
+         .available_bytes = availability_.bytes,
+         .limit_bytes = availability_.ceiling},
+        job_rss, pressure);
+}
+
+void BuildController::trace_decision(const Decision& decision, Clock::time_point now) {
+    auto mib = [](std::uint64_t bytes) { return static_cast<double>(bytes >> 20); };
+    nlohmann::json why{{"needed_mib", mib(decision.needed_bytes)},
+                       {"free_mib", static_cast<double>(decision.effective_free_bytes >> 20)},
+                       {"imminent_mib", mib(decision.imminent_bytes)}};
+    switch (decision.kind) {
+        case DecisionKind::admit:
+            why["waited_s"] =
+                std::chrono::duration<double>(governor_.waited(decision.job, now).value_or(Clock::duration{})).count();
+            for (auto [flag, name] : {std::pair{decision.forced, "forced"},
+                                      {decision.backfill, "backfill"},
+                                      {decision.on_curve, "on_curve"},
+                                      {decision.stalled, "stalled"}})
+                if (flag) why[name] = true;
+            if (decision.surprise_bytes) why["surprise_mib"] = mib(decision.surprise_bytes);
+            trace_->job_admitted(decision.job, now, why);
+            break;
+        case DecisionKind::keep_waiting: trace_->job_note(decision.job, "does not fit", now, why); break;
+        case DecisionKind::emergency_stop:
+            why["current_mib"] = mib(decision.current_bytes);
+            why["below_floor"] = decision.below_floor;
+            trace_->job_stopped(decision.job, now, why);
+            break;
+        case DecisionKind::emergency_resume: trace_->job_resumed(decision.job, now, why); break;
+        case DecisionKind::repredict:
+            why["previous_mib"] = mib(decision.previous_bytes);
+            why["current_mib"] = mib(decision.current_bytes);
+            trace_->job_note(decision.job, "re-predicted", now, why);
+            break;
+    }
 }
 
 void BuildController::decide() {
@@ -166,6 +227,8 @@ void BuildController::interrupt(int signo) {
     tracker_.take_back_grant();
     for (pid_t job : governor_.release_all(environment_.now())) {
         tracker_.resume_job(job);
+        if (trace_) trace_->job_admitted(job, environment_.now(), {{"released", strsignal(signo)}});
+        if (trace_) trace_->job_resumed(job, environment_.now(), {{"released", strsignal(signo)}});
         log_.write(LogCategory::signal, "PID={} released so it can handle {}", job, strsignal(signo));
     }
 }
@@ -238,6 +301,8 @@ void BuildController::on(const ExecEvent& event) {
         report_.on_admitted(event.pid, monotonic_ns_at(continued), false);
     }
     std::uint64_t imminent_before = admitted_at_once || event.granted ? governor_.view().imminent_bytes : 0;
+    auto exec_at = Clock::time_point(std::chrono::nanoseconds(event.timestamp_ns));
+    if (trace_) trace_->process_exec(event.pid, event.argv, exec_at);
     if (log_.enabled(LogCategory::debug))
         log_.write(LogCategory::debug, "exec PID={} PPID={} job={} {}{}", event.pid, event.ppid, event.job,
                    joined(event.argv), event.argv_truncated ? " …(argv truncated)" : "");
@@ -247,6 +312,7 @@ void BuildController::on(const ExecEvent& event) {
     log_.write(LogCategory::debug, "New job PID={} {} ({} {}), predicted peak {} ({})", event.pid, info.key, info.tool,
                kind_name(info.role), format_mb(info.prediction.bytes), describe(info.prediction.source));
     if (event.waiting && draining_) tracker_.resume(event.pid);
+    if (trace_) trace_->job_started(event.pid, info.key, event.waiting && !draining_ && !admitted_at_once, exec_at);
     if (event.waiting && !draining_ && !admitted_at_once) {
         governor_.job_waiting(event.pid, reservation_of(info.prediction), environment_.now());
     } else {
@@ -295,6 +361,10 @@ void BuildController::regrant() {
 
 void BuildController::on(const ExitEvent& event) {
     report_.on_exit(event);
+    auto exit_at = Clock::time_point(std::chrono::nanoseconds(event.timestamp_ns));
+    if (trace_) trace_->process_exit(event.pid, exit_at, event.peak_rss_bytes);
+    if (trace_ && event.pid == event.job)
+        trace_->job_ended(event.job, exit_at, event.job_peak_bytes, event.wait_status);
     if (event.pid != event.job) return;
     auto it = jobs_.find(event.job);
     if (it == jobs_.end()) return;
@@ -351,11 +421,26 @@ void BuildController::on(const OomKillEvent& event) {
     // A job with a process killed anywhere in it shows only where the kernel stopped it,
     // whatever its own exit status.
     if (auto it = jobs_.find(event.job); it != jobs_.end()) it->second.oom_killed = true;
+    if (trace_) {
+        // What ran beside it: the question after every OOM kill.
+        nlohmann::json beside = nlohmann::json::array();
+        for (const JobView& job : governor_.jobs())
+            if (auto it = jobs_.find(job.job); it != jobs_.end() && job.state != JobView::State::waiting)
+                beside.push_back({{"job", job.job}, {"key", it->second.key}, {"mib", job.current_bytes >> 20}});
+        auto victim_job = jobs_.find(event.job);
+        trace_->oom_kill(event.pid, event.comm, Clock::time_point(std::chrono::nanoseconds(event.timestamp_ns)),
+                         {{"job", event.job},
+                          {"key", victim_job == jobs_.end() ? std::string() : victim_job->second.key},
+                          {"rss_mib", event.rss_bytes >> 20},
+                          {"peak_mib", event.peak_rss_bytes >> 20},
+                          {"running", beside}});
+    }
     log_.write(LogCategory::signal, "PID={} ({}) killed by the OOM killer at {} (peak {})", event.pid, event.comm,
                format_mb(event.rss_bytes), format_mb(event.peak_rss_bytes));
 }
 
 void BuildController::apply(const Decision& decision, Clock::time_point now) {
+    if (trace_) trace_decision(decision, now);
     auto it = jobs_.find(decision.job);
     DecisionFacts facts{.key = it == jobs_.end() ? std::to_string(decision.job) : it->second.key,
                         .available_bytes = availability_.bytes,

@@ -23,6 +23,7 @@
 #include "profile_store.h"
 #include "runner.h"
 #include "status_bar.h"
+#include "trace_writer.h"
 #include "tracker.h"
 
 namespace memgov {
@@ -77,6 +78,10 @@ public:
         // Other builds on this host publish here what they take and wait for, and so do
         // we (none: this build is the only one governed).
         HostLedger* ledger = nullptr;
+        // --trace: every job's states, decisions and readings, as they happen (none: no trace);
+        // pressure is read for it, every half second (may be empty: no pressure counters).
+        TraceWriter* trace = nullptr;
+        std::function<std::optional<Pressure>()> read_pressure;
     };
 
     BuildController(ControllerSettings settings, Wiring wiring);
@@ -134,6 +139,8 @@ private:
     // take and wait for; what they changed is published before the turn ends.
     std::optional<HostLedger::Turn> take_turn();
     void publish();
+    void trace_reading();
+    void trace_decision(const Decision& decision, Clock::time_point now);
 
     ControllerSettings settings_;
     Tracker& tracker_;
@@ -142,6 +149,8 @@ private:
     ControllerEnvironment environment_;
     std::optional<Identity> files_owner_;
     HostLedger* ledger_;
+    TraceWriter* trace_;
+    std::function<std::optional<Pressure>()> read_pressure_;
     Governor governor_;
     Predictor predictor_;
     BuildReport report_;
@@ -154,6 +163,8 @@ private:
     std::uint64_t granted_seen_ = 0;  // execs the kernel started under a grant, heard of
     std::uint64_t grant_bytes_ = 0;   // what the starts granted now may take
     bool ledger_busy_said_ = false;
+    Clock::time_point pressure_read_at_{};
+    std::uint64_t dropped_traced_ = 0;
     Clock::time_point jobs_published_at_{};
     unsigned bar_frame_ = 0;
 };

@@ -80,9 +80,10 @@ std::unique_ptr<BpfTracker> BpfTracker::open(const TrackerOptions& options) {
     // included): identified by its inode, which any /proc shows for /proc/self/ns/pid.
     struct stat pid_namespace {};
     if (stat("/proc/self/ns/pid", &pid_namespace) != 0)
-        throw TrackerError(fmt::format("cannot tell which pid namespace memgov runs in (/proc/self/ns/pid: {}): "
-                                       "mount /proc in it",
-                                       std::strerror(errno)));
+        throw TrackerError(
+            fmt::format("cannot tell which pid namespace memgov runs in (/proc/self/ns/pid: {}): "
+                        "mount /proc in it",
+                        std::strerror(errno)));
     std::unique_ptr<BpfTracker> tracker(new BpfTracker());
     tracker->skeleton_ = memgov_bpf__open();
     if (!tracker->skeleton_) throw fail("opening the BPF object", errno);
@@ -191,8 +192,7 @@ void BpfTracker::stop_job(pid_t job) {
         __u32 key = static_cast<__u32>(pid);
         __u32 host_tgid = proc.host_tgid;  // what the crash guard signals
         // Without a guard entry a stop could outlive us: no entry, no stop.
-        if (bpf_map__update_elem(skeleton_->maps.held, &key, sizeof(key), &host_tgid, sizeof(host_tgid), BPF_ANY) ==
-            0)
+        if (bpf_map__update_elem(skeleton_->maps.held, &key, sizeof(key), &host_tgid, sizeof(host_tgid), BPF_ANY) == 0)
             kill(pid, SIGSTOP);
     });
 }
