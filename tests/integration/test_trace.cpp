@@ -57,6 +57,22 @@ TEST_CASE("--trace of a governed build in a cgroup: well formed, each job waitin
     bool memory_counter = false;
     for (const auto& event : trace) memory_counter |= event["ph"] == "C" && event["name"] == "memory (MiB)";
     CHECK(memory_counter);
+
+    // memgov report reads it, and a trace cut short (memgov killed mid-build) too.
+    std::string report;
+    REQUIRE(run({memgov_bin(), "report", trace_path}, &report) == 0);
+    CHECK(report.find("6 jobs") != std::string::npos);
+    CHECK(report.find("emergency stops: ") != std::string::npos);
+    CHECK(report.find("held for memory: ") != std::string::npos);
+    std::ifstream whole(trace_path);
+    std::string text((std::istreambuf_iterator<char>(whole)), std::istreambuf_iterator<char>());
+    build.write("cut.json", text.substr(0, text.rfind(']')));
+    std::string cut_report;
+    CHECK(run({memgov_bin(), "report", build.path() + "/cut.json"}, &cut_report) == 0);
+    CHECK(cut_report == report);
+    std::string err;
+    CHECK(run({memgov_bin(), "report", build.path() + "/Makefile"}, nullptr, &err) == 1);
+    CHECK(err.find("not JSON") != std::string::npos);
 }
 
 TEST_CASE("--trace shows an OOM kill with its victim and what ran beside it") {

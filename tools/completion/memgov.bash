@@ -23,6 +23,7 @@ _memgov() {
         --sort) COMPREPLY=($(compgen -W "peak key last-seen" -- "$cur")); return ;;
         profiles) COMPREPLY=($(compgen -W "list show forget export import" -- "$cur")); return ;;
         status) COMPREPLY=($(compgen -W "--json --watch --ledger" -- "$cur")); return ;;
+        report) _filedir json; return ;;
     esac
 
     if [[ $cur == -* ]]; then
@@ -30,7 +31,7 @@ _memgov() {
             --profiles-dir --ledger --jobs --backfill-window --no-curves --gate --no-gate --always-stop --stats-json --trace --log --verbose --bar
             --quiet --top --max-procs --backend --poll-interval --" -- "$cur"))
     elif ((cword == 1)); then
-        COMPREPLY=($(compgen -W "check status profiles version" -- "$cur") $(compgen -c -- "$cur"))
+        COMPREPLY=($(compgen -W "check status report profiles version" -- "$cur") $(compgen -c -- "$cur"))
     fi
 }
 complete -F _memgov memgov

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "profiles_command.h"
+#include "report_command.h"
 #include "run_command.h"
 #include "status_command.h"
 #include "system_check.h"
@@ -26,6 +27,8 @@ EXAMPLES
       Only measure: every process's and job's peak memory, as JSON.
   sudo memgov --trace build.trace.json -- make -j8
       Record the build for ui.perfetto.dev: when each job waited, ran or was stopped, and why.
+  memgov report build.trace.json
+      Why it took as long as it did: parallelism, time held for memory, longest jobs, OOM kills.
   sudo memgov --log memgov.log -- cmake --build build -j16
       Write the decision log to a file, keep the terminal for the build and the bar.
   memgov profiles list --sort peak -n 20
@@ -59,7 +62,7 @@ int main(int argc, char** argv) {
     CLI::App app{
         "memgov: runs a parallel build without letting it run out of memory\n\n"
         "  memgov [run] [OPTIONS] [--] COMMAND [ARGS...]\n"
-        "  memgov check | status | profiles ... | version\n",
+        "  memgov check | status | report FILE | profiles ... | version\n",
         "memgov"};
     app.footer(examples);
     app.set_version_flag("--version", MEMGOV_VERSION);
@@ -155,6 +158,11 @@ int main(int argc, char** argv) {
     bool check_verbose = false;
     check->add_flag("-v,--verbose", check_verbose, "Show libbpf's messages");
     auto* version = app.add_subcommand("version", "Print memgov's version");
+    memgov::ReportOptions report_options;
+    auto* report = app.add_subcommand("report", "Why a build was as slow as it was, from its --trace or --stats-json");
+    report->add_option("file", report_options.file, "A --trace file or --stats-json output")->required();
+    report->add_flag("--json", report_options.json, "The findings as one JSON object");
+    report->add_option("--top", report_options.top, "Longest jobs listed")->check(CLI::Range(0, 1000));
     memgov::StatusOptions status_options;
     auto* status = app.add_subcommand("status", "The builds governed on this host, their jobs and memory");
     status->add_flag("--json", status_options.json, "One JSON object (with --watch: one per line)");
@@ -209,6 +217,7 @@ int main(int argc, char** argv) {
     }
 
     if (*check) return run_check(check_verbose);
+    if (*report) return memgov::report_command(report_options);
     if (*status) return memgov::status_command(status_options);
     if (*profiles) {
         profiles_options.profiles_dir = run.profiles_dir;

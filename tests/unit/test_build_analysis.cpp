@@ -1,0 +1,116 @@
+// memgov report's arithmetic: a timeline from a trace or --stats-json, then parallelism, time
+// held for memory, and the bottleneck lines.
+#include <doctest/doctest.h>
+
+#include <sstream>
+
+#include "build_analysis.h"
+#include "trace_writer.h"
+
+using namespace memgov;
+
+namespace {
+
+Clock::time_point at_s(double seconds) {
+    return Clock::time_point(std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(100 + seconds)));
+}
+
+// Two jobs: a runs 0-4 s, stopped 1-2 s; b waits 0-4 s, runs 4-6 s. Nothing else, 10 s in all.
+nlohmann::json two_job_trace() {
+    std::ostringstream out;
+    {
+        TraceWriter trace(out, at_s(0), "t");
+        trace.job_started(1, "/src/a.cpp", false, at_s(0));
+        trace.job_started(2, "/src/b.cpp", true, at_s(0));
+        trace.job_stopped(1, at_s(1), {});
+        trace.job_resumed(1, at_s(2), {});
+        trace.job_ended(1, at_s(4), 700ull << 20, 0);
+        trace.job_admitted(2, at_s(4), {});
+        trace.job_ended(2, at_s(6), 300ull << 20, 0);
+        trace.memory(at_s(10), {.build_bytes = 0, .limit_bytes = 1000ull << 20}, {}, std::nullopt);
+    }
+    return nlohmann::json::parse(out.str());
+}
+
+}  // namespace
+
+TEST_CASE("report: a trace's jobs, their waits and stops, and what they add up to") {
+    std::string error;
+    auto timeline = timeline_from_json(two_job_trace(), error);
+    REQUIRE(timeline);
+    CHECK(timeline->source == "trace");
+    CHECK(timeline->wall_s == doctest::Approx(10));
+    REQUIRE(timeline->jobs.size() == 2);
+    const JobTimeline& a = timeline->jobs[0];
+    CHECK(a.key == "/src/a.cpp");
+    CHECK(a.run_s == doctest::Approx(0));
+    CHECK(a.end_s == doctest::Approx(4));
+    REQUIRE(a.stops.size() == 1);
+    CHECK(a.stops[0].second == doctest::Approx(2));
+    CHECK(a.peak_bytes == 700ull << 20);
+    CHECK(timeline->jobs[1].run_s == doctest::Approx(4));
+    CHECK(timeline->emergency_stops == 1);
+    CHECK(timeline->limit_mib == 1000);
+
+    BuildFindings found = findings_of(*timeline);
+    CHECK(found.average_parallelism == doctest::Approx((3.0 + 2.0) / 10));  // a ran 3 s, b 2 s
+    CHECK(found.peak_parallelism == 1);
+    CHECK(found.jobs_waited == 1);
+    CHECK(found.seconds_waited == doctest::Approx(4));
+    CHECK(found.seconds_stopped == doctest::Approx(1));
+    CHECK(found.memory_bound_share == doctest::Approx(0.4));  // b waited 0-4 s
+    CHECK(found.serial_share == doctest::Approx(0.2));        // b alone, 4-6 s
+    CHECK(found.idle_share == doctest::Approx(0.4));          // 6-10 s
+
+    std::string text = report_text(*timeline, 5);
+    CHECK(text.find("memgov report: 10.0 s, 2 jobs") != std::string::npos);
+    CHECK(text.find("held for memory: 1 jobs waited 4.0 s in all, the longest /src/b.cpp (4.0 s)") !=
+          std::string::npos);
+    CHECK(text.find("emergency stops: 1, 1.0 s stopped in all") != std::string::npos);
+    CHECK(text.find("memory-bound for 40 % of the build") != std::string::npos);
+    CHECK(text.find("serial for 20 % of the build") != std::string::npos);
+    CHECK(text.find("no job for 40 % of the build") != std::string::npos);
+    CHECK(report_json(*timeline)["jobs_waited"] == 1);
+}
+
+TEST_CASE("report: --stats-json gives the same timeline, without stops' times; OOM kills from either") {
+    nlohmann::json stats{{"wall_seconds", 10.0},
+                         {"procs_seen", 7},
+                         {"emergency_stops", 1},
+                         {"jobs",
+                          {{{"key", "/src/a.cpp"},
+                            {"exec_at_seconds", 0.0},
+                            {"run_at_seconds", 0.0},
+                            {"exit_at_seconds", 4.0},
+                            {"peak_bytes", 1},
+                            {"oom_killed", false}},
+                           {{"key", "/src/b.cpp"},
+                            {"job", 42},
+                            {"exec_at_seconds", 0.0},
+                            {"run_at_seconds", 4.0},
+                            {"exit_at_seconds", 6.0},
+                            {"peak_bytes", 2},
+                            {"oom_killed", true}}}}};
+    std::string error;
+    auto timeline = timeline_from_json(stats, error);
+    REQUIRE(timeline);
+    CHECK(timeline->source == "stats");
+    CHECK(timeline->processes == 7);
+    CHECK(findings_of(*timeline).seconds_waited == doctest::Approx(4));
+    REQUIRE(timeline->oom_kills.size() == 1);
+    CHECK(timeline->oom_kills[0].key == "/src/b.cpp");
+    std::string text = report_text(*timeline, 5);
+    CHECK(text.find("emergency stops: 1\n") != std::string::npos);
+    CHECK(text.find("1 OOM kill: the build ran out of memory") != std::string::npos);
+    CHECK(text.find("(OOM-killed)") != std::string::npos);
+}
+
+TEST_CASE("report: anything else is refused with the reason") {
+    std::string error;
+    CHECK_FALSE(timeline_from_json(nlohmann::json::object(), error));
+    CHECK(error.find("neither") != std::string::npos);
+    CHECK_FALSE(timeline_from_json(nlohmann::json::array(), error));
+    CHECK(error.find("no job and no process") != std::string::npos);
+    CHECK_FALSE(timeline_from_json({{"wall_seconds", 1.0}, {"jobs", {{{"no key", 1}}}}}, error));
+    CHECK(error.find("not memgov --stats-json output") != std::string::npos);
+}

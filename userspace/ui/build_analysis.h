@@ -1,0 +1,63 @@
+// `memgov report FILE`: why a build was as slow as it was, from its trace (--trace) or its
+// --stats-json. Pure: the file's JSON in, a timeline of its jobs, then the answers in words.
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace memgov {
+
+// One job's life, in seconds since the build started.
+struct JobTimeline {
+    std::string key;
+    double exec_s = 0;  // its root exec'd (it waited from here, if held)
+    double run_s = 0;   // let run
+    double end_s = 0;
+    std::vector<std::pair<double, double>> stops;  // emergency-stopped from, until
+    std::uint64_t peak_bytes = 0;
+    bool oom_killed = false;
+};
+
+struct OomKillNote {
+    double at_s = 0;
+    long victim = 0;
+    std::string comm;
+    std::string key;  // its job's ("" outside any job)
+    std::uint64_t rss_mib = 0;
+    std::vector<std::string> beside;  // the jobs running then, with their use
+};
+
+struct BuildTimeline {
+    std::string source;  // "trace" or "stats"
+    double wall_s = 0;
+    std::size_t processes = 0;
+    std::vector<JobTimeline> jobs;
+    std::vector<OomKillNote> oom_kills;
+    std::size_t emergency_stops = 0;
+    std::optional<double> build_peak_mib;  // from the trace's memory counter
+    std::optional<double> limit_mib;
+};
+
+// nullopt, with `error` set, when the JSON is neither a memgov trace nor --stats-json output.
+std::optional<BuildTimeline> timeline_from_json(const nlohmann::json& json, std::string& error);
+
+struct BuildFindings {
+    double average_parallelism = 0;  // jobs running, averaged over the wall time
+    std::size_t peak_parallelism = 0;
+    std::size_t jobs_waited = 0;
+    double seconds_waited = 0;  // summed over jobs
+    double seconds_stopped = 0;
+    double memory_bound_share = 0;  // of the wall time, with a job waiting or stopped
+    double serial_share = 0;        // of the wall time, with one job running and none held
+    double idle_share = 0;          // of the wall time, with no job at all (glue, configure …)
+};
+
+BuildFindings findings_of(const BuildTimeline& timeline);
+std::string report_text(const BuildTimeline& timeline, std::size_t top);
+nlohmann::json report_json(const BuildTimeline& timeline);
+
+}  // namespace memgov
