@@ -79,7 +79,7 @@ inline ControllerSettings settings_for(std::uint64_t limit_mib, std::uint64_t co
 // what the fake tracker's jobs use.
 struct Build {
     explicit Build(
-        ControllerSettings settings_in, HostLedger* ledger_in = nullptr,
+        ControllerSettings settings_in, Ledger* ledger_in = nullptr,
         std::function<MemoryReading()> memory_in =
             [] {
                 return MemoryReading{64ull << 30, 64ull << 30};
@@ -133,7 +133,7 @@ struct Build {
     }
 
     ControllerSettings settings;
-    HostLedger* ledger;
+    Ledger* ledger;
     std::function<MemoryReading()> memory;
     FakeTracker tracker;
     TempDir dir;

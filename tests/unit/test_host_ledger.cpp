@@ -140,10 +140,12 @@ TEST_CASE("host ledger: a directory someone else could write is refused") {
     CHECK_THROWS_WITH(HostLedger::open("/proc/memgov-ledger", {}), doctest::Contains("cannot create"));
 }
 
+namespace {
+
 // The scenario of two builds at once in one memory: each would start its heavy job at once,
-// alone, as it sees nothing else running.
-TEST_CASE("host ledger: two builds on one machine leave each other what they are about to take") {
-    TempDir dir;
+// alone, as it sees nothing else running. With places in one ledger, neither takes what the
+// other is about to.
+void two_builds_leave_each_other_room(Ledger& first, Ledger& second) {
     std::vector<const FakeTracker*> trackers;
     auto machine = [&trackers] {
         std::uint64_t used = 0;
@@ -152,10 +154,8 @@ TEST_CASE("host ledger: two builds on one machine leave each other what they are
     };
     ControllerSettings settings = settings_for(0, 700);
     settings.budget.limit_bytes.reset();
-    auto ledger_a = open_ledger(dir, 1);
-    auto ledger_b = open_ledger(dir, 2);
-    Build a(settings, ledger_a.get(), machine);
-    Build b(settings, ledger_b.get(), machine);
+    Build a(settings, &first, machine);
+    Build b(settings, &second, machine);
     trackers = {&a.tracker, &b.tracker};
     auto run_both = [&](Clock::duration time) {
         for (auto end = a.now + time; a.now < end;) {
@@ -185,6 +185,32 @@ TEST_CASE("host ledger: two builds on one machine leave each other what they are
     b.exit(200);
     run_both(40ms);
     CHECK(a.resumed(101));
+}
+
+}  // namespace
+
+TEST_CASE("host ledger: two builds on one machine leave each other what they are about to take") {
+    TempDir dir;
+    auto first = open_ledger(dir, 1);
+    auto second = open_ledger(dir, 2);
+    two_builds_leave_each_other_room(*first, *second);
+}
+
+TEST_CASE("shared ledger: two builds governed by one process leave each other what they are about to take") {
+    SharedLedger shared;
+    auto first = shared.join({.pid = 1, .uid = 0, .command = "make", .cgroup = ""});
+    auto second = shared.join({.pid = 1, .uid = 1000, .command = "ninja", .cgroup = ""});
+    two_builds_leave_each_other_room(*first, *second);
+    REQUIRE(first->others().size() == 1);
+    CHECK(first->others()[0].build.command == "ninja");
+    {
+        auto turn = first->take_turn(1ms);
+        REQUIRE(turn);
+        CHECK_FALSE(second->take_turn(1ms));
+    }
+    CHECK(second->take_turn(1ms));
+    second.reset();
+    CHECK(first->others().empty());
 }
 
 TEST_CASE("host ledger: without it, each build sees nothing running and starts its heavy job (the failure)") {

@@ -97,13 +97,13 @@ void BuildController::tick() {
     save_store_if_due(environment_.now());
 }
 
-std::optional<HostLedger::Turn> BuildController::take_turn() {
+std::optional<LedgerTurn> BuildController::take_turn() {
     if (!ledger_) return std::nullopt;
     auto turn = ledger_->take_turn(ledger_patience);
     if (!turn && !ledger_busy_said_) {
         ledger_busy_said_ = true;
         log_.write(LogCategory::memory, "host ledger {}: its lock was held over {} ms, deciding without it (once said)",
-                   ledger_->dir(), ledger_patience.count());
+                   ledger_->where(), ledger_patience.count());
     }
     governor_.other_builds(competing(ledger_->others(), availability_.bound_cgroup));
     return turn;

@@ -77,7 +77,7 @@ public:
         bool detailed_report = false;         // keep every process for --stats-json
         // Other builds on this host publish here what they take and wait for, and so do
         // we (none: this build is the only one governed).
-        HostLedger* ledger = nullptr;
+        Ledger* ledger = nullptr;
         // --trace: every job's states, decisions and readings, as they happen (none: no trace);
         // pressure is read for it, every half second (may be empty: no pressure counters).
         TraceWriter* trace = nullptr;
@@ -137,7 +137,7 @@ private:
     void save_store_if_due(Clock::time_point now);
     // Decisions are made within a turn of the host ledger, knowing what the other builds
     // take and wait for; what they changed is published before the turn ends.
-    std::optional<HostLedger::Turn> take_turn();
+    std::optional<LedgerTurn> take_turn();
     void publish();
     void trace_reading();
     void trace_decision(const Decision& decision, Clock::time_point now);
@@ -148,7 +148,7 @@ private:
     Log& log_;
     ControllerEnvironment environment_;
     std::optional<Identity> files_owner_;
-    HostLedger* ledger_;
+    Ledger* ledger_;
     TraceWriter* trace_;
     std::function<std::optional<Pressure>()> read_pressure_;
     Governor governor_;

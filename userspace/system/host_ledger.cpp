@@ -188,8 +188,43 @@ OtherBuilds competing(const std::vector<LedgerEntry>& others, const std::optiona
     return competitors;
 }
 
-HostLedger::Turn::~Turn() {
-    if (fd_ >= 0) flock(fd_, LOCK_UN);
+class SharedLedger::Place final : public Ledger {
+public:
+    Place(SharedLedger& shared, std::size_t id) : shared_(shared), id_(id) {}
+    ~Place() override {
+        std::lock_guard lock(shared_.entries_mutex_);
+        shared_.entries_.erase(id_);
+    }
+    std::optional<LedgerTurn> take_turn(std::chrono::milliseconds patience) override {
+        if (!shared_.turn_.try_lock_for(patience)) return std::nullopt;
+        return LedgerTurn([this] { shared_.turn_.unlock(); });
+    }
+    std::vector<LedgerEntry> others() const override {
+        std::lock_guard lock(shared_.entries_mutex_);
+        std::vector<LedgerEntry> entries;
+        for (const auto& [id, entry] : shared_.entries_)
+            if (id != id_) entries.push_back(entry);
+        return entries;
+    }
+    void publish(const LedgerState& state) override {
+        std::lock_guard lock(shared_.entries_mutex_);
+        LedgerEntry& entry = shared_.entries_.at(id_);
+        auto jobs = std::move(entry.state.jobs);
+        entry.state = state;
+        if (!entry.state.jobs) entry.state.jobs = std::move(jobs);  // as last published
+    }
+    std::string where() const override { return "this process"; }
+
+private:
+    SharedLedger& shared_;
+    std::size_t id_;
+};
+
+std::unique_ptr<Ledger> SharedLedger::join(LedgerBuild build) {
+    std::lock_guard lock(entries_mutex_);
+    std::size_t id = next_id_++;
+    entries_[id] = LedgerEntry{.build = std::move(build), .state = {}};
+    return std::make_unique<Place>(*this, id);
 }
 
 std::unique_ptr<HostLedger> HostLedger::open(const std::string& dir, LedgerBuild self) {
@@ -219,14 +254,14 @@ HostLedger::~HostLedger() {
     close(lock_fd_);
 }
 
-std::optional<HostLedger::Turn> HostLedger::take_turn(std::chrono::milliseconds patience) {
+std::optional<LedgerTurn> HostLedger::take_turn(std::chrono::milliseconds patience) {
     auto give_up = Clock::now() + patience;
     while (flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
         if (errno != EWOULDBLOCK && errno != EINTR) return std::nullopt;
         if (Clock::now() >= give_up) return std::nullopt;
         std::this_thread::sleep_for(std::chrono::microseconds(200));
     }
-    return Turn(lock_fd_);
+    return LedgerTurn([fd = lock_fd_] { flock(fd, LOCK_UN); });
 }
 
 std::vector<LedgerEntry> HostLedger::others() const {

@@ -10,7 +10,10 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <utility>
@@ -68,7 +71,53 @@ OtherBuilds competing(const std::vector<LedgerEntry>& others, const std::optiona
 // throws std::runtime_error when the directory cannot be read.
 std::vector<LedgerEntry> read_ledger(const std::string& dir);
 
-class HostLedger {
+// Held while one build reads the others' entries, decides and publishes; released when it
+// goes out of scope.
+class LedgerTurn {
+public:
+    explicit LedgerTurn(std::function<void()> release) : release_(std::move(release)) {}
+    LedgerTurn(LedgerTurn&& other) noexcept : release_(std::exchange(other.release_, nullptr)) {}
+    LedgerTurn& operator=(LedgerTurn&&) = delete;
+    ~LedgerTurn() {
+        if (release_) release_();
+    }
+
+private:
+    std::function<void()> release_;
+};
+
+// One build's place among the builds governed on the same memory: what a BuildController
+// needs to leave the others what they are about to take (docs/DESIGN.md §7.6). HostLedger
+// keeps the entries in files, for memgov processes side by side; SharedLedger in memory, for
+// several builds governed by one process.
+class Ledger {
+public:
+    virtual ~Ledger() = default;
+    // Waits up to `patience` for the turn (held for one decision: microseconds); nullopt
+    // if another holds it longer.
+    virtual std::optional<LedgerTurn> take_turn(std::chrono::milliseconds patience) = 0;
+    // The other builds' entries, as last published.
+    virtual std::vector<LedgerEntry> others() const = 0;
+    virtual void publish(const LedgerState& state) = 0;
+    // Where the entries are, for the log.
+    virtual std::string where() const = 0;
+};
+
+// Builds governed by one process (tests; a host daemon): entries in memory, turns by a mutex.
+class SharedLedger {
+public:
+    // A build's place; its entry goes when the place is destroyed (before the SharedLedger).
+    std::unique_ptr<Ledger> join(LedgerBuild build);
+
+private:
+    class Place;
+    std::timed_mutex turn_;
+    std::mutex entries_mutex_;
+    std::map<std::size_t, LedgerEntry> entries_;
+    std::size_t next_id_ = 0;
+};
+
+class HostLedger final : public Ledger {
 public:
     static constexpr const char* default_dir = "/run/memgov/ledger";
 
@@ -80,25 +129,12 @@ public:
     HostLedger(const HostLedger&) = delete;
     HostLedger& operator=(const HostLedger&) = delete;
 
-    // Held while reading the others, deciding and publishing.
-    class Turn {
-    public:
-        explicit Turn(int fd) : fd_(fd) {}
-        Turn(Turn&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-        Turn& operator=(Turn&&) = delete;
-        ~Turn();
-
-    private:
-        int fd_;
-    };
-    // Waits up to `patience` for the lock (it is held for a decision: microseconds);
-    // nullopt if another process holds it longer.
-    std::optional<Turn> take_turn(std::chrono::milliseconds patience);
-
-    // The other builds' entries, as published; entries of memgov runs that are gone are
-    // removed, unreadable ones skipped.
-    std::vector<LedgerEntry> others() const;
-    void publish(const LedgerState& state);
+    // The lock file's flock.
+    std::optional<LedgerTurn> take_turn(std::chrono::milliseconds patience) override;
+    // Entries of memgov runs that are gone are removed, unreadable ones skipped.
+    std::vector<LedgerEntry> others() const override;
+    void publish(const LedgerState& state) override;
+    std::string where() const override { return entry_path_; }
 
     const std::string& dir() const { return dir_; }
     const std::string& entry_path() const { return entry_path_; }
