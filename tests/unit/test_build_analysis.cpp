@@ -73,7 +73,7 @@ TEST_CASE("report: a trace's jobs, their waits and stops, and what they add up t
     CHECK(report_json(*timeline)["jobs_waited"] == 1);
 }
 
-TEST_CASE("report: --stats-json gives the same timeline, without stops' times; OOM kills from either") {
+TEST_CASE("report: --stats-json gives the same timeline without the stops' times, and OOM kills come from either") {
     nlohmann::json stats{{"wall_seconds", 10.0},
                          {"procs_seen", 7},
                          {"emergency_stops", 1},

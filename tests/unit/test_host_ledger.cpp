@@ -35,7 +35,7 @@ std::unique_ptr<HostLedger> open_ledger(const TempDir& dir, pid_t pid, const std
 
 }  // namespace
 
-TEST_CASE("host ledger: an entry reads back as written; anything else is refused") {
+TEST_CASE("host ledger: an entry reads back as written, and anything else is refused") {
     LedgerEntry entry = sample_entry();
     auto read = parse_ledger_entry(serialize_ledger_entry(entry));
     REQUIRE(read);
@@ -85,7 +85,7 @@ TEST_CASE("competing: builds in the bounding cgroup or below it, or all of them 
     CHECK(two.oldest_waiting.size() == 2);
 }
 
-TEST_CASE("host ledger: each memgov reads the others' entries, not its own; a gone memgov's entry is removed") {
+TEST_CASE("host ledger: each memgov reads the others' entries, not its own, and a gone memgov's entry is removed") {
     TempDir dir;
     auto a = open_ledger(dir, 1);
     auto b = open_ledger(dir, 2);
@@ -231,7 +231,7 @@ TEST_CASE("host ledger: without it, each build sees nothing running and starts i
     CHECK(b.resumed(200));
 }
 
-TEST_CASE("host ledger: an entry lists its jobs, at most max_ledger_jobs, keys cut; a bad state is refused") {
+TEST_CASE("host ledger: an entry lists its jobs, at most max_ledger_jobs, keys cut, and a bad state is refused") {
     LedgerEntry entry = sample_entry();
     entry.state.jobs.emplace();
     entry.state.jobs->push_back({{7, JobView::State::running, 500 * MiB, 120 * MiB}, "/src/a.cpp"});

@@ -80,7 +80,7 @@ TEST_CASE("trace: a stop recorded after the job's exit record still ends after i
     CHECK(trace_check::problems(trace).empty());
 }
 
-TEST_CASE("trace: counters are written when they move, and every second anyway; pressure as shares of time") {
+TEST_CASE("trace: counters are written when they move, and every second anyway, pressure as shares of time") {
     std::ostringstream out;
     {
         TraceWriter trace(out, zero, "t");
