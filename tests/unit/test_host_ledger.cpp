@@ -142,18 +142,29 @@ TEST_CASE("host ledger: a directory someone else could write is refused") {
 
 namespace {
 
+// One machine of 1200 MiB: available is what none of the builds' trackers use.
+std::function<MemoryReading()> machine_of(const std::vector<const FakeTracker*>& trackers) {
+    return [&trackers] {
+        std::uint64_t used = 0;
+        for (const auto* tracker : trackers) used += tracker->totals().rss_bytes;
+        return MemoryReading{1200 * MiB, 1200 * MiB - used};
+    };
+}
+
+// No --limit: the machine's memory bounds the build; an unknown job is guessed at `mib`.
+ControllerSettings unknown_jobs_at(std::uint64_t mib) {
+    ControllerSettings settings = settings_for(0, mib);
+    settings.budget.limit_bytes.reset();
+    return settings;
+}
+
 // The scenario of two builds at once in one memory: each would start its heavy job at once,
 // alone, as it sees nothing else running. With places in one ledger, neither takes what the
 // other is about to.
 void two_builds_leave_each_other_room(Ledger& first, Ledger& second) {
     std::vector<const FakeTracker*> trackers;
-    auto machine = [&trackers] {
-        std::uint64_t used = 0;
-        for (const auto* tracker : trackers) used += tracker->totals().rss_bytes;
-        return MemoryReading{1200 * MiB, 1200 * MiB - used};
-    };
-    ControllerSettings settings = settings_for(0, 700);
-    settings.budget.limit_bytes.reset();
+    auto machine = machine_of(trackers);
+    ControllerSettings settings = unknown_jobs_at(700);
     Build a(settings, &first, machine);
     Build b(settings, &second, machine);
     trackers = {&a.tracker, &b.tracker};
@@ -215,13 +226,8 @@ TEST_CASE("shared ledger: two builds governed by one process leave each other wh
 
 TEST_CASE("host ledger: without it, each build sees nothing running and starts its heavy job (the failure)") {
     std::vector<const FakeTracker*> trackers;
-    auto machine = [&trackers] {
-        std::uint64_t used = 0;
-        for (const auto* tracker : trackers) used += tracker->totals().rss_bytes;
-        return MemoryReading{1200 * MiB, 1200 * MiB - used};
-    };
-    ControllerSettings settings = settings_for(0, 700);
-    settings.budget.limit_bytes.reset();
+    auto machine = machine_of(trackers);
+    ControllerSettings settings = unknown_jobs_at(700);
     Build a(settings, nullptr, machine);
     Build b(settings, nullptr, machine);
     trackers = {&a.tracker, &b.tracker};

@@ -250,6 +250,15 @@ GovernorView Governor::view() const {
     return view;
 }
 
+const char* state_name(JobView::State state) {
+    switch (state) {
+        case JobView::State::waiting: return "waiting";
+        case JobView::State::running: return "running";
+        case JobView::State::stopped: return "stopped";
+    }
+    return "?";
+}
+
 BuildShare Governor::share(Clock::time_point now) const {
     BuildShare share{.near_growth_bytes = static_cast<std::uint64_t>(std::max<std::int64_t>(remaining_need(now), 0)),
                      .kept_bytes = surprise_room(nullptr),

@@ -151,6 +151,9 @@ struct JobView {
     std::uint64_t current_bytes = 0;
 };
 
+// "waiting", "running", "stopped": the glossary's words (docs/DESIGN.md §2).
+const char* state_name(JobView::State state);
+
 // What this build shows the others through the host ledger: one term of their OtherBuilds.
 struct BuildShare {
     std::uint64_t imminent_bytes = 0;  // of its jobs that are not stopped: those grow

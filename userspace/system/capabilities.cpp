@@ -1,8 +1,8 @@
 #include "capabilities.h"
 
 #include <charconv>
-#include <fstream>
-#include <sstream>
+
+#include "text_file.h"
 
 namespace memgov {
 
@@ -25,11 +25,8 @@ std::optional<std::uint64_t> capability_mask(std::string_view status_text, std::
 }
 
 std::optional<std::uint64_t> process_capabilities(const std::string& pid, std::string_view field) {
-    std::ifstream in("/proc/" + pid + "/status");
-    if (!in) return std::nullopt;
-    std::stringstream text;
-    text << in.rdbuf();
-    return capability_mask(text.str(), field);
+    auto text = read_text_file("/proc/" + pid + "/status");
+    return text ? capability_mask(*text, field) : std::nullopt;
 }
 
 bool has_bpf_privilege() {

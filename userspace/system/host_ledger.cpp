@@ -26,15 +26,6 @@ std::runtime_error failure(const std::string& what, const std::string& path) {
     return std::runtime_error(fmt::format("{} {}: {}", what, path, std::strerror(errno)));
 }
 
-const char* state_name(JobView::State state) {
-    switch (state) {
-        case JobView::State::waiting: return "waiting";
-        case JobView::State::running: return "running";
-        case JobView::State::stopped: return "stopped";
-    }
-    return "?";
-}
-
 std::optional<JobView::State> state_named(const std::string& name) {
     for (auto state : {JobView::State::waiting, JobView::State::running, JobView::State::stopped})
         if (name == state_name(state)) return state;

@@ -3,22 +3,15 @@
 #include <fmt/format.h>
 
 #include <charconv>
-#include <fstream>
 #include <sstream>
+
+#include "text_file.h"
 
 namespace memgov {
 namespace {
 
 // A v1 limit of PAGE_COUNTER_MAX pages (or anything near 2^63) means "no limit".
 constexpr std::uint64_t unlimited = 1ull << 60;
-
-std::optional<std::string> read_text(const std::string& path) {
-    std::ifstream in(path);
-    if (!in) return std::nullopt;
-    std::stringstream text;
-    text << in.rdbuf();
-    return text.str();
-}
 
 std::optional<std::uint64_t> parse_number(std::string_view text) {
     while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.remove_suffix(1);
@@ -29,7 +22,7 @@ std::optional<std::uint64_t> parse_number(std::string_view text) {
 }
 
 std::optional<std::uint64_t> read_number(const std::string& path) {
-    auto text = read_text(path);
+    auto text = read_text_file(path);
     if (!text) return std::nullopt;
     if (text->starts_with("max")) return unlimited;
     return parse_number(*text);
@@ -59,7 +52,7 @@ std::string parent_of(const std::string& dir) {
 }  // namespace
 
 MemoryProbe::MemoryProbe(Paths paths) : paths_(std::move(paths)) {
-    auto membership = read_text(paths_.proc + "/self/cgroup");
+    auto membership = read_text_file(paths_.proc + "/self/cgroup");
     if (!membership) return;
     std::string v1_path;
     std::string v2_path;
@@ -80,7 +73,7 @@ MemoryProbe::MemoryProbe(Paths paths) : paths_(std::move(paths)) {
         path = v1_path;
     } else if (!v2_path.empty()) {
         v2_ = true;
-        root = read_text(paths_.cgroup + "/cgroup.controllers") ? paths_.cgroup : paths_.cgroup + "/unified";
+        root = read_text_file(paths_.cgroup + "/cgroup.controllers") ? paths_.cgroup : paths_.cgroup + "/unified";
         path = v2_path;
     } else {
         return;
@@ -97,7 +90,7 @@ std::optional<std::uint64_t> MemoryProbe::reclaimable(const std::string& dir) co
     auto cached = stat_cache_.find(dir);
     if (cached != stat_cache_.end() && now - cached->second.read_at < stat_interval) return cached->second.reclaimable;
     std::optional<std::uint64_t> value;
-    if (auto stat = read_text(dir + "/memory.stat")) {
+    if (auto stat = read_text_file(dir + "/memory.stat")) {
         // v1 has hierarchical totals (total_*) beside the cgroup's own figures; v2's are
         // hierarchical already.
         auto stat_field = [&](std::string_view v1, std::string_view v2) {
@@ -139,7 +132,7 @@ std::optional<CgroupLevel> MemoryProbe::read_level(const std::string& dir) const
 
 MemoryReading MemoryProbe::read() const {
     MemoryReading reading;
-    if (auto meminfo = read_text(paths_.proc + "/meminfo")) {
+    if (auto meminfo = read_text_file(paths_.proc + "/meminfo")) {
         reading.total_bytes = field(*meminfo, "MemTotal").value_or(0) * 1024;
         reading.available_bytes = field(*meminfo, "MemAvailable").value_or(0) * 1024;
     }

@@ -1,8 +1,8 @@
 #include "pressure.h"
 
 #include <charconv>
-#include <fstream>
-#include <sstream>
+
+#include "text_file.h"
 
 namespace memgov {
 namespace {
@@ -15,14 +15,6 @@ std::optional<std::uint64_t> total_of(std::string_view line) {
     auto [end, error] = std::from_chars(line.data(), line.data() + line.size(), value);
     if (error != std::errc() || (end != line.data() + line.size() && *end != ' ' && *end != '\n')) return std::nullopt;
     return value;
-}
-
-std::optional<std::string> read_text(const std::string& path) {
-    std::ifstream in(path);
-    if (!in) return std::nullopt;
-    std::stringstream text;
-    text << in.rdbuf();
-    return text.str();
 }
 
 }  // namespace
@@ -47,7 +39,7 @@ std::optional<Pressure> read_pressure(const std::string& dir, const std::string&
         Pressure pressure;
         int index = 0;
         for (const char* resource : {"memory", "cpu", "io"}) {
-            auto text = read_text(prefix + resource + suffix);
+            auto text = read_text_file(prefix + resource + suffix);
             auto totals = text ? parse_pressure(*text) : std::nullopt;
             if (!totals) return std::nullopt;
             pressure.total_us[static_cast<std::size_t>(index++)] = totals->first;

@@ -7,15 +7,6 @@
 namespace memgov {
 namespace {
 
-const char* state_word(JobView::State state) {
-    switch (state) {
-        case JobView::State::waiting: return "waiting";
-        case JobView::State::running: return "running";
-        case JobView::State::stopped: return "stopped";
-    }
-    return "?";
-}
-
 struct Sums {
     std::uint64_t build = 0;
     std::uint64_t imminent = 0;
@@ -62,7 +53,7 @@ std::string host_status_text(const HostStatus& status, const UserNames& user_nam
         if (jobs.empty()) continue;
         text += fmt::format("  {:>8}  {:<8} {:>10} {:>10}  {}\n", "PID", "STATE", "CURRENT", "PREDICTED", "KEY");
         for (const auto& job : jobs)
-            text += fmt::format("  {:>8}  {:<8} {:>10} {:>10}  {}\n", job.view.job, state_word(job.view.state),
+            text += fmt::format("  {:>8}  {:<8} {:>10} {:>10}  {}\n", job.view.job, state_name(job.view.state),
                                 job.view.state == JobView::State::waiting ? "-" : format_bytes(job.view.current_bytes),
                                 format_bytes(job.view.reserved_bytes), job.key);
         std::size_t listed_of = state.share.running + state.waiting + state.stopped;
@@ -86,7 +77,7 @@ nlohmann::json host_status_json(const HostStatus& status, const UserNames& user_
         nlohmann::json jobs = nlohmann::json::array();
         for (const auto& job : state.jobs.value_or(std::vector<LedgerJob>{}))
             jobs.push_back({{"pid", job.view.job},
-                            {"state", state_word(job.view.state)},
+                            {"state", state_name(job.view.state)},
                             {"current_bytes", job.view.current_bytes},
                             {"predicted_bytes", job.view.reserved_bytes},
                             {"key", job.key}});
