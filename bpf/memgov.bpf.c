@@ -393,13 +393,25 @@ static long resume_held_pid(struct bpf_map *map, __u32 *pid, __u32 *host_tgid, v
 	return 0;
 }
 
+/* An exiting thread's share of its process's costs: what the kernel kept for it. */
+static __always_inline void add_costs(struct mg_task_costs *costs, struct task_struct *task)
+{
+	__sync_fetch_and_add(&costs->cpu_ns, task->se.sum_exec_runtime);
+	__sync_fetch_and_add(&costs->run_delay_ns, task->sched_info.run_delay);
+	__sync_fetch_and_add(&costs->major_faults, task->maj_flt);
+	struct task_delay_info *delays = task->delays; /* NULL unless delay accounting is on */
+	if (delays) {
+		__sync_fetch_and_add(&costs->io_delay_ns, BPF_CORE_READ(delays, blkio_delay));
+		__sync_fetch_and_add(&costs->reclaim_delay_ns,
+				     BPF_CORE_READ(delays, freepages_delay));
+	}
+}
+
 SEC("tp_btf/sched_process_exit")
 int BPF_PROG(on_exit, struct task_struct *task, bool group_dead)
 {
-	if (!group_dead)
-		return 0; /* a thread; its process lives on */
 	__u32 tgid = tgid_seen(task);
-	if (tgid == controller_tgid) {
+	if (group_dead && tgid == controller_tgid) {
 		/* The controller is gone (maybe SIGKILLed): nobody else would resume these. */
 		bpf_for_each_map_elem(&held, resume_held_pid, NULL, 0);
 		return 0;
@@ -407,6 +419,9 @@ int BPF_PROG(on_exit, struct task_struct *task, bool group_dead)
 	struct mg_proc *proc = bpf_map_lookup_elem(&procs, &tgid);
 	if (!proc)
 		return 0;
+	add_costs(&proc->costs, task);
+	if (!group_dead)
+		return 0; /* a thread; its process lives on */
 
 	account_rss(proc, 0);
 	__u32 job_id = proc->job;
@@ -433,6 +448,7 @@ int BPF_PROG(on_exit, struct task_struct *task, bool group_dead)
 		event->peak_rss_bytes = proc->peak_rss_bytes;
 		event->job_peak_bytes = job_peak;
 		bpf_probe_read_kernel_str(event->comm, sizeof(event->comm), task->comm);
+		event->costs = proc->costs;
 		bpf_ringbuf_submit(event, 0);
 	} else {
 		__sync_fetch_and_add(&totals.events_dropped, 1);

@@ -40,6 +40,17 @@ struct mg_event_header {
 	__u64 timestamp_ns; /* bpf_ktime_get_ns(), CLOCK_MONOTONIC */
 };
 
+/* What the kernel kept for a process's threads (each thread's figures added as it exits): read
+ * once per thread, no per-event hook. The delays stay 0 unless delay accounting is on
+ * (sysctl kernel.task_delayacct=1). */
+struct mg_task_costs {
+	__u64 cpu_ns;		/* se.sum_exec_runtime */
+	__u64 run_delay_ns;	/* sched_info.run_delay: runnable, waiting for a CPU */
+	__u64 io_delay_ns;	/* delays->blkio_delay: waiting for block I/O */
+	__u64 reclaim_delay_ns; /* delays->freepages_delay: in direct reclaim */
+	__u64 major_faults;	/* maj_flt */
+};
+
 struct mg_exec_event {
 	struct mg_event_header header;
 	__u32 ppid;
@@ -60,6 +71,7 @@ struct mg_exit_event {
 	__u64 peak_rss_bytes; /* this process, all its images (fork → exec → exit) */
 	__u64 job_peak_bytes; /* peak of the job's summed RSS so far; 0 if job == 0 */
 	char comm[MG_COMM_LEN];
+	struct mg_task_costs costs; /* the process's, all its threads */
 };
 
 struct mg_oom_event {
@@ -79,6 +91,7 @@ struct mg_proc {
 	__u64 peak_rss_bytes;
 	__u32 host_tgid; /* its tgid in the initial pid namespace (0 until it forks or execs) */
 	__u32 pad;
+	struct mg_task_costs costs; /* of its threads that have exited */
 };
 
 /* jobs map: job id -> mg_job. Sums over the job's live processes. */

@@ -1,6 +1,6 @@
 // memhog: a process with a known memory shape, for tests and benchmarks.
 //   memhog [--mb N] [--ramp-ms R] [--hold-ms T] [--children K] [--child-mb M] [--thread-mb M]
-//          [--shape linear|steps|late-spike|slow-jump] [--plateaus P]
+//          [--shape linear|steps|late-spike|slow-jump] [--plateaus P] [--spin-ms S]
 // Touches N MiB (spread over R ms, as a compiler grows), holds them T ms (children and a thread run alongside), then
 // prints
 //   memhog pid=<pid> maxrss_kb=<getrusage ru_maxrss>
@@ -12,6 +12,7 @@
 //   late-spike  a slow ramp to 35 % of N until 50 ms before R, then the rest within those 50 ms
 //   slow-jump   15 % of N within R/10, flat until 0.8*R, then all of N at once
 // Shapes other than linear keep to the clock (memset time included), so ramp + hold take R + T ms.
+// --spin-ms: first, S ms of CPU time in a busy loop (however long that takes on a busy CPU).
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -22,6 +23,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <string>
 #include <thread>
 #include <vector>
@@ -39,13 +41,14 @@ struct Shape {
     long children = 0;
     long child_mb = -1;  // -1: same as mb
     long thread_mb = 0;
+    long spin_ms = 0;
 };
 
 [[noreturn]] void usage(const char* why) {
     std::fprintf(stderr,
                  "memhog: %s\nusage: memhog [--mb N] [--ramp-ms R] [--hold-ms T] [--children K] "
                  "[--child-mb M] [--thread-mb M] [--shape linear|steps|late-spike|slow-jump] "
-                 "[--plateaus P]\n",
+                 "[--plateaus P] [--spin-ms S]\n",
                  why);
     std::exit(2);
 }
@@ -84,6 +87,8 @@ Shape parse(int argc, char** argv) {
             shape.child_mb = value;
         else if (flag == "--thread-mb")
             shape.thread_mb = value;
+        else if (flag == "--spin-ms")
+            shape.spin_ms = value;
         else if (flag == "--plateaus" && value > 0)
             shape.plateaus = value;
         else if (flag == "--plateaus")
@@ -188,8 +193,21 @@ void report() {
 
 }  // namespace
 
+// Burns `ms` of this process's CPU time.
+void spin(long ms) {
+    auto cpu_ms = [] {
+        timespec now{};
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &now);
+        return now.tv_sec * 1000L + now.tv_nsec / 1'000'000L;
+    };
+    volatile unsigned long sink = 0;
+    for (long until = cpu_ms() + ms; cpu_ms() < until;)
+        for (int i = 0; i < 100000; ++i) sink = sink + static_cast<unsigned long>(i);
+}
+
 int main(int argc, char** argv) {
     Shape shape = parse(argc, argv);
+    spin(shape.spin_ms);
     std::vector<pid_t> children;
     for (long i = 0; i < shape.children; ++i) {
         pid_t pid = fork();

@@ -135,7 +135,7 @@ void kill_memgov_mid_build(const std::vector<std::string>& around) {
     CHECK(wait_until([&] { return processes_running("make -j6 -C " + tag).empty(); }, 30s));
     for (int i = 0; i < 6; ++i) CHECK(std::filesystem::exists(fmt::format("{}/out{}", tag, i)));
     if (!around.empty()) {
-        kill(spawned, SIGTERM);
+        kill(spawned, SIGKILL);  // unshare ignores SIGTERM while it waits; --kill-child passes this on
         waitpid(spawned, nullptr, 0);
     }
 
@@ -153,7 +153,7 @@ TEST_CASE("kill -9 of memgov with jobs waiting and stopped: none stays stopped, 
 
 TEST_CASE("kill -9 of memgov in a child pid namespace (not its init): none stays stopped, the build ends") {
     // The namespace's init is a shell that outlives memgov (the namespace, and the build with
-    // it, would die with its init); --kill-child ends it when unshare is told to end.
+    // it, would die with its init); --kill-child ends it when unshare is killed.
     kill_memgov_mid_build(
         {"unshare", "--pid", "--fork", "--mount-proc", "--kill-child", "sh", "-c", "\"$@\"; sleep 60", "sh"});
 }

@@ -114,3 +114,42 @@ TEST_CASE("report: anything else is refused with the reason") {
     CHECK_FALSE(timeline_from_json({{"wall_seconds", 1.0}, {"jobs", {{{"no key", 1}}}}}, error));
     CHECK(error.find("not memgov --stats-json output") != std::string::npos);
 }
+
+TEST_CASE("report: what the kernel says held the jobs up: CPU, I/O, reclaim, faults") {
+    nlohmann::json stats{{"wall_seconds", 4.0},
+                         {"jobs",
+                          {{{"key", "/src/a.cpp"},
+                            {"exec_at_seconds", 0.0},
+                            {"run_at_seconds", 0.0},
+                            {"exit_at_seconds", 2.0},
+                            {"cpu_seconds", 1.0},
+                            {"run_delay_seconds", 1.0},
+                            {"io_delay_seconds", 0.0},
+                            {"reclaim_delay_seconds", 0.0},
+                            {"major_faults", 3}},
+                           {{"key", "/src/b.cpp"},
+                            {"exec_at_seconds", 0.0},
+                            {"run_at_seconds", 0.0},
+                            {"exit_at_seconds", 2.0},
+                            {"cpu_seconds", 1.5},
+                            {"run_delay_seconds", 0.5},
+                            {"io_delay_seconds", 0.0},
+                            {"reclaim_delay_seconds", 0.0},
+                            {"major_faults", 4}}}}};
+    std::string error;
+    auto timeline = timeline_from_json(stats, error);
+    REQUIRE(timeline);
+    BuildFindings found = findings_of(*timeline);
+    CHECK(found.cpu_s == doctest::Approx(2.5));
+    CHECK(found.run_delay_s == doctest::Approx(1.5));
+    CHECK(found.major_faults == 7);
+    CHECK(found.cpu_wait_share == doctest::Approx(1.5 / 4));  // of the 4 s the two jobs ran
+    std::string text = report_text(*timeline, 5);
+    CHECK(text.find("CPU: the jobs used 2.5 s and waited 1.5 s for a CPU (38 % of the time they ran); waited most: "
+                    "/src/a.cpp (1.0 s)") != std::string::npos);
+    CHECK(text.find("stalls: 7 major faults; I/O and reclaim waits not measured") != std::string::npos);
+    CHECK(text.find("CPU-bound: running jobs waited for a CPU 38 %") != std::string::npos);
+    stats["jobs"][1]["io_delay_seconds"] = 0.25;
+    text = report_text(*timeline_from_json(stats, error), 5);
+    CHECK(text.find("stalls: 0.2 s waiting for I/O, 0.0 s in direct reclaim, 7 major faults") != std::string::npos);
+}

@@ -10,6 +10,7 @@
 
 #include "bpf_tracker.h"
 #include "capabilities.h"
+#include "text_file.h"
 
 namespace memgov {
 namespace {
@@ -66,6 +67,19 @@ CheckResult check_memory_cgroup(const std::string& proc_root) {
             "(cgroup_enable=memory) to respect container limits"};
 }
 
+// What --trace, --stats-json and memgov report can say of a job's stalls (never a failure).
+CheckResult check_stall_accounting(const std::string& proc_root) {
+    auto delay_accounting = read_text_file(proc_root + "/sys/kernel/task_delayacct");
+    bool delays = delay_accounting && delay_accounting->starts_with("1");
+    bool pressure = access((proc_root + "/pressure/memory").c_str(), R_OK) == 0;
+    return {"job stalls", true,
+            fmt::format("CPU time, waiting for a CPU and major faults per job; waiting for I/O and in direct reclaim "
+                        "{}; pressure (PSI) {}",
+                        delays ? "too" : "not (sysctl -w kernel.task_delayacct=1 to measure them)",
+                        pressure ? "in --trace" : "not available (boot with psi=1)"),
+            ""};
+}
+
 CheckResult check_bpf_load(bool verbose_libbpf) {
     try {
         TrackerOptions options;
@@ -88,7 +102,11 @@ std::pair<int, int> kernel_version(const std::string& release) {
 }
 
 std::vector<CheckResult> check_system(bool verbose_libbpf, const std::string& proc_root) {
-    return {check_kernel(), check_btf(), check_privilege(), check_memory_cgroup(proc_root),
+    return {check_kernel(),
+            check_btf(),
+            check_privilege(),
+            check_memory_cgroup(proc_root),
+            check_stall_accounting(proc_root),
             check_bpf_load(verbose_libbpf)};
 }
 

@@ -362,9 +362,12 @@ void BuildController::regrant() {
 void BuildController::on(const ExitEvent& event) {
     report_.on_exit(event);
     auto exit_at = Clock::time_point(std::chrono::nanoseconds(event.timestamp_ns));
-    if (trace_) trace_->process_exit(event.pid, exit_at, event.peak_rss_bytes);
-    if (trace_ && event.pid == event.job)
-        trace_->job_ended(event.job, exit_at, event.job_peak_bytes, event.wait_status);
+    if (trace_) trace_->process_exit(event.pid, exit_at, event.peak_rss_bytes, event.costs);
+    if (trace_ && event.pid == event.job) {
+        const JobRecord* record = report_.job(event.job);  // its processes' costs, this one's included
+        trace_->job_ended(event.job, exit_at, event.job_peak_bytes, event.wait_status,
+                          record ? record->costs : event.costs);
+    }
     if (event.pid != event.job) return;
     auto it = jobs_.find(event.job);
     if (it == jobs_.end()) return;

@@ -54,6 +54,11 @@ std::optional<TrackerEvent> decode_exit(std::span<const std::byte> bytes) {
     event.peak_rss_bytes = raw->peak_rss_bytes;
     event.job_peak_bytes = raw->job_peak_bytes;
     event.comm = bounded_string(raw->comm);
+    event.costs = {.cpu_ns = raw->costs.cpu_ns,
+                   .run_delay_ns = raw->costs.run_delay_ns,
+                   .io_delay_ns = raw->costs.io_delay_ns,
+                   .reclaim_delay_ns = raw->costs.reclaim_delay_ns,
+                   .major_faults = raw->costs.major_faults};
     return event;
 }
 

@@ -39,6 +39,26 @@ struct ExecEvent {
     std::vector<std::string> argv;
 };
 
+// What the kernel kept for a process's threads (docs/DESIGN.md §4): CPU time, time runnable
+// but waiting for a CPU, time waiting for block I/O and in direct reclaim (0 unless delay
+// accounting is on), major page faults.
+struct TaskCosts {
+    std::uint64_t cpu_ns = 0;
+    std::uint64_t run_delay_ns = 0;
+    std::uint64_t io_delay_ns = 0;
+    std::uint64_t reclaim_delay_ns = 0;
+    std::uint64_t major_faults = 0;
+
+    TaskCosts& operator+=(const TaskCosts& other) {
+        cpu_ns += other.cpu_ns;
+        run_delay_ns += other.run_delay_ns;
+        io_delay_ns += other.io_delay_ns;
+        reclaim_delay_ns += other.reclaim_delay_ns;
+        major_faults += other.major_faults;
+        return *this;
+    }
+};
+
 struct ExitEvent {
     pid_t pid = 0;
     pid_t ppid = 0;
@@ -48,6 +68,7 @@ struct ExitEvent {
     std::uint64_t peak_rss_bytes = 0;
     std::uint64_t job_peak_bytes = 0;
     std::string comm;
+    TaskCosts costs;
 };
 
 struct OomKillEvent {

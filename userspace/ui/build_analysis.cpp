@@ -15,6 +15,15 @@ constexpr long processes_track = 2;
 
 double seconds_of(const nlohmann::json& event) { return event.value("ts", 0.0) / 1e6; }
 
+// The kernel's costs, as put_costs writes them in --stats-json and the trace.
+void read_costs(JobTimeline& job, const nlohmann::json& entry) {
+    job.cpu_s = entry.value("cpu_seconds", 0.0);
+    job.run_delay_s = entry.value("run_delay_seconds", 0.0);
+    job.io_delay_s = entry.value("io_delay_seconds", 0.0);
+    job.reclaim_delay_s = entry.value("reclaim_delay_seconds", 0.0);
+    job.major_faults = entry.value("major_faults", 0ull);
+}
+
 std::optional<BuildTimeline> from_trace(const nlohmann::json& trace, std::string& error) {
     BuildTimeline timeline{.source = "trace"};
     struct Open {
@@ -56,6 +65,7 @@ std::optional<BuildTimeline> from_trace(const nlohmann::json& trace, std::string
                 if (job.run_s < 0) job.run_s = at;  // it ended while waiting
                 const auto& args = event.contains("args") ? event["args"] : nlohmann::json::object();
                 job.peak_bytes = static_cast<std::uint64_t>(args.value("peak_mib", 0.0) * (1 << 20));
+                read_costs(job, args);
             }
         } else if (phase == "C" && event.value("name", "") == "memory (MiB)" && event.contains("args")) {
             const auto& values = event["args"];
@@ -101,6 +111,7 @@ std::optional<BuildTimeline> from_stats(const nlohmann::json& stats, std::string
                               .stops = {},
                               .peak_bytes = job.value("peak_bytes", 0ull),
                               .oom_killed = job.value("oom_killed", false)};
+            read_costs(entry, job);
             if (entry.oom_killed)
                 timeline.oom_kills.push_back({.at_s = entry.end_s,
                                               .victim = job.value("job", 0L),
@@ -179,7 +190,14 @@ BuildFindings findings_of(const BuildTimeline& timeline) {
     found.memory_bound_share = swept.held / wall;
     found.serial_share = swept.serial / wall;
     found.idle_share = swept.idle / wall;
+    double running = 0;
     for (const auto& job : timeline.jobs) {
+        running += std::max(0.0, job.end_s - job.run_s);
+        found.cpu_s += job.cpu_s;
+        found.run_delay_s += job.run_delay_s;
+        found.io_delay_s += job.io_delay_s;
+        found.reclaim_delay_s += job.reclaim_delay_s;
+        found.major_faults += job.major_faults;
         double waited = job.run_s - job.exec_s;
         if (waited > 0.001) {
             ++found.jobs_waited;
@@ -187,6 +205,7 @@ BuildFindings findings_of(const BuildTimeline& timeline) {
         }
         for (const auto& [from, until] : job.stops) found.seconds_stopped += until - from;
     }
+    found.cpu_wait_share = running > 0 ? found.run_delay_s / running : 0;
     return found;
 }
 
@@ -213,6 +232,24 @@ std::string report_text(const BuildTimeline& timeline, std::size_t top) {
     if (timeline.build_peak_mib)
         text += fmt::format("memory: the build peaked at {:.0f} MiB{}\n", *timeline.build_peak_mib,
                             timeline.limit_mib ? fmt::format(" of {:.0f} MiB", *timeline.limit_mib) : std::string());
+    if (found.cpu_s > 0 || found.run_delay_s > 0) {
+        auto most =
+            *std::max_element(timeline.jobs.begin(), timeline.jobs.end(),
+                              [](const JobTimeline& a, const JobTimeline& b) { return a.run_delay_s < b.run_delay_s; });
+        text += fmt::format(
+            "CPU: the jobs used {:.1f} s and waited {:.1f} s for a CPU ({} % of the time they ran); "
+            "waited most: {} ({:.1f} s)\n",
+            found.cpu_s, found.run_delay_s, static_cast<int>(found.cpu_wait_share * 100 + 0.5), most.key,
+            most.run_delay_s);
+        if (found.io_delay_s > 0 || found.reclaim_delay_s > 0)
+            text += fmt::format("stalls: {:.1f} s waiting for I/O, {:.1f} s in direct reclaim, {} major faults\n",
+                                found.io_delay_s, found.reclaim_delay_s, found.major_faults);
+        else
+            text += fmt::format(
+                "stalls: {} major faults; I/O and reclaim waits not measured (they need "
+                "sysctl kernel.task_delayacct=1) or none\n",
+                found.major_faults);
+    }
     std::vector<const JobTimeline*> longest = by_wait;
     std::sort(longest.begin(), longest.end(),
               [](const JobTimeline* a, const JobTimeline* b) { return a->end_s - a->run_s > b->end_s - b->run_s; });
@@ -244,6 +281,13 @@ std::string report_text(const BuildTimeline& timeline, std::size_t top) {
                             percent(found.serial_share));
         any = true;
     }
+    if (found.cpu_wait_share >= 0.25) {
+        text += fmt::format(
+            "  CPU-bound: running jobs waited for a CPU {} % of the time they ran (more jobs than "
+            "cores, or other work on them)\n",
+            percent(found.cpu_wait_share));
+        any = true;
+    }
     if (found.idle_share >= 0.2) {
         text += fmt::format("  no job for {} % of the build: only glue ran (configure, scripts, make itself)\n",
                             percent(found.idle_share));
@@ -273,6 +317,12 @@ nlohmann::json report_json(const BuildTimeline& timeline) {
             {"memory_bound_share", found.memory_bound_share},
             {"serial_share", found.serial_share},
             {"idle_share", found.idle_share},
+            {"cpu_seconds", found.cpu_s},
+            {"run_delay_seconds", found.run_delay_s},
+            {"io_delay_seconds", found.io_delay_s},
+            {"reclaim_delay_seconds", found.reclaim_delay_s},
+            {"major_faults", found.major_faults},
+            {"cpu_wait_share", found.cpu_wait_share},
             {"oom_kills", timeline.oom_kills.size()}};
 }
 

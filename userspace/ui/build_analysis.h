@@ -20,6 +20,10 @@ struct JobTimeline {
     std::vector<std::pair<double, double>> stops;  // emergency-stopped from, until
     std::uint64_t peak_bytes = 0;
     bool oom_killed = false;
+    // Summed over its processes, from the kernel (seconds): CPU, waiting for a CPU, waiting for
+    // block I/O and in direct reclaim (those two only with delay accounting on), major faults.
+    double cpu_s = 0, run_delay_s = 0, io_delay_s = 0, reclaim_delay_s = 0;
+    std::uint64_t major_faults = 0;
 };
 
 struct OomKillNote {
@@ -54,6 +58,9 @@ struct BuildFindings {
     double memory_bound_share = 0;  // of the wall time, with a job waiting or stopped
     double serial_share = 0;        // of the wall time, with one job running and none held
     double idle_share = 0;          // of the wall time, with no job at all (glue, configure …)
+    double cpu_s = 0, run_delay_s = 0, io_delay_s = 0, reclaim_delay_s = 0;  // summed over jobs
+    std::uint64_t major_faults = 0;
+    double cpu_wait_share = 0;  // of the jobs' running time, waiting for a CPU
 };
 
 BuildFindings findings_of(const BuildTimeline& timeline);

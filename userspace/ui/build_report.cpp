@@ -28,6 +28,15 @@ void put_status(json& out, const std::optional<int>& wait_status) {
 
 }  // namespace
 
+void put_costs(json& entry, const TaskCosts& costs) {
+    auto seconds = [](std::uint64_t ns) { return static_cast<double>(ns) / 1e9; };
+    entry["cpu_seconds"] = seconds(costs.cpu_ns);
+    entry["run_delay_seconds"] = seconds(costs.run_delay_ns);
+    entry["io_delay_seconds"] = seconds(costs.io_delay_ns);
+    entry["reclaim_delay_seconds"] = seconds(costs.reclaim_delay_ns);
+    entry["major_faults"] = costs.major_faults;
+}
+
 ProcessRecord& BuildReport::live_process(pid_t pid) {
     auto it = live_processes_.find(pid);
     if (it != live_processes_.end()) return processes_[it->second];
@@ -75,6 +84,7 @@ void BuildReport::on_exit(const ExitEvent& event) {
     if (process.comm.empty()) process.comm = event.comm;
     process.peak_rss_bytes = event.peak_rss_bytes;
     process.wait_status = event.wait_status;
+    process.costs = event.costs;
     if (keep_everything_) {
         live_processes_.erase(event.pid);
     } else {
@@ -90,6 +100,7 @@ void BuildReport::on_exit(const ExitEvent& event) {
 
     if (JobRecord* job = live_job(event.job)) {
         job->peak_bytes = std::max(job->peak_bytes, event.job_peak_bytes);
+        job->costs += event.costs;
         if (event.pid == event.job) {
             job->wait_status = event.wait_status;
             job->ended_ns = event.timestamp_ns;
@@ -158,6 +169,7 @@ json BuildReport::to_json(const BuildSummary& summary) const {
             {"oom_killed", process.oom_killed},
         };
         put_status(entry, process.wait_status);
+        put_costs(entry, process.costs);
         processes.push_back(std::move(entry));
     }
     out["processes"] = std::move(processes);
@@ -188,6 +200,7 @@ json BuildReport::to_json(const BuildSummary& summary) const {
                 entry["gate_delivery_seconds"] = (record.handled_ns - record.started_ns) / 1e9;
         }
         put_status(entry, record.wait_status);
+        put_costs(entry, record.costs);
         jobs.push_back(std::move(entry));
     }
     out["jobs"] = std::move(jobs);

@@ -26,6 +26,7 @@ struct ProcessRecord {
     std::uint64_t peak_rss_bytes = 0;
     std::optional<int> wait_status;  // set when it exited
     bool oom_killed = false;
+    TaskCosts costs;
 };
 
 struct JobRecord {
@@ -40,7 +41,11 @@ struct JobRecord {
     std::uint64_t peak_bytes = 0;
     std::optional<int> wait_status;
     bool oom_killed = false;
+    TaskCosts costs;  // of its processes that have exited
 };
+
+// The costs as --stats-json and the trace give them: seconds and a count.
+void put_costs(nlohmann::json& entry, const TaskCosts& costs);
 
 struct BuildSummary {
     std::vector<std::string> command;

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "build_report.h"
 #include "job_key.h"
 
 namespace memgov {
@@ -150,8 +151,11 @@ void TraceWriter::job_note(pid_t job, const std::string& what, Clock::time_point
     if (it != jobs_.end()) instant(it->second.lane, what, at, std::move(details));
 }
 
-void TraceWriter::job_ended(pid_t job, Clock::time_point at, std::uint64_t peak_bytes, int wait_status) {
-    close_job(job, at, {{"peak_mib", mib(peak_bytes)}, {"status", exit_text(wait_status)}});
+void TraceWriter::job_ended(pid_t job, Clock::time_point at, std::uint64_t peak_bytes, int wait_status,
+                            const TaskCosts& costs) {
+    nlohmann::json args{{"peak_mib", mib(peak_bytes)}, {"status", exit_text(wait_status)}};
+    put_costs(args, costs);
+    close_job(job, at, std::move(args));
 }
 
 void TraceWriter::close_job(pid_t job, Clock::time_point at, nlohmann::json args) {
@@ -180,10 +184,13 @@ void TraceWriter::process_exec(pid_t pid, const std::vector<std::string>& argv, 
           {{"pid", pid}, {"argv", shown}});
 }
 
-void TraceWriter::process_exit(pid_t pid, Clock::time_point at, std::uint64_t peak_rss_bytes) {
+void TraceWriter::process_exit(pid_t pid, Clock::time_point at, std::uint64_t peak_rss_bytes,
+                               const TaskCosts& costs) {
     auto it = processes_.find(pid);
     if (it == processes_.end()) return;
-    end(processes_track, it->second.lane, at, {{"peak_rss_mib", mib(peak_rss_bytes)}});
+    nlohmann::json args{{"peak_rss_mib", mib(peak_rss_bytes)}};
+    put_costs(args, costs);
+    end(processes_track, it->second.lane, at, std::move(args));
     process_lanes_.give_back(it->second.lane);
     processes_.erase(it);
 }

@@ -23,6 +23,7 @@
 
 #include "governor.h"
 #include "pressure.h"
+#include "tracker.h"
 
 namespace memgov {
 
@@ -52,10 +53,12 @@ public:
     void job_resumed(pid_t job, Clock::time_point at, nlohmann::json why);
     // Something worth a mark on the job's lane (a refusal, a re-prediction).
     void job_note(pid_t job, const std::string& what, Clock::time_point at, nlohmann::json details);
-    void job_ended(pid_t job, Clock::time_point at, std::uint64_t peak_bytes, int wait_status);
+    // `costs`: summed over the job's processes (CPU, waiting for a CPU, I/O, reclaim, faults).
+    void job_ended(pid_t job, Clock::time_point at, std::uint64_t peak_bytes, int wait_status,
+                   const TaskCosts& costs = {});
 
     void process_exec(pid_t pid, const std::vector<std::string>& argv, Clock::time_point at);
-    void process_exit(pid_t pid, Clock::time_point at, std::uint64_t peak_rss_bytes);
+    void process_exit(pid_t pid, Clock::time_point at, std::uint64_t peak_rss_bytes, const TaskCosts& costs = {});
     void oom_kill(pid_t victim, const std::string& comm, Clock::time_point at, nlohmann::json details);
     void events_dropped(std::uint64_t count, Clock::time_point at);
 
