@@ -184,8 +184,7 @@ void TraceWriter::process_exec(pid_t pid, const std::vector<std::string>& argv, 
           {{"pid", pid}, {"argv", shown}});
 }
 
-void TraceWriter::process_exit(pid_t pid, Clock::time_point at, std::uint64_t peak_rss_bytes,
-                               const TaskCosts& costs) {
+void TraceWriter::process_exit(pid_t pid, Clock::time_point at, std::uint64_t peak_rss_bytes, const TaskCosts& costs) {
     auto it = processes_.find(pid);
     if (it == processes_.end()) return;
     nlohmann::json args{{"peak_rss_mib", mib(peak_rss_bytes)}};
