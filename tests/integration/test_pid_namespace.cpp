@@ -1,6 +1,7 @@
 // memgov in a child pid namespace with its own /proc (what a container looks like), and a build
 // step that enters a pid namespace of its own: the build is followed, gated and measured with
-// the pids memgov's namespace gives its processes (its crash in one: test_faults.cpp).
+// the pids memgov's namespace gives its processes (its crash in one: test_faults.cpp); and in a
+// cgroup namespace, where its cgroup shows as "/": its container's memory limit is found.
 #include <doctest/doctest.h>
 #include <fmt/format.h>
 #include <unistd.h>
@@ -9,6 +10,7 @@
 #include <sstream>
 
 #include "harness.h"
+#include "test_cgroup.h"
 
 using namespace harness;
 
@@ -78,4 +80,14 @@ TEST_CASE("a build step that enters a pid namespace of its own is followed into 
         CHECK(outcome.stats["jobs"][0]["peak_bytes"].get<std::uint64_t>() > 130 * MiB);
         CHECK(outcome.stats["events_dropped"] == 0);
     }
+}
+
+TEST_CASE("in a cgroup namespace, memgov finds its container's memory limit in the host's hierarchy") {
+    TestCgroup cgroup(700 * MiB);
+    auto outcome = run_memgov_in(cgroup.wrap({"unshare", "--cgroup"}), {}, {"true"});
+    INFO("memgov stderr: ", outcome.err);
+    REQUIRE(outcome.exit_status == 0);
+    CHECK(outcome.stats["limit_bytes"] == 700 * MiB);
+    CHECK(outcome.stats["limit_set_by"] == "cgroup " + cgroup.dir());
+    CHECK(outcome.err.find("warning") == std::string::npos);
 }

@@ -171,3 +171,73 @@ TEST_CASE("ages parse, nonsense is refused") {
     CHECK(parse_age("0d") == 0);
     for (const char* bad : {"", "d", "5", "-1d", "5y", "1.5d", "5dd"}) CHECK_MESSAGE(!parse_age(bad), bad);
 }
+
+namespace {
+
+// A mountinfo line for the v1 memory hierarchy (or cgroup2), its root showing `root`.
+std::string mount_line(const std::string& root, const std::string& point, bool v2 = false) {
+    return v2 ? "41 31 0:38 " + root + " " + point + " rw,relatime - cgroup2 cgroup2 rw\n"
+              : "35 31 0:32 " + root + " " + point + " rw,relatime - cgroup cgroup rw,memory\n";
+}
+
+void write_limit(const TempDir& root, const std::string& dir, std::uint64_t limit, std::uint64_t usage) {
+    root.write(dir + "/memory.limit_in_bytes", std::to_string(limit));
+    root.write(dir + "/memory.usage_in_bytes", std::to_string(usage));
+}
+
+}  // namespace
+
+TEST_CASE("mountinfo: a hierarchy mounted with the container's own cgroup as its root (docker, v1)") {
+    TempDir root;
+    write_meminfo(root, 16 * 1024 * 1024, 12 * 1024 * 1024);
+    root.write("proc/self/cgroup", "4:memory:/docker/abc\n");
+    root.write("proc/self/mountinfo", "31 23 0:28 / /sys/fs/cgroup rw - tmpfs tmpfs rw\n" +
+                                          mount_line("/docker/abc", "/sys/fs/cgroup/memory"));
+    write_limit(root, "cgroup/memory", 2 * GiB, 1 * GiB);  // the container's cgroup, at the mount's root
+    auto probe = probe_in(root);
+    CHECK_FALSE(probe.problem());
+    REQUIRE(probe.cgroup_dirs().size() == 1);
+    auto reading = probe.read();
+    REQUIRE(reading.cgroup);
+    CHECK(reading.cgroup->limit_bytes == 2 * GiB);
+}
+
+TEST_CASE("mountinfo: in a cgroup namespace, the host's hierarchy is searched for the cgroup that lists us") {
+    TempDir root;
+    write_meminfo(root, 16 * 1024 * 1024, 12 * 1024 * 1024);
+    root.write("proc/self/cgroup", "4:memory:/\n");
+    root.write("proc/self/mountinfo", mount_line("/../..", "/sys/fs/cgroup/memory"));
+    write_limit(root, "cgroup/memory/ci/other", 8 * GiB, 0);
+    root.write("cgroup/memory/ci/other/cgroup.procs", "1\n2\n");
+    write_limit(root, "cgroup/memory/ci/job7", 700 * MiB, 100 * MiB);
+    root.write("cgroup/memory/ci/job7/cgroup.procs", "5\n4242\n");
+    root.write("cgroup/memory/ci/job7/deeper/cgroup.procs", "4242\n");  // too deep to be the namespace's root
+    auto probe = MemoryProbe({(root.path() / "proc").string(), (root.path() / "cgroup").string(), 4242});
+    CHECK_FALSE(probe.problem());
+    REQUIRE_FALSE(probe.cgroup_dirs().empty());
+    CHECK(probe.cgroup_dirs().front().ends_with("/memory/ci/job7"));
+    auto reading = probe.read();
+    REQUIRE(reading.cgroup);
+    CHECK(reading.cgroup->limit_bytes == 700 * MiB);
+
+    // Not found: said, not guessed.
+    auto stranger = MemoryProbe({(root.path() / "proc").string(), (root.path() / "cgroup").string(), 99});
+    REQUIRE(stranger.problem());
+    CHECK(stranger.problem()->find("is not under /sys/fs/cgroup/memory") != std::string::npos);
+    CHECK(stranger.cgroup_dirs().empty());
+}
+
+TEST_CASE("mountinfo: cgroup2 mounted fresh in a namespace, and escaped mount points") {
+    TempDir root;
+    write_meminfo(root, 16 * 1024 * 1024, 12 * 1024 * 1024);
+    root.write("proc/self/cgroup", "0::/build\n");
+    root.write("proc/self/mountinfo", mount_line("/", "/sys/fs/cgroup/my\\040tree", true));
+    root.write("cgroup/my tree/build/memory.max", std::to_string(3 * GiB));
+    root.write("cgroup/my tree/build/memory.current", std::to_string(1 * GiB));
+    auto probe = probe_in(root);
+    CHECK(probe.cgroup_v2());
+    REQUIRE_FALSE(probe.cgroup_dirs().empty());
+    CHECK(probe.cgroup_dirs().front().ends_with("/my tree/build"));
+    REQUIRE(probe.read().cgroup);
+    CHECK(probe.read().cgroup->limit_bytes == 3 * GiB);
+}

@@ -240,6 +240,11 @@ int run_command(const RunOptions& options) {
         store.load();
     }
     for (const auto& warning : store.take_warnings()) fmt::print(stderr, "memgov: warning: {}\n", warning);
+    if (probe.problem())
+        fmt::print(stderr,
+                   "memgov: warning: {}: its limit is not seen, only MemAvailable is; mount the memory cgroup "
+                   "hierarchy where it shows memgov's cgroup\n",
+                   *probe.problem());
     auto ledger = open_ledger(options, identity, probe);
     log->write(LogCategory::monitor, "profiles: {} ({} known keys); memory cgroup: {}; host ledger: {}",
                store.file().string(), store.profiles().size(),

@@ -2,8 +2,11 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <charconv>
+#include <filesystem>
 #include <sstream>
+#include <vector>
 
 #include "text_file.h"
 
@@ -44,6 +47,44 @@ std::optional<std::uint64_t> field(const std::string& text, std::string_view key
     return std::nullopt;
 }
 
+struct CgroupMount {
+    std::string point;  // where it is mounted
+    std::string root;   // the cgroup its root directory shows
+};
+
+// A mountinfo field, with its octal escapes (\040 for a space) undone.
+std::string unescaped(std::string_view field) {
+    std::string text;
+    for (std::size_t i = 0; i < field.size(); ++i) {
+        if (field[i] == '\\' && i + 4 <= field.size() &&
+            field.substr(i + 1, 3).find_first_not_of("01234567") == std::string_view::npos) {
+            text += static_cast<char>(std::stoi(std::string(field.substr(i + 1, 3)), nullptr, 8));
+            i += 3;
+        } else {
+            text += field[i];
+        }
+    }
+    return text;
+}
+
+// The memory hierarchy's mount in /proc/self/mountinfo: cgroup2, or a v1 cgroup mount
+// whose super options name the memory controller.
+std::optional<CgroupMount> memory_mount(const std::string& mountinfo, bool v2) {
+    std::istringstream lines(mountinfo);
+    for (std::string line; std::getline(lines, line);) {
+        std::istringstream fields(line);
+        std::vector<std::string> words;
+        for (std::string word; fields >> word;) words.push_back(word);
+        auto dash = std::find(words.begin(), words.end(), "-");
+        if (words.size() < 5 || dash == words.end() || dash + 3 > words.end()) continue;
+        const std::string& type = *(dash + 1);
+        std::string options = "," + *(dash + 3) + ",";
+        bool wanted = v2 ? type == "cgroup2" : type == "cgroup" && options.find(",memory,") != std::string::npos;
+        if (wanted) return CgroupMount{unescaped(words[4]), unescaped(words[3])};
+    }
+    return std::nullopt;
+}
+
 std::string parent_of(const std::string& dir) {
     auto slash = dir.rfind('/');
     return slash == std::string::npos || slash == 0 ? std::string() : dir.substr(0, slash);
@@ -78,11 +119,62 @@ MemoryProbe::MemoryProbe(Paths paths) : paths_(std::move(paths)) {
     } else {
         return;
     }
-    if (path == "/") path.clear();
-    for (std::string dir = root + path; dir.size() >= root.size() && !dir.empty(); dir = parent_of(dir)) {
+    std::string dir = root + (path == "/" ? "" : path);
+    if (auto mountinfo = read_text_file(paths_.proc + "/self/mountinfo")) {
+        if (auto mount = memory_mount(*mountinfo, v2_)) {
+            root = local(mount->point);
+            auto found = cgroup_dir(root, mount->root, path);
+            if (!found) {
+                problem_ = fmt::format("memgov's memory cgroup {} is not under {} (whose root is {})", path,
+                                       mount->point, mount->root);
+                return;
+            }
+            dir = *found;
+        }
+    }
+    for (; dir.size() >= root.size() && !dir.empty(); dir = parent_of(dir)) {
         dirs_.push_back(dir);
         if (dir == root) break;
     }
+}
+
+std::string MemoryProbe::local(const std::string& mount_point) const {
+    constexpr std::string_view standard = "/sys/fs/cgroup";
+    if (mount_point.starts_with(standard)) return paths_.cgroup + mount_point.substr(standard.size());
+    return mount_point;
+}
+
+std::optional<std::string> MemoryProbe::cgroup_dir(const std::string& base, const std::string& root,
+                                                   const std::string& path) const {
+    auto under = [&](const std::string& relative) { return relative == "/" ? base : base + relative; };
+    if (root == "/") return under(path);
+    if (path == root) return base;
+    if (path.starts_with(root + "/")) return base + path.substr(root.size());
+    // Inside a cgroup namespace, a hierarchy mounted outside it shows its root as "/.." so many
+    // levels above the namespace's: the namespace's root is the directory that many levels
+    // down whose cgroup (at `path` below it) lists this process.
+    std::size_t levels = 0;
+    for (std::string_view rest = root; rest.starts_with("/.."); rest.remove_prefix(3)) {
+        ++levels;
+        if (rest.size() > 3 && rest[3] != '/') return std::nullopt;
+        if (rest.size() == 3) {
+            std::error_code error;
+            std::filesystem::recursive_directory_iterator it(
+                base, std::filesystem::directory_options::skip_permission_denied, error);
+            for (; !error && it != std::filesystem::recursive_directory_iterator(); it.increment(error)) {
+                if (!it->is_directory(error)) continue;
+                if (static_cast<std::size_t>(it.depth()) + 1 < levels) continue;
+                it.disable_recursion_pending();  // deeper than the namespace's root can be
+                std::string candidate = it->path().string() + (path == "/" ? "" : path);
+                auto procs = read_text_file(candidate + "/cgroup.procs");
+                std::istringstream pids(procs.value_or(""));
+                for (pid_t pid = 0; pids >> pid;)
+                    if (pid == paths_.self) return candidate;
+            }
+            return std::nullopt;
+        }
+    }
+    return std::nullopt;
 }
 
 std::optional<std::uint64_t> MemoryProbe::reclaimable(const std::string& dir) const {

@@ -3,6 +3,8 @@
 // /proc/meminfo and cgroup files; their roots are injectable so tests use fixture trees.
 #pragma once
 
+#include <unistd.h>
+
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -46,10 +48,15 @@ class MemoryProbe {
 public:
     struct Paths {
         std::string proc = "/proc";
-        std::string cgroup = "/sys/fs/cgroup";
+        std::string cgroup = "/sys/fs/cgroup";  // mount points under /sys/fs/cgroup are found here
+        pid_t self = getpid();                  // listed in its cgroup's cgroup.procs
     };
 
-    // Finds memgov's memory cgroup (from <proc>/self/cgroup) and its ancestors.
+    // Finds memgov's memory cgroup (from <proc>/self/cgroup) and its ancestors, in the
+    // hierarchy where <proc>/self/mountinfo says it is mounted: a container's cgroupfs may
+    // show its own cgroup as the root (docker's v1 bind mounts, a fresh mount in a cgroup
+    // namespace), or the host's hierarchy from inside a cgroup namespace (then the cgroup is
+    // found by its cgroup.procs).
     explicit MemoryProbe(Paths paths);
     MemoryProbe() : MemoryProbe(Paths{}) {}
 
@@ -57,6 +64,9 @@ public:
     // The cgroup directories consulted, innermost first (empty: no memory cgroup found).
     const std::vector<std::string>& cgroup_dirs() const { return dirs_; }
     bool cgroup_v2() const { return v2_; }
+    // Why memgov's memory cgroup could not be found though it has one (its limit is then not
+    // seen); nullopt when found, or when there is none.
+    const std::optional<std::string>& problem() const { return problem_; }
 
 private:
     std::optional<CgroupLevel> read_level(const std::string& dir) const;
@@ -72,9 +82,17 @@ private:
     };
     mutable std::map<std::string, CachedStat> stat_cache_;
 
+    // The directory of the cgroup at `path` (as /proc/self/cgroup names it) in a hierarchy
+    // mounted at `base` whose root shows the cgroup `root`.
+    std::optional<std::string> cgroup_dir(const std::string& base, const std::string& root,
+                                          const std::string& path) const;
+    // Maps a mount point to the tree the probe reads (tests use fixture trees).
+    std::string local(const std::string& mount_point) const;
+
     Paths paths_;
     std::vector<std::string> dirs_;
     bool v2_ = false;
+    std::optional<std::string> problem_;
 };
 
 }  // namespace memgov
