@@ -84,6 +84,14 @@ void ensure_dir(const std::string& dir) {
     if (st.st_mode & S_IWOTH) throw std::runtime_error(fmt::format("{} is writable by anyone", dir));
 }
 
+// In a directory an administrator shares with a group (the Debian package's /run/memgov/ledger,
+// setgid memgov), every member must read every entry and lock the lock file; in a directory
+// only its owner may enter (the default), these modes give nobody else anything.
+void share_with_group(int fd, mode_t mode) {
+    struct stat st {};
+    if (fstat(fd, &st) == 0 && st.st_uid == geteuid()) fchmod(fd, mode);
+}
+
 }  // namespace
 
 std::string serialize_ledger_entry(const LedgerEntry& entry) {
@@ -221,8 +229,10 @@ std::unique_ptr<Ledger> SharedLedger::join(LedgerBuild build) {
 std::unique_ptr<HostLedger> HostLedger::open(const std::string& dir, LedgerBuild self) {
     ensure_dir(dir);
     std::string lock_path = dir + "/lock";
-    int lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    // flock needs only a read-only descriptor: the lock file may be another member's.
+    int lock_fd = ::open(lock_path.c_str(), O_RDONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0660);
     if (lock_fd < 0) throw failure("cannot open", lock_path);
+    share_with_group(lock_fd, 0660);
     std::unique_ptr<HostLedger> ledger(new HostLedger(dir, std::move(self), lock_fd));
     // Created and locked within a turn: others read only within theirs, so they never see
     // the entry before its lock says that its memgov runs.
@@ -232,6 +242,7 @@ std::unique_ptr<HostLedger> HostLedger::open(const std::string& dir, LedgerBuild
     if (ledger->entry_fd_ < 0) throw failure("cannot create an entry in", dir);
     ledger->entry_path_ = pattern;
     if (flock(ledger->entry_fd_, LOCK_EX | LOCK_NB) != 0) throw failure("cannot lock", pattern);
+    share_with_group(ledger->entry_fd_, 0640);
     ledger->publish({});
     return ledger;
 }
