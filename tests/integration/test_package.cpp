@@ -57,7 +57,7 @@ TEST_CASE("the Debian package: its files, and a memgov group member runs memgov 
     CHECK(caps.find("=ep") != std::string::npos);
     struct stat ledger {};
     REQUIRE(stat("/run/memgov/ledger", &ledger) == 0);
-    CHECK((ledger.st_mode & 07777) == 02770);
+    CHECK((ledger.st_mode & 07777) == 03770);  // setgid memgov, sticky: no member removes another's entry
     CHECK(ledger.st_gid == memgov_group->gr_gid);
 
     // A member (through a shell: setpriv's own exec would still pass root's permission checks):

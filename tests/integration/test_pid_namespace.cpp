@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
@@ -90,4 +91,11 @@ TEST_CASE("in a cgroup namespace, memgov finds its container's memory limit in t
     CHECK(outcome.stats["limit_bytes"] == 700 * MiB);
     CHECK(outcome.stats["limit_set_by"] == "cgroup " + cgroup.dir());
     CHECK(outcome.err.find("warning") == std::string::npos);
+}
+
+TEST_CASE("in a child pid namespace whose /proc is the parent's, memgov refuses with 125 and says what to do") {
+    auto outcome = run_memgov_in({"unshare", "--pid", "--fork"}, {}, {"true"});
+    CHECK(outcome.exit_status == 125);
+    CHECK(outcome.err.find("mount /proc in it") != std::string::npos);
+    CHECK(std::count(outcome.err.begin(), outcome.err.end(), '\n') == 1);
 }

@@ -143,13 +143,41 @@ TEST_CASE("report: what the kernel says held the jobs up: CPU, I/O, reclaim, fau
     CHECK(found.cpu_s == doctest::Approx(2.5));
     CHECK(found.run_delay_s == doctest::Approx(1.5));
     CHECK(found.major_faults == 7);
-    CHECK(found.cpu_wait_share == doctest::Approx(1.5 / 4));  // of the 4 s the two jobs ran
+    CHECK(found.cpu_wait_share == doctest::Approx(1.5 / 4));  // of the 2.5 + 1.5 s they wanted a CPU
     std::string text = report_text(*timeline, 5);
-    CHECK(text.find("CPU: the jobs used 2.5 s and waited 1.5 s for a CPU (38 % of the time they ran); waited most: "
-                    "/src/a.cpp (1.0 s)") != std::string::npos);
+    CHECK(text.find(
+              "CPU: the jobs used 2.5 s and waited 1.5 s for a CPU (38 % of the time they wanted one); waited most: "
+              "/src/a.cpp (1.0 s)") != std::string::npos);
     CHECK(text.find("stalls: 7 major faults; I/O and reclaim waits not measured") != std::string::npos);
-    CHECK(text.find("CPU-bound: running jobs waited for a CPU 38 %") != std::string::npos);
+    CHECK(text.find("CPU-bound: jobs waited for a CPU 38 %") != std::string::npos);
     stats["jobs"][1]["io_delay_seconds"] = 0.25;
     text = report_text(*timeline_from_json(stats, error), 5);
     CHECK(text.find("stalls: 0.2 s waiting for I/O, 0.0 s in direct reclaim, 7 major faults") != std::string::npos);
+}
+
+TEST_CASE("report: a trace cut short ends its open slices where it ends") {
+    std::ostringstream out;
+    {
+        TraceWriter trace(out, at_s(0), "t");
+        trace.job_started(1, "/src/a.cpp", false, at_s(0));
+        trace.job_stopped(1, at_s(2), {});
+        trace.memory(at_s(5), {.limit_bytes = 1}, {}, std::nullopt);
+    }
+    // Cut where memgov died, at the reading at 5 s: a.cpp's slices, its stop included, are open.
+    auto whole = nlohmann::json::parse(out.str());
+    nlohmann::json cut = nlohmann::json::array();
+    for (const auto& event : whole) {
+        cut.push_back(event);
+        if (event.value("name", "") == "memory (MiB)") break;
+    }
+    std::string error;
+    auto timeline = timeline_from_json(cut, error);
+    REQUIRE(timeline);
+    REQUIRE(timeline->jobs.size() == 1);
+    CHECK(timeline->jobs[0].end_s == doctest::Approx(timeline->wall_s));
+    REQUIRE(timeline->jobs[0].stops.size() == 1);
+    CHECK(timeline->jobs[0].stops[0].first == doctest::Approx(2));
+    BuildFindings found = findings_of(*timeline);
+    CHECK(found.average_parallelism >= 0);
+    CHECK(found.idle_share < 0.01);
 }

@@ -621,10 +621,15 @@ TEST_CASE("other builds: a job starts whatever it needs only when nothing runs o
     s.governor.other_builds(waiting_elsewhere);
     CHECK(Scenario::admitted(s.decide(1000)).empty());
     // It started (and ended), but their kernel grant may start jobs they have not heard of yet.
-    s.governor.other_builds(others_running(0, 0, 600));
+    OtherBuilds granting;
+    granting.kept_bytes = granting.granted_bytes = 600 * MiB;
+    s.governor.other_builds(granting);
     CHECK(Scenario::admitted(s.decide(1000)).empty());
-    // Ours is the host's oldest, with nothing running and nothing granted.
-    s.governor.other_builds({});
+    // Ours is the host's oldest, with nothing running and nothing granted. Room they keep in
+    // case a stopped guess of theirs is as large as its peers is no job running: ours goes.
+    OtherBuilds keeping;
+    keeping.kept_bytes = 600 * MiB;
+    s.governor.other_builds(keeping);
     auto decisions = s.decide(1000);
     REQUIRE(Scenario::admitted(decisions) == std::vector<pid_t>{1});
     CHECK(decisions.back().forced);
@@ -680,8 +685,8 @@ TEST_CASE("other builds: the net counts their near growth, and stops our last jo
     REQUIRE(Scenario::admitted(s.decide(2000)) == std::vector<pid_t>{1});
     s.use(1, 100, 100);
     s.now += 100ms;
-    s.use(1, 200, 200);  // growing, 300 still to come
-    OtherBuilds others = others_running(0);
+    s.use(1, 200, 200);                           // growing, 300 still to come
+    OtherBuilds others = others_running(0, 400);  // all of it within the net's horizon
     others.near_growth_bytes = 400 * MiB;
     s.governor.other_builds(others);
     // 600 available - 400 theirs < 300 ours, but ours is the host's last running job.

@@ -21,6 +21,7 @@ LedgerEntry sample_entry() {
                          .kept_bytes = 200 * MiB,
                          .running = 3,
                          .oldest_waiting = OtherBuilds::Waiting{Clock::time_point(5s), 800 * MiB}};
+    entry.state.published_at = Clock::time_point(10s);
     entry.state.grant_bytes = 100 * MiB;
     entry.state.build_bytes = 900 * MiB;
     entry.state.waiting = 2;
@@ -50,6 +51,7 @@ TEST_CASE("host ledger: an entry reads back as written, and anything else is ref
     REQUIRE(read->state.share.oldest_waiting);
     CHECK(read->state.share.oldest_waiting->queued_at == Clock::time_point(5s));
     CHECK(read->state.share.oldest_waiting->needed_bytes == 800 * MiB);
+    CHECK(read->state.published_at == Clock::time_point(10s));
     CHECK(read->state.grant_bytes == 100 * MiB);
     CHECK(read->state.build_bytes == 900 * MiB);
     CHECK(read->state.waiting == 2);
@@ -67,6 +69,7 @@ TEST_CASE("host ledger: an entry reads back as written, and anything else is ref
 }
 
 TEST_CASE("competing: builds in the bounding cgroup or below it, or all of them when bound by the machine") {
+    const auto fresh = Clock::time_point(10s) + 100ms;
     auto in = [](const std::string& cgroup, std::uint64_t imminent_mib) {
         LedgerEntry entry = sample_entry();
         entry.build.cgroup = cgroup;
@@ -74,15 +77,18 @@ TEST_CASE("competing: builds in the bounding cgroup or below it, or all of them 
         return entry;
     };
     std::vector<LedgerEntry> others{in("/cg/ci", 1), in("/cg/ci/a", 2), in("/cg/cix", 4), in("", 8), in("/cg", 16)};
-    CHECK(competing(others, std::nullopt).imminent_bytes == 31 * MiB);
-    CHECK(competing(others, std::string("/cg/ci")).imminent_bytes == 3 * MiB);
-    CHECK(competing(others, std::string("/cg")).imminent_bytes == 23 * MiB);
-    OtherBuilds two = competing({sample_entry(), sample_entry()}, std::nullopt);
+    CHECK(competing(others, std::nullopt, fresh).imminent_bytes == 31 * MiB);
+    CHECK(competing(others, std::string("/cg/ci"), fresh).imminent_bytes == 3 * MiB);
+    CHECK(competing(others, std::string("/cg"), fresh).imminent_bytes == 23 * MiB);
+    OtherBuilds two = competing({sample_entry(), sample_entry()}, std::nullopt, fresh);
     CHECK(two.imminent_bytes == 1400 * MiB);
     CHECK(two.near_growth_bytes == 100 * MiB);
     CHECK(two.kept_bytes == 600 * MiB);  // surprise room and grant, each
     CHECK(two.running == 6);
     CHECK(two.oldest_waiting.size() == 2);
+    CHECK(two.granted_bytes == 200 * MiB);
+    // A memgov that has not published for ledger_entry_lifetime is stopped or hung: not counted.
+    CHECK(competing({sample_entry()}, std::nullopt, Clock::time_point(10s) + ledger_entry_lifetime).running == 0);
 }
 
 TEST_CASE("host ledger: each memgov reads the others' entries, not its own, and a gone memgov's entry is removed") {
@@ -282,4 +288,27 @@ TEST_CASE("host ledger: jobs published once stay until published again") {
     CHECK(seen[0].state.jobs->at(0).key == "/src/a.cpp");
     CHECK(read_ledger((dir.path() / "ledger").string()).size() == 2);
     CHECK_THROWS_WITH(read_ledger((dir.path() / "nowhere").string()), doctest::Contains("cannot read"));
+}
+
+TEST_CASE("shared ledger: a build bound by its cgroup still leaves builds elsewhere the machine's memory") {
+    SharedLedger shared;
+    auto elsewhere = shared.join({.pid = 1, .uid = 0, .command = "make", .cgroup = "/cg/b"});
+    auto ours = shared.join({.pid = 2, .uid = 0, .command = "make", .cgroup = "/cg/a"});
+    // Our cgroup has 4 GiB of room, the machine 4.5 GiB, of which the build in /cg/b is about to
+    // take 4000 MiB.
+    auto reading = [] { return MemoryReading{8ull << 30, 4608 * MiB, CgroupLevel{"/cg/a", 4ull << 30, 0}}; };
+    ControllerSettings settings = unknown_jobs_at(700);
+    Build build(settings, ours.get(), reading);
+    LedgerState theirs;
+    theirs.published_at = build.now;
+    theirs.share.running = 1;
+    theirs.share.imminent_bytes = 4000 * MiB;
+    elsewhere->publish(theirs);
+    build.exec(100, "a.c");
+    CHECK_FALSE(build.resumed(100));  // 4608 - 4000 left of the machine < 700 + 64
+    theirs.share.imminent_bytes = 0;
+    theirs.published_at = build.now + 40ms;
+    elsewhere->publish(theirs);
+    build.run_for(40ms);
+    CHECK(build.resumed(100));
 }

@@ -264,7 +264,9 @@ int run_command(const RunOptions& options) {
          .detailed_report = options.stats_json.has_value(),
          .ledger = ledger.get(),
          .trace = trace ? &*trace : nullptr,
-         .read_pressure = [&probe] { return read_pressure(probe.cgroup_v2() ? probe.cgroup_dirs().front() : ""); }});
+         .read_pressure = [&probe] {
+             return read_pressure(probe.cgroup_v2() && !probe.cgroup_dirs().empty() ? probe.cgroup_dirs().front() : "");
+         }});
     Tracker::EventHandler handler = [&](const TrackerEvent& event) { controller.handle(event); };
 
     std::optional<Runner> runner;

@@ -86,14 +86,16 @@ void BuildController::handle(const TrackerEvent& event) {
 }
 
 void BuildController::tick() {
-    auto turn = take_turn();
-    if (environment_.now() - read_at_ >= reading_interval())
-        refresh();
-    else
-        sample_jobs(false);
-    decide();
-    regrant();
-    publish();
+    {
+        auto turn = take_turn();  // held for the decision only: the store's fsync comes after
+        if (environment_.now() - read_at_ >= reading_interval())
+            refresh();
+        else
+            sample_jobs(false);
+        decide();
+        regrant();
+        publish();
+    }
     save_store_if_due(environment_.now());
 }
 
@@ -105,15 +107,39 @@ std::optional<LedgerTurn> BuildController::take_turn() {
         log_.write(LogCategory::memory, "host ledger {}: its lock was held over {} ms, deciding without it (once said)",
                    ledger_->where(), ledger_patience.count());
     }
-    governor_.other_builds(competing(ledger_->others(), availability_.bound_cgroup));
+    turn_entries_ = ledger_->others();
+    // Another build's jobs may have grown since our reading: decide on a fresh one.
+    if (!turn_entries_.empty() && environment_.now() - read_at_ > tight_reading) refresh();
     return turn;
+}
+
+std::uint64_t BuildController::governed_available() {
+    if (!ledger_) return availability_.bytes;
+    auto now = environment_.now();
+    OtherBuilds others = competing(turn_entries_, availability_.bound_cgroup, now);
+    std::uint64_t available = availability_.bytes;
+    if (availability_.bound_cgroup) {
+        // The builds in memgov's cgroup compete for its room, and every build on the host for
+        // the machine's memory: whichever leaves less decides.
+        OtherBuilds everyone = competing(turn_entries_, std::nullopt, now);
+        auto left = [](std::uint64_t bytes, const OtherBuilds& them) {
+            return static_cast<std::int64_t>(bytes) - static_cast<std::int64_t>(them.imminent_bytes + them.kept_bytes);
+        };
+        if (left(machine_available_, everyone) < left(available, others)) {
+            others = std::move(everyone);
+            available = machine_available_;
+        }
+    }
+    governor_.other_builds(std::move(others));
+    return available;
 }
 
 void BuildController::publish() {
     if (!ledger_) return;
     auto now = environment_.now();
     auto view = governor_.view();
-    LedgerState state{.share = governor_.share(now),
+    LedgerState state{.published_at = now,
+                      .share = governor_.share(now),
                       .grant_bytes = grant_bytes_,
                       .build_bytes = tracker_.totals().rss_bytes,
                       .waiting = view.waiting,
@@ -155,7 +181,11 @@ void BuildController::sample_jobs(bool with_reading) {
 }
 
 void BuildController::read_memory() {
-    availability_ = available_for_build(environment_.read_memory(), settings_.budget, tracker_.totals().rss_bytes);
+    MemoryReading reading = environment_.read_memory();
+    availability_ = available_for_build(reading, settings_.budget, tracker_.totals().rss_bytes);
+    machine_available_ = reading.available_bytes > settings_.budget.headroom_bytes
+                             ? reading.available_bytes - settings_.budget.headroom_bytes
+                             : 0;
     read_at_ = environment_.now();
     if (trace_) trace_reading();
 }
@@ -219,7 +249,7 @@ void BuildController::trace_decision(const Decision& decision, Clock::time_point
 void BuildController::decide() {
     if (!settings_.gate || draining_) return;
     auto now = environment_.now();
-    for (const auto& decision : governor_.decide(availability_.bytes, now)) apply(decision, now);
+    for (const auto& decision : governor_.decide(governed_available(), now)) apply(decision, now);
 }
 
 void BuildController::interrupt(int signo) {
@@ -275,11 +305,11 @@ void BuildController::build_was_suspended() {
 }
 
 void BuildController::on(const ExecEvent& event) {
-    auto turn = event.job_root ? take_turn() : std::nullopt;
     auto handled = environment_.now();
     // Relative paths in argv name files in the process's working directory.
     JobKey key =
         event.job_root ? job_key(event.argv, environment_.process_cwd(event.pid), environment_.file_head) : JobKey{};
+    auto turn = event.job_root ? take_turn() : std::nullopt;  // after the file reads the key needed
     report_.on_exec(event, key, monotonic_ns_at(handled));
     // The gate's fast paths: with room for the largest job known (and nobody queued
     // before it), which job this is does not matter. The kernel may have started it
@@ -293,7 +323,7 @@ void BuildController::on(const ExecEvent& event) {
     bool admitted_at_once = event.job_root && event.waiting && !draining_ &&
                             environment_.now() - read_at_ <= reading_interval() &&
                             governor_.startable_at_once(predictor_.largest(), settings_.governor.emergency_floor_bytes,
-                                                        take_back_grant(), availability_.bytes) > 0;
+                                                        take_back_grant(), governed_available()) > 0;
     if (admitted_at_once) {
         // Stamped before the signal: the woken job may run before we do again.
         auto continued = environment_.now();
@@ -354,7 +384,7 @@ void BuildController::regrant() {
     if (!settings_.gate || settings_.always_stop || draining_ || environment_.now() - read_at_ > reading_interval())
         return;
     std::uint64_t starts = governor_.startable_at_once(predictor_.largest(), settings_.governor.emergency_floor_bytes,
-                                                       unannounced, availability_.bytes);
+                                                       unannounced, governed_available());
     tracker_.grant(static_cast<std::int64_t>(starts));
     grant_bytes_ = starts * predictor_.largest();
 }

@@ -138,6 +138,8 @@ private:
     // Decisions are made within a turn of the host ledger, knowing what the other builds
     // take and wait for; what they changed is published before the turn ends.
     std::optional<LedgerTurn> take_turn();
+    // What the governor may hand out, the other builds it competes with set accordingly.
+    std::uint64_t governed_available();
     void publish();
     void trace_reading();
     void trace_decision(const Decision& decision, Clock::time_point now);
@@ -166,6 +168,8 @@ private:
     Clock::time_point pressure_read_at_{};
     std::uint64_t dropped_traced_ = 0;
     Clock::time_point jobs_published_at_{};
+    std::vector<LedgerEntry> turn_entries_;  // the other builds, as this turn read them
+    std::uint64_t machine_available_ = 0;    // MemAvailable less --headroom, at the last reading
     unsigned bar_frame_ = 0;
 };
 

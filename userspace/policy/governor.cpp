@@ -419,7 +419,10 @@ void Governor::emergency(std::uint64_t available_bytes, Clock::time_point now, s
         }
         Job as_large_as_its_peers = job;
         as_large_as_its_peers.reserved_bytes = job.current_bytes + ahead(job);
-        if (fits_from(as_large_as_its_peers, 0, outlook(now), available)) resumed = pid;
+        // A resume is an admission: it leaves other builds what they are about to take and keep.
+        auto resumable = static_cast<std::int64_t>(available_bytes) -
+                         static_cast<std::int64_t>(others_.imminent_bytes + others_.kept_bytes);
+        if (fits_from(as_large_as_its_peers, 0, outlook(now), resumable)) resumed = pid;
         break;
     }
     if (!resumed) return;

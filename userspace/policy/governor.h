@@ -125,6 +125,8 @@ struct OtherBuilds {
     std::uint64_t near_growth_bytes = 0;
     // Room they keep besides: for one surprise, and for the starts their kernel grant allows.
     std::uint64_t kept_bytes = 0;
+    // Of it, the grants': jobs may start that those builds have not heard of yet.
+    std::uint64_t granted_bytes = 0;
     std::size_t running = 0;  // their jobs running (not stopped)
     struct Waiting {
         Clock::time_point queued_at;  // CLOCK_MONOTONIC, the same in every process
@@ -291,8 +293,10 @@ private:
     // Whether another build's job has waited longer than `job`.
     bool older_waiting_elsewhere(const Job& job) const;
     // Whether nothing runs anywhere on the host, nor may start unseen: another build's kernel
-    // grant (in its kept room) can start jobs before that build hears of them.
-    bool host_idle() const { return active_count() == 0 && others_.running == 0 && others_.kept_bytes == 0; }
+    // grant can start jobs before that build hears of them. (Their room for a surprise does
+    // not count: a build whose guessed jobs are all stopped keeps it, and two such builds
+    // would then wait for each other forever.)
+    bool host_idle() const { return active_count() == 0 && others_.running == 0 && others_.granted_bytes == 0; }
     Decision admit(pid_t job, std::int64_t effective_free, Clock::time_point now);
 
     GovernorSettings settings_;

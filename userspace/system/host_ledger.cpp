@@ -96,7 +96,8 @@ void share_with_group(int fd, mode_t mode) {
 
 std::string serialize_ledger_entry(const LedgerEntry& entry) {
     const LedgerState& state = entry.state;
-    nlohmann::json json{{"pid", entry.build.pid},
+    nlohmann::json json{{"published_at_ns", ns_of(state.published_at)},
+                        {"pid", entry.build.pid},
                         {"uid", entry.build.uid},
                         {"command", entry.build.command.substr(0, max_ledger_key_bytes)},
                         {"cgroup", entry.build.cgroup.substr(0, max_ledger_path_bytes)},
@@ -140,6 +141,9 @@ std::optional<LedgerEntry> parse_ledger_entry(const std::string& text) {
                        .command = json.at("command").get<std::string>(),
                        .cgroup = json.at("cgroup").get<std::string>()};
         LedgerState& state = entry.state;
+        const auto& published = json.at("published_at_ns");
+        if (!published.is_number_integer()) return std::nullopt;
+        state.published_at = Clock::time_point(std::chrono::nanoseconds(published.get<std::int64_t>()));
         state.share.imminent_bytes = count("imminent");
         state.share.near_growth_bytes = count("near_growth");
         state.share.kept_bytes = count("kept");
@@ -171,9 +175,11 @@ std::optional<LedgerEntry> parse_ledger_entry(const std::string& text) {
     }
 }
 
-OtherBuilds competing(const std::vector<LedgerEntry>& others, const std::optional<std::string>& bound_cgroup) {
+OtherBuilds competing(const std::vector<LedgerEntry>& others, const std::optional<std::string>& bound_cgroup,
+                      Clock::time_point now) {
     OtherBuilds competitors;
     for (const auto& other : others) {
+        if (now - other.state.published_at >= ledger_entry_lifetime) continue;
         // Memory charged outside the cgroup that bounds us does not count against its limit.
         if (bound_cgroup && other.build.cgroup != *bound_cgroup && !other.build.cgroup.starts_with(*bound_cgroup + "/"))
             continue;
@@ -181,6 +187,7 @@ OtherBuilds competing(const std::vector<LedgerEntry>& others, const std::optiona
         competitors.imminent_bytes += share.imminent_bytes;
         competitors.near_growth_bytes += share.near_growth_bytes;
         competitors.kept_bytes += share.kept_bytes + other.state.grant_bytes;
+        competitors.granted_bytes += other.state.grant_bytes;
         competitors.running += share.running;
         if (share.oldest_waiting) competitors.oldest_waiting.push_back(*share.oldest_waiting);
     }

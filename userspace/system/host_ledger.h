@@ -42,6 +42,7 @@ struct LedgerJob {
 
 // What an entry says now.
 struct LedgerState {
+    Clock::time_point published_at{};  // CLOCK_MONOTONIC: the same clock in every process
     BuildShare share;
     std::uint64_t grant_bytes = 0;  // the starts its kernel grant allows, as memory
     std::uint64_t build_bytes = 0;  // its build's RSS now
@@ -62,10 +63,16 @@ struct LedgerEntry {
 std::optional<LedgerEntry> parse_ledger_entry(const std::string& text);
 std::string serialize_ledger_entry(const LedgerEntry& entry);
 
+// A memgov publishes at least every tick (100 ms); an entry older than this belongs to one
+// that is stopped (Ctrl-Z stops its build with it) or hung: it is not counted.
+constexpr std::chrono::seconds ledger_entry_lifetime{2};
+
 // The other builds that compete for the same memory as one bound by `bound_cgroup` (the
 // memory cgroup whose room is the tightest limit; nullopt: the machine's memory, or
-// --limit): all of them, or those charged to that cgroup or below it.
-OtherBuilds competing(const std::vector<LedgerEntry>& others, const std::optional<std::string>& bound_cgroup);
+// --limit): all of them, or those charged to that cgroup or below it; entries published
+// ledger_entry_lifetime before `now` or earlier are left out.
+OtherBuilds competing(const std::vector<LedgerEntry>& others, const std::optional<std::string>& bound_cgroup,
+                      Clock::time_point now);
 
 // Every live entry in a ledger directory, for a reader that has none (`memgov status`);
 // throws std::runtime_error when the directory cannot be read.

@@ -76,7 +76,7 @@ std::optional<CgroupMount> memory_mount(const std::string& mountinfo, bool v2) {
         std::vector<std::string> words;
         for (std::string word; fields >> word;) words.push_back(word);
         auto dash = std::find(words.begin(), words.end(), "-");
-        if (words.size() < 5 || dash == words.end() || dash + 3 > words.end()) continue;
+        if (words.size() < 5 || dash == words.end() || words.end() - dash < 4) continue;
         const std::string& type = *(dash + 1);
         std::string options = "," + *(dash + 3) + ",";
         bool wanted = v2 ? type == "cgroup2" : type == "cgroup" && options.find(",memory,") != std::string::npos;

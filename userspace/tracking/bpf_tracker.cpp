@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstdarg>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 
@@ -84,6 +85,14 @@ std::unique_ptr<BpfTracker> BpfTracker::open(const TrackerOptions& options) {
             fmt::format("cannot tell which pid namespace memgov runs in (/proc/self/ns/pid: {}): "
                         "mount /proc in it",
                         std::strerror(errno)));
+    // Keys need a job's working directory from /proc, and the BPF programs number processes as
+    // memgov's namespace does: a /proc of another pid namespace would name other processes.
+    char self[32] = {};
+    if (readlink("/proc/self", self, sizeof self - 1) > 0 && std::atoi(self) != getpid())
+        throw TrackerError(
+            fmt::format("memgov runs in a pid namespace whose /proc is not its own (/proc/self is pid "
+                        "{}, memgov is pid {}): mount /proc in it (unshare --mount-proc)",
+                        self, getpid()));
     std::unique_ptr<BpfTracker> tracker(new BpfTracker());
     tracker->skeleton_ = memgov_bpf__open();
     if (!tracker->skeleton_) throw fail("opening the BPF object", errno);

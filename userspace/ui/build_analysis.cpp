@@ -88,8 +88,16 @@ std::optional<BuildTimeline> from_trace(const nlohmann::json& trace, std::string
             timeline.oom_kills.push_back(std::move(note));
         }
     }
+    // Slices still open end where the trace ends (it was cut short: memgov was killed).
+    for (auto& [lane, stack] : lanes) {
+        for (auto open = stack.rbegin(); open != stack.rend(); ++open) {
+            JobTimeline& job = timeline.jobs[open->job];
+            if (open->name == "stopped") job.stops.emplace_back(open->at_s, timeline.wall_s);
+            if (open + 1 == stack.rend()) job.end_s = timeline.wall_s;
+        }
+    }
     for (auto& job : timeline.jobs)
-        if (job.run_s < 0) job.run_s = job.end_s = timeline.wall_s;  // the trace ended first
+        if (job.run_s < 0) job.run_s = job.end_s;  // it ended (or the trace did) while it waited
     if (timeline.jobs.empty() && timeline.processes == 0) {
         error = "no job and no process in it: is it a memgov --trace file?";
         return std::nullopt;
@@ -190,9 +198,7 @@ BuildFindings findings_of(const BuildTimeline& timeline) {
     found.memory_bound_share = swept.held / wall;
     found.serial_share = swept.serial / wall;
     found.idle_share = swept.idle / wall;
-    double running = 0;
     for (const auto& job : timeline.jobs) {
-        running += std::max(0.0, job.end_s - job.run_s);
         found.cpu_s += job.cpu_s;
         found.run_delay_s += job.run_delay_s;
         found.io_delay_s += job.io_delay_s;
@@ -205,7 +211,10 @@ BuildFindings findings_of(const BuildTimeline& timeline) {
         }
         for (const auto& [from, until] : job.stops) found.seconds_stopped += until - from;
     }
-    found.cpu_wait_share = running > 0 ? found.run_delay_s / running : 0;
+    // Of the time the jobs' threads wanted a CPU (ran or waited to), what they waited: summed
+    // over threads both, so a job of many threads is measured as fairly as one of one.
+    double wanted = found.cpu_s + found.run_delay_s;
+    found.cpu_wait_share = wanted > 0 ? found.run_delay_s / wanted : 0;
     return found;
 }
 
@@ -237,7 +246,7 @@ std::string report_text(const BuildTimeline& timeline, std::size_t top) {
             *std::max_element(timeline.jobs.begin(), timeline.jobs.end(),
                               [](const JobTimeline& a, const JobTimeline& b) { return a.run_delay_s < b.run_delay_s; });
         text += fmt::format(
-            "CPU: the jobs used {:.1f} s and waited {:.1f} s for a CPU ({} % of the time they ran); "
+            "CPU: the jobs used {:.1f} s and waited {:.1f} s for a CPU ({} % of the time they wanted one); "
             "waited most: {} ({:.1f} s)\n",
             found.cpu_s, found.run_delay_s, static_cast<int>(found.cpu_wait_share * 100 + 0.5), most.key,
             most.run_delay_s);
@@ -283,7 +292,7 @@ std::string report_text(const BuildTimeline& timeline, std::size_t top) {
     }
     if (found.cpu_wait_share >= 0.25) {
         text += fmt::format(
-            "  CPU-bound: running jobs waited for a CPU {} % of the time they ran (more jobs than "
+            "  CPU-bound: jobs waited for a CPU {} % of the time they wanted one (more jobs than "
             "cores, or other work on them)\n",
             percent(found.cpu_wait_share));
         any = true;

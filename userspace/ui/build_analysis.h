@@ -60,7 +60,7 @@ struct BuildFindings {
     double idle_share = 0;          // of the wall time, with no job at all (glue, configure …)
     double cpu_s = 0, run_delay_s = 0, io_delay_s = 0, reclaim_delay_s = 0;  // summed over jobs
     std::uint64_t major_faults = 0;
-    double cpu_wait_share = 0;  // of the jobs' running time, waiting for a CPU
+    double cpu_wait_share = 0;  // of the time the jobs wanted a CPU (CPU time + waiting), waiting
 };
 
 BuildFindings findings_of(const BuildTimeline& timeline);
