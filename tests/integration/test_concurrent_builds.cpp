@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
 #include <future>
 
 #include "harness.h"
@@ -142,6 +144,14 @@ TEST_CASE("memgov status shows a build's running and waiting jobs while it runs,
     CHECK(text.find("1 build governed on this host") != std::string::npos);
     CHECK(text.find("build of root") != std::string::npos);
     CHECK(text.find("1 running, 1 waiting, 0 stopped") != std::string::npos);
+
+    std::string metrics = ledger_parent.path() + "/memgov.prom";
+    REQUIRE(run({memgov_bin(), "status", "--ledger", ledger, "--metrics-file", metrics}) == 0);
+    std::ifstream exposition(metrics);
+    std::string scraped((std::istreambuf_iterator<char>(exposition)), std::istreambuf_iterator<char>());
+    CHECK(scraped.find("memgov_builds 1\n") != std::string::npos);
+    CHECK(scraped.find(",user=\"root\",state=\"waiting\"} 1\n") != std::string::npos);
+    CHECK_FALSE(std::filesystem::exists(metrics + ".tmp"));
 
     // The ledger is root's: another user is told what to do, in one line.
     std::string err;

@@ -26,6 +26,11 @@ LedgerEntry sample_entry() {
     entry.state.build_bytes = 900 * MiB;
     entry.state.waiting = 2;
     entry.state.stopped = 1;
+    entry.state.jobs_waited = 5;
+    entry.state.seconds_waited = 7.25;
+    entry.state.emergency_stops = 4;
+    entry.state.oom_kills = 1;
+    entry.state.events_dropped = 6;
     return entry;
 }
 
@@ -56,6 +61,11 @@ TEST_CASE("host ledger: an entry reads back as written, and anything else is ref
     CHECK(read->state.build_bytes == 900 * MiB);
     CHECK(read->state.waiting == 2);
     CHECK(read->state.stopped == 1);
+    CHECK(read->state.jobs_waited == 5);
+    CHECK(read->state.seconds_waited == 7.25);
+    CHECK(read->state.emergency_stops == 4);
+    CHECK(read->state.oom_kills == 1);
+    CHECK(read->state.events_dropped == 6);
     entry.state.share.oldest_waiting.reset();
     CHECK_FALSE(parse_ledger_entry(serialize_ledger_entry(entry))->state.share.oldest_waiting);
 

@@ -1,6 +1,8 @@
 // memgov status's words and JSON, from ledger entries and a memory reading.
 #include <doctest/doctest.h>
 
+#include <sstream>
+
 #include "host_status.h"
 
 using namespace memgov;
@@ -57,4 +59,28 @@ TEST_CASE("status JSON: the host's memory and every build with its jobs") {
     CHECK(build["jobs"][0]["current_bytes"] == 400 * MiB);
     CHECK(build["jobs"][1]["predicted_bytes"] == 300 * MiB);
     CHECK(build["jobs"][1]["key"] == "/src/b.cpp");
+}
+
+TEST_CASE("status for Prometheus: the host's memory and each build's series, labels escaped") {
+    HostStatus status = one_build();
+    status.builds[0].state.emergency_stops = 3;
+    status.builds[0].state.seconds_waited = 12.5;
+    std::string text = host_status_prometheus(status, [](uid_t) { return std::string("a\"b"); });
+    CHECK(
+        text.starts_with("# HELP memgov_builds Builds governed on this host.\n# TYPE memgov_builds gauge\n"
+                         "memgov_builds 1\n"));
+    CHECK(text.find("memgov_available_bytes 8589934592\n") != std::string::npos);
+    CHECK(text.find("memgov_jobs{memgov_pid=\"4242\",user=\"a\\\"b\",state=\"running\"} 1\n") != std::string::npos);
+    CHECK(text.find("memgov_jobs{memgov_pid=\"4242\",user=\"a\\\"b\",state=\"waiting\"} 2\n") != std::string::npos);
+    CHECK(text.find("# TYPE memgov_emergency_stops_total counter\n"
+                    "memgov_emergency_stops_total{memgov_pid=\"4242\",user=\"a\\\"b\"} 3\n") != std::string::npos);
+    CHECK(text.find("memgov_job_wait_seconds_total{memgov_pid=\"4242\",user=\"a\\\"b\"} 12.500\n") !=
+          std::string::npos);
+    CHECK(text.find("memgov_imminent_bytes{memgov_pid=\"4242\",user=\"a\\\"b\"} 629145600\n") != std::string::npos);
+    // Every line is a comment or `name{labels} value`.
+    std::istringstream lines(text);
+    for (std::string line; std::getline(lines, line);) {
+        CAPTURE(line);
+        CHECK((line.starts_with("# ") || line.find(' ') != std::string::npos));
+    }
 }

@@ -22,7 +22,7 @@ _memgov() {
         --limit|--headroom|--emergency-floor|--cold-estimate|--jobs|--backfill-window|--poll-interval|--top|--max-procs) return ;;
         --sort) COMPREPLY=($(compgen -W "peak key last-seen" -- "$cur")); return ;;
         profiles) COMPREPLY=($(compgen -W "list show forget export import" -- "$cur")); return ;;
-        status) COMPREPLY=($(compgen -W "--json --watch --ledger" -- "$cur")); return ;;
+        status) COMPREPLY=($(compgen -W "--json --prometheus --metrics-file --watch --ledger" -- "$cur")); return ;;
         report) _filedir json; return ;;
     esac
 

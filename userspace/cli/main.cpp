@@ -167,6 +167,9 @@ int main(int argc, char** argv) {
     auto* status = app.add_subcommand("status", "The builds governed on this host, their jobs and memory");
     status->add_flag("--json", status_options.json, "One JSON object (with --watch: one per line)");
     status->add_flag("--watch", status_options.watch, "Show it again every second until interrupted");
+    status->add_flag("--prometheus", status_options.prometheus, "In Prometheus's text exposition format");
+    status->add_option("--metrics-file", status_options.metrics_file,
+                       "Write it in Prometheus's format to FILE, atomically (node_exporter's textfile collector)");
     status->add_option("--ledger", status_options.ledger_dir, "The host ledger to read")
         ->envname("MEMGOV_LEDGER")
         ->capture_default_str();

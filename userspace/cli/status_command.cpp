@@ -5,6 +5,9 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
 #include <thread>
 
 #include "host_status.h"
@@ -19,6 +22,21 @@ std::string user_name(uid_t uid) {
     char buffer[4096];
     if (getpwuid_r(uid, &entry, buffer, sizeof buffer, &found) == 0 && found) return found->pw_name;
     return std::to_string(uid);
+}
+
+// A node_exporter textfile collector must never read half a file: a temporary file beside it,
+// then rename.
+bool write_atomically(const std::string& path, const std::string& text) {
+    std::string temporary = path + ".tmp";
+    std::ofstream out(temporary, std::ios::trunc);
+    out << text;
+    out.close();
+    if (!out || std::rename(temporary.c_str(), path.c_str()) != 0) {
+        fmt::print(stderr, "memgov status: cannot write {}: {}\n", path, std::strerror(errno));
+        std::remove(temporary.c_str());
+        return false;
+    }
+    return true;
 }
 
 }  // namespace
@@ -39,10 +57,15 @@ int status_command(const StatusOptions& options) {
                 return 1;
             }
         }
-        std::string shown =
-            options.json ? host_status_json(status, user_name).dump() + "\n" : host_status_text(status, user_name);
-        fmt::print("{}{}", clear ? "\033[H\033[2J" : "", shown);
-        std::fflush(stdout);
+        if (options.metrics_file) {
+            if (!write_atomically(*options.metrics_file, host_status_prometheus(status, user_name))) return 1;
+        } else {
+            std::string shown = options.prometheus ? host_status_prometheus(status, user_name)
+                                : options.json     ? host_status_json(status, user_name).dump() + "\n"
+                                                   : host_status_text(status, user_name);
+            fmt::print("{}{}", clear ? "\033[H\033[2J" : "", shown);
+            std::fflush(stdout);
+        }
         if (!options.watch) return 0;
         if (!clear && !options.json) fmt::print("\n");
         std::this_thread::sleep_for(options.interval);

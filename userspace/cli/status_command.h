@@ -2,6 +2,7 @@
 #pragma once
 
 #include <chrono>
+#include <optional>
 #include <string>
 
 #include "host_ledger.h"
@@ -11,7 +12,9 @@ namespace memgov {
 struct StatusOptions {
     std::string ledger_dir = HostLedger::default_dir;
     bool json = false;
-    bool watch = false;  // again every interval, until interrupted
+    bool watch = false;                       // again every interval, until interrupted
+    bool prometheus = false;                  // the text exposition format, on stdout
+    std::optional<std::string> metrics_file;  // ...written to FILE atomically instead
     std::chrono::milliseconds interval{1000};
 };
 

@@ -143,7 +143,13 @@ void BuildController::publish() {
                       .grant_bytes = grant_bytes_,
                       .build_bytes = tracker_.totals().rss_bytes,
                       .waiting = view.waiting,
-                      .stopped = view.emergency_stopped};
+                      .stopped = view.emergency_stopped,
+                      .jobs_waited = totals_.jobs_waited,
+                      .seconds_waited = totals_.seconds_waited,
+                      .emergency_stops = totals_.emergency_stops};
+    auto tracked = tracker_.totals();
+    state.oom_kills = tracked.oom_kills;
+    state.events_dropped = tracked.events_dropped;
     if (now - jobs_published_at_ >= ledger_jobs_interval) {
         jobs_published_at_ = now;
         state.jobs.emplace();

@@ -108,7 +108,12 @@ std::string serialize_ledger_entry(const LedgerEntry& entry) {
                         {"running", state.share.running},
                         {"waiting", state.waiting},
                         {"stopped", state.stopped},
-                        {"build", state.build_bytes}};
+                        {"build", state.build_bytes},
+                        {"jobs_waited", state.jobs_waited},
+                        {"seconds_waited", state.seconds_waited},
+                        {"emergency_stops", state.emergency_stops},
+                        {"oom_kills", state.oom_kills},
+                        {"events_dropped", state.events_dropped}};
     if (const auto& oldest = state.share.oldest_waiting)
         json["oldest_waiting"] = {{"queued_at_ns", ns_of(oldest->queued_at)}, {"bytes", oldest->needed_bytes}};
     json["jobs"] = nlohmann::json::array();
@@ -152,6 +157,13 @@ std::optional<LedgerEntry> parse_ledger_entry(const std::string& text) {
         state.waiting = count("waiting");
         state.stopped = count("stopped");
         state.build_bytes = count("build");
+        state.jobs_waited = count("jobs_waited");
+        const auto& waited = json.at("seconds_waited");
+        if (!waited.is_number() || waited.get<double>() < 0) return std::nullopt;
+        state.seconds_waited = waited.get<double>();
+        state.emergency_stops = count("emergency_stops");
+        state.oom_kills = count("oom_kills");
+        state.events_dropped = count("events_dropped");
         if (json.contains("oldest_waiting")) {
             const auto& oldest = json.at("oldest_waiting");
             const auto& queued_at = oldest.at("queued_at_ns");

@@ -48,6 +48,12 @@ struct LedgerState {
     std::uint64_t build_bytes = 0;  // its build's RSS now
     std::size_t waiting = 0;
     std::size_t stopped = 0;
+    // Since the build started (for metrics: counters, per build).
+    std::uint64_t jobs_waited = 0;
+    double seconds_waited = 0;
+    std::uint64_t emergency_stops = 0;
+    std::uint64_t oom_kills = 0;
+    std::uint64_t events_dropped = 0;
     // Its jobs (nullopt when publishing: as last published; they change less often than
     // the figures above, and cost more to write).
     std::optional<std::vector<LedgerJob>> jobs;

@@ -2,6 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <functional>
+#include <vector>
+
 #include "bytes.h"
 
 namespace memgov {
@@ -58,6 +61,64 @@ std::string host_status_text(const HostStatus& status, const UserNames& user_nam
                                 format_bytes(job.view.reserved_bytes), job.key);
         std::size_t listed_of = state.share.running + state.waiting + state.stopped;
         if (listed_of > jobs.size()) text += fmt::format("  … and {} more\n", listed_of - jobs.size());
+    }
+    return text;
+}
+
+std::string host_status_prometheus(const HostStatus& status, const UserNames& user_name) {
+    // Label values escape backslash, double quote and newline.
+    auto label = [](const std::string& value) {
+        std::string escaped;
+        for (char c : value) {
+            if (c == '\\' || c == '"') escaped += '\\';
+            escaped += c == '\n' ? std::string("\\n") : std::string(1, c);
+        }
+        return escaped;
+    };
+    std::string text;
+    auto family = [&](const char* name, const char* type, const char* help) {
+        text += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
+    };
+    family("memgov_builds", "gauge", "Builds governed on this host.");
+    text += fmt::format("memgov_builds {}\n", status.builds.size());
+    family("memgov_available_bytes", "gauge", "Memory available on the host (MemAvailable).");
+    text += fmt::format("memgov_available_bytes {}\n", status.memory.available_bytes);
+    struct Series {
+        const char* name;
+        const char* type;
+        const char* help;
+        std::function<std::string(const LedgerState&)> value;
+    };
+    auto whole = [](auto member) { return [member](const LedgerState& s) { return std::to_string(member(s)); }; };
+    const std::vector<Series> series = {
+        {"memgov_build_bytes", "gauge", "Resident memory of the build's processes.",
+         whole([](const LedgerState& s) { return s.build_bytes; })},
+        {"memgov_imminent_bytes", "gauge", "Memory the build's running jobs are about to take.",
+         whole([](const LedgerState& s) { return s.share.imminent_bytes; })},
+        {"memgov_job_waits_total", "counter", "Jobs held back for memory at least once.",
+         whole([](const LedgerState& s) { return s.jobs_waited; })},
+        {"memgov_job_wait_seconds_total", "counter", "Time jobs waited for memory, summed over jobs.",
+         [](const LedgerState& s) { return fmt::format("{:.3f}", s.seconds_waited); }},
+        {"memgov_emergency_stops_total", "counter", "Running jobs stopped because memory was about to run out.",
+         whole([](const LedgerState& s) { return s.emergency_stops; })},
+        {"memgov_oom_kills_total", "counter", "Processes of the build killed by the kernel's OOM killer.",
+         whole([](const LedgerState& s) { return s.oom_kills; })},
+        {"memgov_events_dropped_total", "counter", "Kernel records memgov could not receive.",
+         whole([](const LedgerState& s) { return s.events_dropped; })},
+    };
+    auto labels = [&](const LedgerEntry& entry) {
+        return fmt::format("memgov_pid=\"{}\",user=\"{}\"", entry.build.pid, label(user_name(entry.build.uid)));
+    };
+    family("memgov_jobs", "gauge", "The build's jobs by state: running, waiting (held at exec), stopped.");
+    for (const auto& entry : status.builds)
+        for (auto [state, count] : {std::pair{"running", entry.state.share.running},
+                                    {"waiting", entry.state.waiting},
+                                    {"stopped", entry.state.stopped}})
+            text += fmt::format("memgov_jobs{{{},state=\"{}\"}} {}\n", labels(entry), state, count);
+    for (const auto& one : series) {
+        family(one.name, one.type, one.help);
+        for (const auto& entry : status.builds)
+            text += fmt::format("{}{{{}}} {}\n", one.name, labels(entry), one.value(entry.state));
     }
     return text;
 }

@@ -24,5 +24,9 @@ using UserNames = std::function<std::string(uid_t)>;
 
 std::string host_status_text(const HostStatus& status, const UserNames& user_name);
 nlohmann::json host_status_json(const HostStatus& status, const UserNames& user_name);
+// Prometheus text exposition (prometheus.io/docs/instrumenting/exposition_formats): the
+// host's memory, and per build (labels memgov_pid, user) its jobs by state, memory, and
+// counters since it started: a build's series end with it.
+std::string host_status_prometheus(const HostStatus& status, const UserNames& user_name);
 
 }  // namespace memgov
