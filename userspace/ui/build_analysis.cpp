@@ -279,27 +279,25 @@ std::string report_text(const BuildTimeline& timeline, std::size_t top) {
     }
     text += "bottlenecks:\n";
     auto percent = [](double share) { return static_cast<int>(share * 100 + 0.5); };
+    // A share of the time past its threshold is named.
+    struct Bottleneck {
+        double share;
+        double threshold;
+        const char* words;
+    };
+    const Bottleneck bottlenecks[] = {
+        {found.memory_bound_share, 0.05,
+         "memory-bound for {} % of the build: jobs were held (waiting or stopped) for memory"},
+        {found.serial_share, 0.2, "serial for {} % of the build: a single job ran, none was held"},
+        {found.cpu_wait_share, 0.25,
+         "CPU-bound: jobs waited for a CPU {} % of the time they wanted one (more jobs than cores, or other work "
+         "on them)"},
+        {found.idle_share, 0.2, "no job for {} % of the build: only glue ran (configure, scripts, make itself)"},
+    };
     bool any = false;
-    if (found.memory_bound_share >= 0.05) {
-        text += fmt::format("  memory-bound for {} % of the build: jobs were held (waiting or stopped) for memory\n",
-                            percent(found.memory_bound_share));
-        any = true;
-    }
-    if (found.serial_share >= 0.2) {
-        text += fmt::format("  serial for {} % of the build: a single job ran, none was held\n",
-                            percent(found.serial_share));
-        any = true;
-    }
-    if (found.cpu_wait_share >= 0.25) {
-        text += fmt::format(
-            "  CPU-bound: jobs waited for a CPU {} % of the time they wanted one (more jobs than "
-            "cores, or other work on them)\n",
-            percent(found.cpu_wait_share));
-        any = true;
-    }
-    if (found.idle_share >= 0.2) {
-        text += fmt::format("  no job for {} % of the build: only glue ran (configure, scripts, make itself)\n",
-                            percent(found.idle_share));
+    for (const auto& bottleneck : bottlenecks) {
+        if (bottleneck.share < bottleneck.threshold) continue;
+        text += "  " + fmt::format(fmt::runtime(bottleneck.words), percent(bottleneck.share)) + "\n";
         any = true;
     }
     if (!timeline.oom_kills.empty()) {
