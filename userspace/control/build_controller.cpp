@@ -221,9 +221,10 @@ void BuildController::trace_reading() {
 }
 
 void BuildController::trace_decision(const Decision& decision, Clock::time_point now) {
-    auto mib = [](std::uint64_t bytes) { return static_cast<double>(bytes >> 20); };
     nlohmann::json why{{"needed_mib", mib(decision.needed_bytes)},
-                       {"free_mib", static_cast<double>(decision.effective_free_bytes >> 20)},
+                       {"free_mib", decision.effective_free_bytes >= 0
+                                        ? mib(static_cast<std::uint64_t>(decision.effective_free_bytes))
+                                        : -mib(static_cast<std::uint64_t>(-decision.effective_free_bytes))},
                        {"imminent_mib", mib(decision.imminent_bytes)}};
     switch (decision.kind) {
         case DecisionKind::admit:

@@ -9,8 +9,6 @@
 #include "bytes.h"
 
 namespace memgov {
-namespace {
-
 using json = nlohmann::json;
 
 void put_status(json& out, const std::optional<int>& wait_status) {
@@ -25,8 +23,6 @@ void put_status(json& out, const std::optional<int>& wait_status) {
         out["exit_code"] = WEXITSTATUS(*wait_status);
     }
 }
-
-}  // namespace
 
 void put_costs(json& entry, const TaskCosts& costs) {
     auto seconds = [](std::uint64_t ns) { return static_cast<double>(ns) / 1e9; };

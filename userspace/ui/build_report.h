@@ -44,6 +44,9 @@ struct JobRecord {
     TaskCosts costs;  // of its processes that have exited
 };
 
+// An exit as --stats-json and the trace give it: exit_code (128+N for signal N, null while
+// running) and signal.
+void put_status(nlohmann::json& entry, const std::optional<int>& wait_status);
 // The costs as --stats-json and the trace give them: seconds and a count.
 void put_costs(nlohmann::json& entry, const TaskCosts& costs);
 

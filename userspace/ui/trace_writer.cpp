@@ -1,7 +1,5 @@
 #include "trace_writer.h"
 
-#include <sys/wait.h>
-
 #include <algorithm>
 #include <cmath>
 
@@ -9,6 +7,9 @@
 #include "job_key.h"
 
 namespace memgov {
+
+double mib(std::uint64_t bytes) { return std::round(static_cast<double>(bytes) / (1 << 20) * 10) / 10; }
+
 namespace {
 
 // Track groups (Chrome's "pid").
@@ -17,13 +18,6 @@ constexpr int processes_track = 2;
 // Counters are written again after this long even when unchanged, so a flat line is drawn.
 constexpr auto counter_refresh = std::chrono::seconds(1);
 constexpr std::size_t shown_argv_bytes = 512;
-
-double mib(std::uint64_t bytes) { return std::round(static_cast<double>(bytes) / (1 << 20) * 10) / 10; }
-
-std::string exit_text(int wait_status) {
-    if (WIFSIGNALED(wait_status)) return "killed by signal " + std::to_string(WTERMSIG(wait_status));
-    return "exit " + std::to_string(WEXITSTATUS(wait_status));
-}
 
 }  // namespace
 
@@ -49,8 +43,11 @@ TraceWriter::TraceWriter(std::ostream& out, Clock::time_point zero, const std::s
 
 TraceWriter::~TraceWriter() {
     // Slices still open (memgov stops before its build) end where the trace ends.
-    for (const auto& [pid, job] : std::map<pid_t, OpenJob>(jobs_))
-        close_job(pid, last_at_, {{"status", "trace ended"}});
+    for (const auto& [pid, job] : std::map<pid_t, OpenJob>(jobs_)) {
+        nlohmann::json args = nlohmann::json::object();
+        put_status(args, std::nullopt);  // still running when the trace ended
+        close_job(pid, last_at_, std::move(args));
+    }
     for (const auto& [pid, process] : std::map<pid_t, OpenProcess>(processes_)) process_exit(pid, last_at_, 0);
     out_ << (first_ ? "[\n" : "\n") << "]\n";
     out_.flush();
@@ -153,7 +150,8 @@ void TraceWriter::job_note(pid_t job, const std::string& what, Clock::time_point
 
 void TraceWriter::job_ended(pid_t job, Clock::time_point at, std::uint64_t peak_bytes, int wait_status,
                             const TaskCosts& costs) {
-    nlohmann::json args{{"peak_mib", mib(peak_bytes)}, {"status", exit_text(wait_status)}};
+    nlohmann::json args{{"peak_mib", mib(peak_bytes)}};
+    put_status(args, wait_status);
     put_costs(args, costs);
     close_job(job, at, std::move(args));
 }

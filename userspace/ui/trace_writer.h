@@ -36,6 +36,9 @@ struct MemorySample {
     std::uint64_t limit_bytes = 0;
 };
 
+// Bytes as the trace's MiB figures: to a tenth.
+double mib(std::uint64_t bytes);
+
 class TraceWriter {
 public:
     // `zero`: the trace's time 0 (CLOCK_MONOTONIC, the tracker's and the controller's clock).
