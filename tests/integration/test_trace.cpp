@@ -1,9 +1,11 @@
 // --trace on real builds: well formed (tests/helpers/trace_check.h), with the held, running and
-// stopped slices of a governed build in a cgroup, and an OOM kill with its victim.
+// stopped slices of a governed build in a cgroup, and an OOM kill with its victim; memgov
+// report's page of the demo build, rendered by a real browser.
 #include <doctest/doctest.h>
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
 
 #include "harness.h"
@@ -20,6 +22,16 @@ nlohmann::json read_trace(const std::string& path) {
     std::ifstream in(path);
     REQUIRE(in);
     return nlohmann::json::parse(in);
+}
+
+// As userspace/ui/html_report.cpp draws them.
+constexpr const char* waiting_colour = "#f28e2b";
+constexpr const char* running_colour = "#4e79a7";  // the first job's
+constexpr const char* limit_colour = "#d62728";
+
+std::string read_file(const std::string& path) {
+    std::ifstream in(path);
+    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
 std::size_t count(const std::vector<std::string>& names, const std::string& name) {
@@ -73,6 +85,50 @@ TEST_CASE("--trace of a governed build in a cgroup: well formed, each job waitin
     std::string err;
     CHECK(run({memgov_bin(), "report", build.path() + "/Makefile"}, nullptr, &err) == 1);
     CHECK(err.find("not JSON") != std::string::npos);
+
+    // The page draws every state the trace has (Chromium renders it in the demo's test below).
+    std::string page_path = work.path() + "/page.html";
+    REQUIRE(run({memgov_bin(), "report", trace_path, "--html", page_path}) == 0);
+    std::string page = read_file(page_path);
+    for (const char* state : {"class=\"waiting\"", "class=\"running\"", "class=\"stopped\"", "class=\"limit\""})
+        CHECK_MESSAGE(page.find(state) != std::string::npos, state);
+    CHECK(run({memgov_bin(), "report", trace_path, "--html", work.path() + "/no/such/dir/page.html"}, nullptr, &err) ==
+          1);
+    CHECK(err.find("cannot write") != std::string::npos);
+}
+
+TEST_CASE("memgov report --html of the demo build: Chromium renders its jobs, their waits and the limit") {
+    ScratchDir work;
+    std::filesystem::copy(std::filesystem::path(MEMGOV_SOURCE_DIR) / "tools/demo/project", work.path() + "/project",
+                          std::filesystem::copy_options::recursive);
+    TestCgroup cgroup(800 * MiB);  // as tools/demo/run.sh builds it: two heavy units do not fit together
+    std::string trace_path = work.path() + "/trace.json";
+    auto outcome = run_memgov({"--profiles-dir", work.path() + "/profiles", "--ledger", "off", "--trace", trace_path},
+                              {"make", "-s", "-j4", "-C", work.path() + "/project"}, &cgroup);
+    INFO("memgov stderr: ", outcome.err);
+    REQUIRE(outcome.exit_status == 0);
+    CHECK(outcome.stats["oom_kills"] == 0);
+    std::string page_path = work.path() + "/page.html";
+    std::string text;
+    REQUIRE(run({memgov_bin(), "report", trace_path, "--html", page_path}, &text) == 0);
+    CHECK(text.find("held for memory: ") != std::string::npos);
+    CHECK(read_file(page_path).find("parser.cpp") != std::string::npos);
+
+    std::string screenshot = work.path() + "/page.png";
+    std::string err;
+    REQUIRE_MESSAGE(run({"timeout", "120", "chromium", "--headless", "--no-sandbox", "--disable-gpu",
+                         "--window-size=1250,1000", "--screenshot=" + screenshot, "file://" + page_path},
+                        nullptr, &err) == 0,
+                    "Chromium (tools/install-deps.sh installs it) could not render the page: ", err);
+    std::string counts;
+    REQUIRE(run({"python3", std::string(MEMGOV_SOURCE_DIR) + "/tests/helpers/png_colours.py", screenshot,
+                 waiting_colour, running_colour, limit_colour},
+                &counts) == 0);
+    auto pixels = nlohmann::json::parse(counts);
+    // More than the legend's 12x12 swatch of each: the jobs' bars and the limit's line are drawn.
+    CHECK(pixels[waiting_colour].get<int>() > 1000);  // two heavy units cannot run together: one waits
+    CHECK(pixels[running_colour].get<int>() > 1000);
+    CHECK(pixels[limit_colour].get<int>() > 300);
 }
 
 TEST_CASE("--trace shows an OOM kill with its victim and what ran beside it") {

@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "build_analysis.h"
+#include "html_report.h"
 #include "trace_writer.h"
 
 using namespace memgov;
@@ -180,4 +181,54 @@ TEST_CASE("report: a trace cut short ends its open slices where it ends") {
     BuildFindings found = findings_of(*timeline);
     CHECK(found.average_parallelism >= 0);
     CHECK(found.idle_share < 0.01);
+}
+
+TEST_CASE("report: a trace gives each job its RSS over time, the memory readings and the CPUs") {
+    std::ostringstream out;
+    {
+        TraceWriter trace(out, at_s(0), "memgov -- make -j2", 8);
+        trace.job_started(1, "/src/a.cpp", false, at_s(0));
+        trace.job_started(2, "/src/b.cpp", true, at_s(0));
+        trace.memory(at_s(1), {.build_bytes = 100ull << 20, .other_bytes = 20ull << 20, .limit_bytes = 1000ull << 20},
+                     {{1, 100ull << 20}}, std::nullopt);
+        trace.job_ended(1, at_s(2), 100ull << 20, 0);
+        trace.job_admitted(2, at_s(2), {});
+        trace.memory(at_s(3), {.build_bytes = 50ull << 20, .limit_bytes = 1000ull << 20}, {{2, 50ull << 20}},
+                     std::nullopt);
+        trace.job_ended(2, at_s(4), 50ull << 20, 0);
+    }
+    std::string error;
+    auto timeline = timeline_from_json(nlohmann::json::parse(out.str()), error);
+    REQUIRE(timeline);
+    CHECK(timeline->cpus == 8u);
+    CHECK(timeline->command == "memgov -- make -j2");
+    REQUIRE(timeline->memory.size() == 2);
+    CHECK(timeline->memory[0].other_mib == doctest::Approx(20));
+    CHECK(timeline->memory[1].build_mib == doctest::Approx(50));
+    // b took a's lane when a ended; the lane's counter after that is b's, not a's.
+    REQUIRE(timeline->jobs.size() == 2);
+    REQUIRE(timeline->jobs[0].rss_mib.size() == 1);
+    CHECK(timeline->jobs[0].rss_mib[0] == std::pair(1.0, 100.0));
+    REQUIRE(timeline->jobs[1].rss_mib.size() == 1);
+    CHECK(timeline->jobs[1].rss_mib[0] == std::pair(3.0, 50.0));
+
+    // The page: each state drawn, a band per job with memory, the key escaped, the limit.
+    timeline->jobs[1].key = "/src/<b>&.cpp";
+    std::string page = html_report(*timeline, "the report's <words>");
+    CHECK(page.find("the report's &lt;words&gt;") != std::string::npos);
+    CHECK(page.find("/src/&lt;b&gt;&amp;.cpp") != std::string::npos);
+    CHECK(page.find("<b>") == std::string::npos);
+    CHECK(page.find("class=\"waiting\"") != std::string::npos);  // b waited 0-2 s
+    CHECK(page.find("class=\"stopped\"") == std::string::npos);  // nothing was
+    auto count = [&](const std::string& what) {
+        std::size_t n = 0;
+        for (auto at = page.find(what); at != std::string::npos; at = page.find(what, at + 1)) ++n;
+        return n;
+    };
+    CHECK(count("class=\"running\"") == 2);
+    CHECK(count("class=\"band\"") == 3);  // everything else, a, b
+    CHECK(count("class=\"limit\"") == 1);
+
+    timeline->memory.clear();
+    CHECK(html_report(*timeline, "").find("record the build with <code>--trace FILE</code>") != std::string::npos);
 }

@@ -163,6 +163,8 @@ int main(int argc, char** argv) {
     report->add_option("file", report_options.file, "A --trace file or --stats-json output")->required();
     report->add_flag("--json", report_options.json, "The findings as one JSON object");
     report->add_option("--top", report_options.top, "Longest jobs listed")->check(CLI::Range(0, 1000));
+    report->add_option("--html", report_options.html,
+                       "Also write one self-contained page: the jobs' timeline over their stacked memory");
     memgov::StatusOptions status_options;
     auto* status = app.add_subcommand("status", "The builds governed on this host, their jobs and memory");
     status->add_flag("--json", status_options.json, "One JSON object (with --watch: one per line)");

@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "build_analysis.h"
+#include "html_report.h"
 
 namespace memgov {
 
@@ -30,10 +31,20 @@ int report_command(const ReportOptions& options) {
         fmt::print(stderr, "memgov report: {}: {}\n", options.file, json.is_discarded() ? "not JSON" : error);
         return 1;
     }
+    std::string text = report_text(*timeline, options.top);
+    if (options.html) {
+        std::ofstream page(*options.html, std::ios::trunc);
+        page << html_report(*timeline, text);
+        page.close();
+        if (!page) {
+            fmt::print(stderr, "memgov report: cannot write {}: {}\n", *options.html, std::strerror(errno));
+            return 1;
+        }
+    }
     if (options.json)
         fmt::print("{}\n", report_json(*timeline).dump(1));
     else
-        fmt::print("{}", report_text(*timeline, options.top));
+        fmt::print("{}", text);
     return 0;
 }
 

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstddef>
+#include <optional>
 #include <string>
 
 namespace memgov {
@@ -10,6 +11,7 @@ struct ReportOptions {
     std::string file;  // a --trace file or --stats-json output
     bool json = false;
     std::size_t top = 10;
+    std::optional<std::string> html;  // also write the page here
 };
 
 int report_command(const ReportOptions& options);

@@ -1,6 +1,7 @@
 #include "run_command.h"
 
 #include <fcntl.h>
+#include <sched.h>
 #include <fmt/format.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -51,6 +52,14 @@ std::atomic<bool> pending_continue{false};
 void on_child_signal(int) {}  // only to interrupt the poll when the build exits
 void on_resize(int) { pending_resize = true; }
 void on_continue(int) { pending_continue = true; }
+
+// The CPUs the build may run on (its affinity, which taskset and cpusets narrow).
+unsigned usable_cpus() {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof set, &set) != 0) return std::thread::hardware_concurrency();
+    return static_cast<unsigned>(CPU_COUNT(&set));
+}
 
 void install_signal_handlers() {
     struct sigaction action {};
@@ -213,7 +222,7 @@ int run_command(const RunOptions& options) {
             if (!trace_file)
                 throw std::runtime_error(
                     fmt::format("cannot write the trace to {}: {}", *options.trace_file, std::strerror(errno)));
-            trace.emplace(trace_file, started, "memgov -- " + joined(options.command));
+            trace.emplace(trace_file, started, "memgov -- " + joined(options.command), usable_cpus());
         }
         int verbosity = options.log_file ? std::max(options.verbosity, 1) : options.verbosity;
         log.emplace(verbosity, log_file ? static_cast<LineSink&>(*log_file) : *terminal);

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <map>
 
 #include "bytes.h"
@@ -24,14 +25,45 @@ void read_costs(JobTimeline& job, const nlohmann::json& entry) {
     job.major_faults = entry.value("major_faults", 0ull);
 }
 
+// A slice open on a job lane: the job's own, or one of its states.
+struct OpenSlice {
+    std::string name;
+    double at_s;
+    std::size_t job;  // index into timeline.jobs
+};
+using OpenLanes = std::map<long, std::vector<OpenSlice>>;
+
+double number(const nlohmann::json& values, const char* name) {
+    auto it = values.find(name);
+    return it != values.end() && it->is_number() ? it->get<double>() : 0.0;
+}
+
+// The memory counter, and each lane's job RSS (credited to the job open on the lane).
+void read_counter(BuildTimeline& timeline, const OpenLanes& lanes, const std::string& name, double at,
+                  const nlohmann::json& values) {
+    if (name == "memory (MiB)") {
+        MemoryPoint point{.at_s = at,
+                          .build_mib = number(values, "build"),
+                          .other_mib = number(values, "other"),
+                          .available_mib = number(values, "available"),
+                          .limit_mib = number(values, "limit")};
+        if (values.contains("build"))
+            timeline.build_peak_mib = std::max(timeline.build_peak_mib.value_or(0), point.build_mib);
+        if (values.contains("limit")) timeline.limit_mib = point.limit_mib;
+        timeline.memory.push_back(point);
+        return;
+    }
+    long lane = 0;
+    if (std::sscanf(name.c_str(), "lane %ld RSS (MiB)", &lane) != 1) return;
+    auto open = lanes.find(lane);
+    if (open == lanes.end() || open->second.empty()) return;  // its job has ended
+    timeline.jobs[open->second.front().job].rss_mib.emplace_back(at, number(values, "rss"));
+}
+
 std::optional<BuildTimeline> from_trace(const nlohmann::json& trace, std::string& error) {
     BuildTimeline timeline{.source = "trace"};
-    struct Open {
-        std::string name;
-        double at_s;
-        std::size_t job;  // index into timeline.jobs
-    };
-    std::map<long, std::vector<Open>> lanes;
+    using Open = OpenSlice;
+    OpenLanes lanes;
     std::map<long, std::size_t> job_of_pid;
     for (const auto& event : trace) {
         if (!event.is_object() || !event.contains("ph")) continue;
@@ -67,11 +99,11 @@ std::optional<BuildTimeline> from_trace(const nlohmann::json& trace, std::string
                 job.peak_bytes = static_cast<std::uint64_t>(args.value("peak_mib", 0.0) * (1 << 20));
                 read_costs(job, args);
             }
-        } else if (phase == "C" && event.value("name", "") == "memory (MiB)" && event.contains("args")) {
-            const auto& values = event["args"];
-            if (values.contains("build"))
-                timeline.build_peak_mib = std::max(timeline.build_peak_mib.value_or(0), values["build"].get<double>());
-            if (values.contains("limit")) timeline.limit_mib = values["limit"].get<double>();
+        } else if (phase == "C" && event.contains("args") && event["args"].is_object()) {
+            read_counter(timeline, lanes, event.value("name", ""), at, event["args"]);
+        } else if (phase == "i" && event.value("name", "") == "build" && event.contains("args")) {
+            if (auto cpus = event["args"].value("cpus", 0u)) timeline.cpus = cpus;
+            timeline.command = event["args"].value("command", "");
         } else if (phase == "i" && event.value("name", "") == "OOM kill" && event.contains("args")) {
             const auto& args = event["args"];
             OomKillNote note{.at_s = at,

@@ -24,6 +24,15 @@ struct JobTimeline {
     // block I/O and in direct reclaim (those two only with delay accounting on), major faults.
     double cpu_s = 0, run_delay_s = 0, io_delay_s = 0, reclaim_delay_s = 0;
     std::uint64_t major_faults = 0;
+    // Its use over time (seconds since the build started, MiB), from the trace's counter of
+    // its lane: what the HTML page stacks and the what-if replay grows it along.
+    std::vector<std::pair<double, double>> rss_mib;
+};
+
+// One reading of the trace's memory counter (MiB).
+struct MemoryPoint {
+    double at_s = 0;
+    double build_mib = 0, other_mib = 0, available_mib = 0, limit_mib = 0;
 };
 
 struct OomKillNote {
@@ -36,7 +45,8 @@ struct OomKillNote {
 };
 
 struct BuildTimeline {
-    std::string source;  // "trace" or "stats"
+    std::string source;   // "trace" or "stats"
+    std::string command;  // what memgov ran (traces only)
     double wall_s = 0;
     std::size_t processes = 0;
     std::vector<JobTimeline> jobs;
@@ -44,6 +54,8 @@ struct BuildTimeline {
     std::size_t emergency_stops = 0;
     std::optional<double> build_peak_mib;  // from the trace's memory counter
     std::optional<double> limit_mib;
+    std::vector<MemoryPoint> memory;  // the trace's memory counter, in order
+    std::optional<unsigned> cpus;     // the CPUs the build could use (traces since 0.6)
 };
 
 // nullopt, with `error` set, when the JSON is neither a memgov trace nor --stats-json output.

@@ -32,13 +32,17 @@ void TraceWriter::Lanes::give_back(int lane) {
     if (lane >= 1 && static_cast<std::size_t>(lane) <= busy.size()) busy[static_cast<std::size_t>(lane) - 1] = false;
 }
 
-TraceWriter::TraceWriter(std::ostream& out, Clock::time_point zero, const std::string& title) : out_(out), zero_(zero) {
+TraceWriter::TraceWriter(std::ostream& out, Clock::time_point zero, const std::string& title, unsigned cpus)
+    : out_(out), zero_(zero) {
     write({{"ph", "M"}, {"pid", jobs_track}, {"tid", 0}, {"name", "process_name"}, {"args", {{"name", title}}}});
     write({{"ph", "M"},
            {"pid", processes_track},
            {"tid", 0},
            {"name", "process_name"},
            {"args", {{"name", "processes that exec'd"}}}});
+    nlohmann::json build{{"command", title}};
+    if (cpus) build["cpus"] = cpus;
+    instant(0, "build", zero, std::move(build));
 }
 
 TraceWriter::~TraceWriter() {

@@ -42,8 +42,9 @@ double mib(std::uint64_t bytes);
 class TraceWriter {
 public:
     // `zero`: the trace's time 0 (CLOCK_MONOTONIC, the tracker's and the controller's clock).
-    // `title` names the build's track.
-    TraceWriter(std::ostream& out, Clock::time_point zero, const std::string& title);
+    // `title` names the build's track; `cpus`, the CPUs the build may use (0: not known),
+    // is what memgov report's what-if replays the build on.
+    TraceWriter(std::ostream& out, Clock::time_point zero, const std::string& title, unsigned cpus = 0);
     ~TraceWriter();  // closes what is open and the JSON array
     TraceWriter(const TraceWriter&) = delete;
     TraceWriter& operator=(const TraceWriter&) = delete;
