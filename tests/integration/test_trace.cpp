@@ -95,6 +95,25 @@ TEST_CASE("--trace of a governed build in a cgroup: well formed, each job waitin
     CHECK(run({memgov_bin(), "report", trace_path, "--html", work.path() + "/no/such/dir/page.html"}, nullptr, &err) ==
           1);
     CHECK(err.find("cannot write") != std::string::npos);
+
+    // What if: six 100 MB jobs in 300 MiB, replayed with room for all, and with too little for one.
+    std::string what_if;
+    REQUIRE(run({memgov_bin(), "report", trace_path, "--limit", "1G,90M", "--jobs", "6"}, &what_if, &err) == 0);
+    INFO(what_if);
+    CHECK(what_if.find("-j6 (the most jobs live at once)") != std::string::npos);
+    CHECK(what_if.find("OOM at") != std::string::npos);  // plain, in 90 MiB
+    CHECK(what_if.find("memgov's run too needed more than the limit") != std::string::npos);
+    std::string json_text;
+    REQUIRE(run({memgov_bin(), "report", trace_path, "--json", "--limit", "1G"}, &json_text) == 0);
+    auto answers = nlohmann::json::parse(json_text)["what_if"]["answers"];
+    REQUIRE(answers.size() == 1);
+    CHECK(answers[0]["memgov"]["jobs_waited"] == 0);  // six fit at once in 1 GiB
+    CHECK(answers[0]["plain"]["out_of_memory"] == false);
+    CHECK(run({memgov_bin(), "report", trace_path, "--limit", "lots"}, nullptr, &err) == 2);
+    CHECK(err.find("expected a size such as") != std::string::npos);
+    build.write("stats.json", outcome.stats.dump());
+    CHECK(run({memgov_bin(), "report", build.path() + "/stats.json", "--limit", "1G"}, nullptr, &err) == 1);
+    CHECK(err.find("record the build with --trace FILE") != std::string::npos);
 }
 
 TEST_CASE("memgov report --html of the demo build: Chromium renders its jobs, their waits and the limit") {

@@ -2,7 +2,7 @@
 """memgov benchmarks: every claim a ratio measured side by side in one run on one machine.
 
     sudo tools/bench/bench.py [--quick] [--check] [--out DIR] [memstorm] [robustness] [realproject] [concurrent]
-                              [accuracy] [overhead] [latency] [scale]
+                              [whatif] [accuracy] [overhead] [latency] [scale]
 
 Writes docs/bench/<name>.json (machine-readable) and docs/bench/<name>.md (the table
 docs/BENCHMARKS.md shows), and docs/bench/memstorm.svg (memory over time); --out elsewhere.
@@ -504,6 +504,11 @@ def concurrent(quick):
     return module.concurrent(quick)
 
 
+def whatif(quick):
+    import whatif as module
+    return module.whatif(quick)
+
+
 # ---------------------------------------------------------------- output
 
 def markdown_table(columns, rows):
@@ -547,6 +552,9 @@ def failures(result):
     elif name == "concurrent":
         import concurrent_builds as module
         return module.concurrent_failures(result)
+    elif name == "whatif":
+        import whatif as module
+        return module.whatif_failures(result)
     elif name == "scale":
         for row in result["rows"]:
             if row["events_dropped"] or row["untracked"]:
@@ -560,9 +568,10 @@ def main():
     parser.add_argument("--quick", action="store_true", help="smaller job sets, one repetition (CI smoke runs)")
     parser.add_argument("--check", action="store_true", help="exit 1 when an outcome (not a timing) is wrong")
     parser.add_argument("--out", type=Path, default=OUT, help=f"where results go (default {OUT})")
-    names = ["memstorm", "robustness", "realproject", "concurrent", "accuracy", "overhead", "latency", "scale"]
+    names = ["memstorm", "robustness", "realproject", "concurrent", "whatif", "accuracy", "overhead", "latency",
+             "scale"]
     parser.add_argument("benchmarks", nargs="*", choices=[[], *names],
-                        help="default: all of them but realproject (a real build, many times: ~1 hour)")
+                        help="default: all of them but realproject and whatif (real builds, many times)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench: needs root (BPF and memory cgroups): sudo tools/bench/bench.py")
@@ -570,7 +579,7 @@ def main():
         sys.exit(f"bench: {MEMGOV} missing: run tools/build.sh first")
     OUT = args.out
     found = []
-    for name in args.benchmarks or [name for name in names if name != "realproject"]:
+    for name in args.benchmarks or [name for name in names if name not in ("realproject", "whatif")]:
         found += failures(globals()[name](args.quick))
     for failure in found:  # without --check an outcome is reported, and fails nothing
         print(f"bench: {'FAILED' if args.check else 'outcome not as expected:'} {failure}", file=sys.stderr)

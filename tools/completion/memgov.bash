@@ -14,19 +14,22 @@ _memgov() {
 
     case $prev in
         --stats-json|--log|--trace) _filedir; return ;;
+        --html) _filedir html; return ;;
         --profiles-dir) _filedir -d; return ;;
         --ledger) _filedir -d; COMPREPLY+=($(compgen -W "off" -- "$cur")); return ;;
         --bar) COMPREPLY=($(compgen -W "auto always never" -- "$cur")); return ;;
         --backend) COMPREPLY=($(compgen -W "bpf procfs" -- "$cur")); return ;;
         --gate) COMPREPLY=($(compgen -c -- "$cur")); return ;;
-        --limit|--headroom|--emergency-floor|--cold-estimate|--jobs|--backfill-window|--poll-interval|--top|--max-procs) return ;;
+        --limit|--headroom|--emergency-floor|--cold-estimate|--jobs|--backfill-window|--poll-interval|--top|--max-procs|--cpus) return ;;
         --sort) COMPREPLY=($(compgen -W "peak key last-seen" -- "$cur")); return ;;
         profiles) COMPREPLY=($(compgen -W "list show forget export import" -- "$cur")); return ;;
         status) COMPREPLY=($(compgen -W "--json --prometheus --metrics-file --watch --ledger" -- "$cur")); return ;;
         report) _filedir json; return ;;
     esac
 
-    if [[ $cur == -* ]]; then
+    if [[ ${words[1]} == report && $cur == -* ]]; then
+        COMPREPLY=($(compgen -W "--json --top --html --limit --jobs --cpus" -- "$cur"))
+    elif [[ $cur == -* ]]; then
         COMPREPLY=($(compgen -W "--help --version --limit --headroom --emergency-floor --cold-estimate
             --profiles-dir --ledger --jobs --backfill-window --no-curves --gate --no-gate --always-stop --stats-json --trace --log --verbose --bar
             --quiet --top --max-procs --backend --poll-interval --" -- "$cur"))

@@ -165,6 +165,16 @@ int main(int argc, char** argv) {
     report->add_option("--top", report_options.top, "Longest jobs listed")->check(CLI::Range(0, 1000));
     report->add_option("--html", report_options.html,
                        "Also write one self-contained page: the jobs' timeline over their stacked memory");
+    report
+        ->add_option("--limit", report_options.limits,
+                     "What if: replay the traced build under these memory limits (1300M,2G or 50%: of the recorded)")
+        ->delimiter(',');
+    report->add_option("--jobs", report_options.jobs, "What if: replay it at these -j (e.g. 4,8,16)")
+        ->delimiter(',')
+        ->check(CLI::Range(1, 100000));
+    report->add_option("--cpus", report_options.cpus, "What if: replay it on this many CPUs")
+        ->delimiter(',')
+        ->check(CLI::Range(0.1, 100000.0));
     memgov::StatusOptions status_options;
     auto* status = app.add_subcommand("status", "The builds governed on this host, their jobs and memory");
     status->add_flag("--json", status_options.json, "One JSON object (with --watch: one per line)");

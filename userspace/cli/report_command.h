@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace memgov {
 
@@ -12,6 +13,10 @@ struct ReportOptions {
     bool json = false;
     std::size_t top = 10;
     std::optional<std::string> html;  // also write the page here
+    // What-if: each combination of these is replayed (none given: no what-if).
+    std::vector<std::string> limits;  // sizes; percentages of the recorded limit
+    std::vector<std::size_t> jobs;
+    std::vector<double> cpus;
 };
 
 int report_command(const ReportOptions& options);
