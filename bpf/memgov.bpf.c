@@ -58,13 +58,28 @@ struct {
 	__type(value, __u8);
 } gate_names SEC(".maps");
 
-/* The pids memgov stopped, each with its host tgid: the crash guard SIGCONTs every one. */
+/* The pids memgov stopped, each with its host tgid and owner: the crash guard SIGCONTs them. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 32768);
 	__type(key, __u32);
-	__type(value, __u32);
+	__type(value, struct mg_held);
 } held SEC(".maps");
+
+/* The builds a daemon follows for its clients, and each client's build (abi.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MG_MAX_BUILDS);
+	__type(key, __u32);
+	__type(value, struct mg_build);
+} builds SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MG_MAX_BUILDS);
+	__type(key, __u32);
+	__type(value, __u32);
+} owners SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -154,6 +169,11 @@ static __always_inline __u64 mm_rss_bytes(struct mm_struct *mm)
 	return pages > 0 ? (__u64)pages * page_size : 0;
 }
 
+static __always_inline struct mg_build *build_of(__u32 build_id)
+{
+	return build_id ? bpf_map_lookup_elem(&builds, &build_id) : NULL;
+}
+
 /* Sets a process's RSS and carries the change into its job's sum and the build's sum. */
 static __always_inline void account_rss(struct mg_proc *proc, __u64 rss)
 {
@@ -175,6 +195,12 @@ static __always_inline void account_rss(struct mg_proc *proc, __u64 rss)
 	__s64 total = __sync_add_and_fetch(&totals.rss_bytes, delta);
 	if (total > 0)
 		raise_peak(&totals.peak_bytes, total);
+	struct mg_build *build = build_of(proc->build);
+	if (build) {
+		__s64 sum = __sync_add_and_fetch(&build->rss_bytes, delta);
+		if (sum > 0)
+			raise_peak(&build->peak_bytes, sum);
+	}
 }
 
 SEC("tp_btf/sched_process_fork")
@@ -192,7 +218,8 @@ int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 
 	struct mg_proc fresh = { .ppid = parent_tgid,
 				 .job = parent_proc->job,
-				 .host_tgid = child->tgid };
+				 .host_tgid = child->tgid,
+				 .build = parent_proc->build };
 	if (bpf_map_update_elem(&procs, &tgid, &fresh, BPF_NOEXIST)) {
 		__sync_fetch_and_add(&totals.procs_map_full, 1);
 		return 0;
@@ -207,6 +234,11 @@ int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 	}
 	__sync_fetch_and_add(&totals.procs_live, 1);
 	__sync_fetch_and_add(&totals.procs_seen, 1);
+	struct mg_build *build = build_of(fresh.build);
+	if (build) {
+		__sync_fetch_and_add(&build->procs_live, 1);
+		__sync_fetch_and_add(&build->procs_seen, 1);
+	}
 	/* A CLONE_VM child (vfork, posix_spawn) shares its parent's pages: count them once. */
 	struct mm_struct *mm = child->mm;
 	if (mm && mm != parent->mm)
@@ -303,6 +335,12 @@ int BPF_PROG(on_exec, struct task_struct *task, pid_t old_pid, struct linux_binp
 		return 0;
 	__sync_fetch_and_add(&totals.execs, 1);
 	proc->host_tgid = task->tgid; /* the build's root was registered by memgov, without it */
+	struct mg_build *build = build_of(proc->build);
+	if (build)
+		__sync_fetch_and_add(&build->execs, 1);
+	/* memgov's own build follows its settings; a daemon's client's build, its own. */
+	bool gate = build ? build->gate : pause_job_roots;
+	__u32 owner = build ? build->owner : controller_tgid;
 
 	struct mm_struct *mm = task->mm;
 	account_rss(proc, mm_rss_bytes(mm)); /* the new image replaces the old one */
@@ -312,7 +350,10 @@ int BPF_PROG(on_exec, struct task_struct *task, pid_t old_pid, struct linux_binp
 		/* Seeded before proc->job is published: from then on rss_stat adds deltas, so
 		 * an event racing with this can only be missed, never counted twice. */
 		__u64 rss = proc->rss_bytes;
-		struct mg_job fresh = { .rss_bytes = (__s64)rss, .peak_bytes = rss, .nprocs = 1 };
+		struct mg_job fresh = { .rss_bytes = (__s64)rss,
+					.peak_bytes = rss,
+					.nprocs = 1,
+					.build = proc->build };
 		if (bpf_map_update_elem(&jobs, &tgid, &fresh, BPF_NOEXIST) == 0) {
 			proc->job = tgid;
 			flags |= MG_EXEC_JOB_ROOT;
@@ -321,13 +362,14 @@ int BPF_PROG(on_exec, struct task_struct *task, pid_t old_pid, struct linux_binp
 		}
 	}
 
-	if ((flags & MG_EXEC_JOB_ROOT) && pause_job_roots && take_grant())
+	/* The grant is memgov's own build's: a daemon's clients are not granted starts. */
+	if ((flags & MG_EXEC_JOB_ROOT) && gate && !build && take_grant())
 		flags |= MG_EXEC_GRANTED;
-	else if ((flags & MG_EXEC_JOB_ROOT) && pause_job_roots) {
+	else if ((flags & MG_EXEC_JOB_ROOT) && gate) {
 		/* Recorded before the stop, so the crash guard can always undo it. Queued before
 		 * the event is visible, so the controller's SIGCONT can never overtake it. */
-		__u32 host_tgid = task->tgid;
-		if (bpf_map_update_elem(&held, &tgid, &host_tgid, BPF_ANY) == 0) {
+		struct mg_held entry = { .host_tgid = task->tgid, .owner = owner };
+		if (bpf_map_update_elem(&held, &tgid, &entry, BPF_ANY) == 0) {
 			bpf_send_signal(SIGSTOP);
 			flags |= MG_EXEC_WAITING;
 		}
@@ -341,6 +383,8 @@ int BPF_PROG(on_exec, struct task_struct *task, pid_t old_pid, struct linux_binp
 	event->header.kind = MG_EVENT_EXEC;
 	event->header.pid = tgid;
 	event->header.timestamp_ns = bpf_ktime_get_ns();
+	event->header.build = proc->build;
+	event->header.pad = 0;
 	event->ppid = proc->ppid;
 	event->job = proc->job;
 	bpf_get_current_comm(event->comm, sizeof(event->comm));
@@ -383,9 +427,13 @@ int BPF_PROG(on_exec, struct task_struct *task, pid_t old_pid, struct linux_binp
 	return 0;
 }
 
-static long resume_held_pid(struct bpf_map *map, __u32 *pid, __u32 *host_tgid, void *ctx)
+/* ctx: the owner whose pids to continue (0: every one). */
+static long resume_held_pid(struct bpf_map *map, __u32 *pid, struct mg_held *entry, __u32 *owner)
 {
-	struct task_struct *task = bpf_task_from_pid(*host_tgid); /* the initial namespace's */
+	if (*owner && entry->owner != *owner)
+		return 0;
+	struct task_struct *task =
+		bpf_task_from_pid(entry->host_tgid); /* the initial namespace's */
 	if (task) {
 		bpf_send_signal_task(task, SIGCONT, PIDTYPE_TGID, 0);
 		bpf_task_release(task);
@@ -413,7 +461,13 @@ int BPF_PROG(on_exit, struct task_struct *task, bool group_dead)
 	__u32 tgid = tgid_seen(task);
 	if (group_dead && tgid == controller_tgid) {
 		/* The controller is gone (maybe SIGKILLed): nobody else would resume these. */
-		bpf_for_each_map_elem(&held, resume_held_pid, NULL, 0);
+		__u32 everyone = 0;
+		bpf_for_each_map_elem(&held, resume_held_pid, &everyone, 0);
+		return 0;
+	}
+	if (group_dead && bpf_map_lookup_elem(&owners, &tgid)) {
+		/* A daemon's client is gone: what it held, nobody else would resume. */
+		bpf_for_each_map_elem(&held, resume_held_pid, &tgid, 0);
 		return 0;
 	}
 	struct mg_proc *proc = bpf_map_lookup_elem(&procs, &tgid);
@@ -435,12 +489,17 @@ int BPF_PROG(on_exit, struct task_struct *task, bool group_dead)
 		}
 	}
 	__sync_fetch_and_sub(&totals.procs_live, 1);
+	struct mg_build *build = build_of(proc->build);
+	if (build)
+		__sync_fetch_and_sub(&build->procs_live, 1);
 
 	struct mg_exit_event *event = bpf_ringbuf_reserve(&events, sizeof(*event), 0);
 	if (event) {
 		event->header.kind = MG_EVENT_EXIT;
 		event->header.pid = tgid;
 		event->header.timestamp_ns = bpf_ktime_get_ns();
+		event->header.build = proc->build;
+		event->header.pad = 0;
 		event->ppid = proc->ppid;
 		event->job = job_id;
 		event->exit_code = task->exit_code;
@@ -466,6 +525,9 @@ int BPF_PROG(on_oom_victim, struct task_struct *task, uid_t uid)
 	if (!proc)
 		return 0;
 	__sync_fetch_and_add(&totals.oom_kills, 1);
+	struct mg_build *build = build_of(proc->build);
+	if (build)
+		__sync_fetch_and_add(&build->oom_kills, 1);
 	struct mg_oom_event *event = bpf_ringbuf_reserve(&events, sizeof(*event), 0);
 	if (!event) {
 		__sync_fetch_and_add(&totals.events_dropped, 1);
@@ -474,6 +536,8 @@ int BPF_PROG(on_oom_victim, struct task_struct *task, uid_t uid)
 	event->header.kind = MG_EVENT_OOM_KILL;
 	event->header.pid = tgid;
 	event->header.timestamp_ns = bpf_ktime_get_ns();
+	event->header.build = proc->build;
+	event->header.pad = 0;
 	event->job = proc->job;
 	event->pad = 0;
 	event->rss_bytes = proc->rss_bytes;

@@ -8,8 +8,8 @@ seconds=${1:-20}
 build="$root/build-fuzz"
 CC=clang CXX=clang++ cmake -S "$root" -B "$build" -G Ninja -DMEMGOV_FUZZ=ON -DBUILD_TESTING=OFF \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$build" --target fuzz_profiles fuzz_job_key fuzz_events
-for target in profiles job_key events; do
+cmake --build "$build" --target fuzz_profiles fuzz_job_key fuzz_events fuzz_daemon_message
+for target in profiles job_key events daemon_message; do
   scratch=$(mktemp -d)
   cp -r "$root/tests/fuzz/corpus/$target/." "$scratch/"
   echo "fuzz: $target for ${seconds}s"

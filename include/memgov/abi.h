@@ -18,6 +18,8 @@
 #define MG_FILENAME_LEN 256
 /* argv beyond this is cut and flagged MG_EXEC_ARGV_TRUNCATED. */
 #define MG_ARGV_MAX 30720 /* header + argv must fit a per-CPU map value (32 KiB) */
+/* Builds one daemon follows at once. */
+#define MG_MAX_BUILDS 1024
 
 /* Record kinds in the ring buffer; every record starts with struct mg_event_header. */
 enum mg_event_kind {
@@ -38,6 +40,8 @@ struct mg_event_header {
 	__u32 kind;
 	__u32 pid;	    /* tgid, in memgov's pid namespace (as every pid here) */
 	__u64 timestamp_ns; /* bpf_ktime_get_ns(), CLOCK_MONOTONIC */
+	__u32 build;	    /* the daemon's build it belongs to (see mg_build); 0: memgov's own */
+	__u32 pad;
 };
 
 /* What the kernel kept for a process's threads (each thread's figures added as it exits): read
@@ -90,7 +94,7 @@ struct mg_proc {
 	__u64 rss_bytes;
 	__u64 peak_rss_bytes;
 	__u32 host_tgid; /* its tgid in the initial pid namespace (0 until it forks or execs) */
-	__u32 pad;
+	__u32 build;	 /* the daemon's build it belongs to (inherited at fork); 0: memgov's own */
 	struct mg_task_costs costs; /* of its threads that have exited */
 };
 
@@ -99,10 +103,30 @@ struct mg_job {
 	__s64 rss_bytes;
 	__u64 peak_bytes;
 	__u32 nprocs;
-	__u32 pad;
+	__u32 build; /* as mg_proc's */
 };
 
-/* held map: tgid (memgov's namespace) -> host tgid, which the crash guard signals. */
+/* held map: tgid (memgov's namespace) -> mg_held. A pid is entered before it is stopped, and
+ * the crash guard continues it when its owner exits: memgov itself (controller_tgid), or the
+ * daemon's client that governs its build. */
+struct mg_held {
+	__u32 host_tgid; /* what the guard signals */
+	__u32 owner;	 /* tgid of the process that continues it */
+};
+
+/* builds map: build id (its root's tgid) -> mg_build. A build a memgov daemon follows for a
+ * client (`memgov daemon`): the client decides and signals its own processes, the daemon only
+ * watches. owners map: client tgid -> build id, for the guard. */
+struct mg_build {
+	__u32 owner; /* the client's tgid */
+	__u32 gate;  /* 1: its job roots are stopped at exec */
+	__s64 rss_bytes;
+	__u64 peak_bytes;
+	__u64 procs_live;
+	__u64 procs_seen;
+	__u64 execs;
+	__u64 oom_kills;
+};
 
 /* Build-wide counters, kept in the program's .bss and read by mmap. */
 struct mg_totals {

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "daemon_command.h"
 #include "profiles_command.h"
 #include "report_command.h"
 #include "run_command.h"
@@ -62,7 +63,7 @@ int main(int argc, char** argv) {
     CLI::App app{
         "memgov: runs a parallel build without letting it run out of memory\n\n"
         "  memgov [run] [OPTIONS] [--] COMMAND [ARGS...]\n"
-        "  memgov check | status | report FILE | profiles ... | version\n",
+        "  memgov check | status | report FILE | daemon | profiles ... | version\n",
         "memgov"};
     app.footer(examples);
     app.set_version_flag("--version", MEMGOV_VERSION);
@@ -97,6 +98,11 @@ int main(int argc, char** argv) {
                    "concurrent builds do not each count free memory as theirs (off: this build is alone)")
         ->envname("MEMGOV_LEDGER")
         ->capture_default_str();
+    auto* socket = app.add_option("--socket", run.socket,
+                                  "The memgov daemon's socket: a build is followed through it when memgov may not "
+                                  "load BPF itself (given: always; off: never)")
+                       ->envname("MEMGOV_SOCKET")
+                       ->capture_default_str();
     app.add_option("--jobs", run.max_running,
                    "At most N jobs admitted at once, biggest first (with a large -j: a deep queue)")
         ->envname("MEMGOV_JOBS");
@@ -175,6 +181,20 @@ int main(int argc, char** argv) {
     report->add_option("--cpus", report_options.cpus, "What if: replay it on this many CPUs")
         ->delimiter(',')
         ->check(CLI::Range(0.1, 100000.0));
+    memgov::DaemonOptions daemon_options;
+    auto* daemon = app.add_subcommand(
+        "daemon", "The host service: follows the builds of memgov runs without BPF privilege (CAP_BPF, CAP_PERFMON)");
+    daemon->add_option("--socket", daemon_options.socket_path, "Where to listen")
+        ->envname("MEMGOV_SOCKET")
+        ->capture_default_str();
+    daemon->add_option("--max-clients", daemon_options.max_clients, "Clients connected at once")
+        ->check(CLI::Range(1, 65536))
+        ->capture_default_str();
+    daemon->add_option("--max-builds-per-user", daemon_options.max_builds_per_user, "Builds one user may have followed")
+        ->check(CLI::Range(1, 1024))
+        ->capture_default_str();
+    daemon->add_option("--gate", daemon_options.extra_gates, "Another program whose exec starts a job (repeatable)");
+    daemon->add_flag("-v,--verbose", daemon_options.verbosity, "Log every client, and libbpf's messages");
     memgov::StatusOptions status_options;
     auto* status = app.add_subcommand("status", "The builds governed on this host, their jobs and memory");
     status->add_flag("--json", status_options.json, "One JSON object (with --watch: one per line)");
@@ -231,7 +251,9 @@ int main(int argc, char** argv) {
         return 2;
     }
 
+    run.socket_given = socket->count() > 0 || std::getenv("MEMGOV_SOCKET");
     if (*check) return run_check(check_verbose);
+    if (*daemon) return memgov::daemon_command(daemon_options);
     if (*report) return memgov::report_command(report_options);
     if (*status) return memgov::status_command(status_options);
     if (*profiles) {

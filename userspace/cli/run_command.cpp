@@ -21,6 +21,7 @@
 #include "build_controller.h"
 #include "build_report.h"
 #include "bytes.h"
+#include "capabilities.h"
 #include "gate_list.h"
 #include "job_key.h"
 #include "log.h"
@@ -29,6 +30,7 @@
 #include "procfs_tracker.h"
 #include "profile_store.h"
 #include "profiles_command.h"
+#include "remote_tracker.h"
 #include "runner.h"
 
 namespace memgov {
@@ -175,6 +177,19 @@ ControllerSettings resolve_settings(const RunOptions& options, const MemoryReadi
     return settings;
 }
 
+// The daemon's tracker when memgov may not load BPF itself (or --socket says so); nullptr:
+// load our own (whose failure then says what to do).
+std::unique_ptr<RemoteTracker> through_daemon(const RunOptions& options, LineSink& say) {
+    if (options.socket == "off" || (!options.socket_given && has_bpf_privilege())) return nullptr;
+    std::string error;
+    auto remote =
+        RemoteTracker::connect(options.socket, error, [&say](const std::string& line) { say.write_line(line); });
+    if (!remote && options.socket_given)
+        throw std::runtime_error(fmt::format("cannot reach the memgov daemon at {}: is it running?", error));
+    if (remote) remote->set_gate(options.gate);
+    return remote;
+}
+
 // This build's entry in the host ledger; without one, says why (the build is then governed
 // as if it were alone, which two builds at once are not).
 std::unique_ptr<HostLedger> open_ledger(const RunOptions& options, const std::optional<Identity>& identity,
@@ -235,6 +250,8 @@ int run_command(const RunOptions& options) {
         tracker_options.verbose_libbpf = options.verbosity >= 1;
         if (options.backend == Backend::procfs)
             tracker = std::make_unique<ProcfsTracker>(tracker_options, options.poll_interval);
+        else if (auto remote = through_daemon(options, *terminal))
+            tracker = std::move(remote);
         else
             tracker = BpfTracker::open(tracker_options);
     } catch (const std::invalid_argument& error) {

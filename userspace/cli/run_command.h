@@ -26,6 +26,10 @@ struct RunOptions {
     std::string cold_estimate = "512M";
     std::optional<std::string> profiles_dir;
     std::string ledger_dir = HostLedger::default_dir;  // "off": govern this build alone
+    // A `memgov daemon` to follow the build through when memgov may not load BPF itself, or
+    // always when `socket_given` ("off": never).
+    std::string socket = "/run/memgov/memgov.sock";
+    bool socket_given = false;
     std::size_t max_running = 0;
     bool follow_growth_curves = true;
     bool always_stop = false;  // no kernel grant: every gated job waits for the controller

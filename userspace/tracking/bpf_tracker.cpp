@@ -179,6 +179,8 @@ int BpfTracker::on_record(void* self, void* data, std::size_t size) {
     return 0;
 }
 
+int BpfTracker::event_fd() const { return ring_buffer__epoll_fd(ring_); }
+
 int BpfTracker::poll(std::chrono::milliseconds timeout, const EventHandler& handler) {
     handler_ = &handler;
     int count = ring_buffer__poll(ring_, static_cast<int>(timeout.count()));
@@ -196,14 +198,88 @@ void BpfTracker::resume(pid_t pid) {
 }
 
 void BpfTracker::stop_job(pid_t job) {
+    for (pid_t pid : hold_job(job, getpid())) kill(pid, SIGSTOP);
+}
+
+std::vector<pid_t> BpfTracker::hold_job(pid_t job, pid_t owner) {
+    std::vector<pid_t> entered;
     for_each_process([&](pid_t pid, const mg_proc& proc) {
         if (static_cast<pid_t>(proc.job) != job || !proc.host_tgid) return;
         __u32 key = static_cast<__u32>(pid);
-        __u32 host_tgid = proc.host_tgid;  // what the crash guard signals
-        // Without a guard entry a stop could outlive us: no entry, no stop.
-        if (bpf_map__update_elem(skeleton_->maps.held, &key, sizeof(key), &host_tgid, sizeof(host_tgid), BPF_ANY) == 0)
-            kill(pid, SIGSTOP);
+        mg_held entry{.host_tgid = proc.host_tgid, .owner = static_cast<__u32>(owner)};
+        // Without a guard entry a stop could outlive its owner: no entry, no stop.
+        if (bpf_map__update_elem(skeleton_->maps.held, &key, sizeof(key), &entry, sizeof(entry), BPF_ANY) == 0)
+            entered.push_back(pid);
     });
+    return entered;
+}
+
+void BpfTracker::release(pid_t pid) {
+    __u32 key = static_cast<__u32>(pid);
+    bpf_map__delete_elem(skeleton_->maps.held, &key, sizeof(key), 0);
+}
+
+std::optional<pid_t> BpfTracker::held_by(pid_t pid) const {
+    __u32 key = static_cast<__u32>(pid);
+    mg_held entry{};
+    if (bpf_map__lookup_elem(skeleton_->maps.held, &key, sizeof(key), &entry, sizeof(entry), 0)) return std::nullopt;
+    return static_cast<pid_t>(entry.owner);
+}
+
+void BpfTracker::track_build(pid_t root, pid_t owner, bool gate) {
+    __u32 key = static_cast<__u32>(root);
+    __u32 owner_key = static_cast<__u32>(owner);
+    mg_build build{.owner = owner_key, .gate = gate ? 1u : 0u, .procs_live = 1, .procs_seen = 1};
+    mg_proc proc{};
+    proc.ppid = owner_key;
+    proc.build = key;
+    if (bpf_map__update_elem(skeleton_->maps.builds, &key, sizeof(key), &build, sizeof(build), BPF_NOEXIST) ||
+        bpf_map__update_elem(skeleton_->maps.owners, &owner_key, sizeof(owner_key), &key, sizeof(key), BPF_NOEXIST) ||
+        bpf_map__update_elem(skeleton_->maps.procs, &key, sizeof(key), &proc, sizeof(proc), BPF_NOEXIST)) {
+        int error = errno;
+        forget_build(root, owner);
+        throw TrackerError(fmt::format("cannot follow pid {}: {}", root, std::strerror(error)));
+    }
+}
+
+void BpfTracker::forget_build(pid_t root, pid_t owner) {
+    __u32 key = static_cast<__u32>(root);
+    __u32 owner_key = static_cast<__u32>(owner);
+    bpf_map__delete_elem(skeleton_->maps.builds, &key, sizeof(key), 0);
+    bpf_map__delete_elem(skeleton_->maps.owners, &owner_key, sizeof(owner_key), 0);
+}
+
+std::optional<pid_t> BpfTracker::build_of_job(pid_t job) const {
+    __u32 key = static_cast<__u32>(job);
+    mg_job value{};
+    if (bpf_map__lookup_elem(skeleton_->maps.jobs, &key, sizeof(key), &value, sizeof(value), 0)) return std::nullopt;
+    return static_cast<pid_t>(value.build);
+}
+
+std::vector<pid_t> BpfTracker::processes(pid_t build, std::optional<pid_t> job) const {
+    std::vector<pid_t> found;
+    for_each_process([&](pid_t pid, const mg_proc& proc) {
+        if (static_cast<pid_t>(proc.build) == build && (!job || static_cast<pid_t>(proc.job) == *job))
+            found.push_back(pid);
+    });
+    return found;
+}
+
+std::optional<TrackerTotals> BpfTracker::build_totals(pid_t build) const {
+    __u32 key = static_cast<__u32>(build);
+    mg_build value{};
+    if (bpf_map__lookup_elem(skeleton_->maps.builds, &key, sizeof(key), &value, sizeof(value), 0)) return std::nullopt;
+    TrackerTotals global = totals();
+    return TrackerTotals{.rss_bytes = value.rss_bytes > 0 ? static_cast<std::uint64_t>(value.rss_bytes) : 0,
+                         .peak_bytes = value.peak_bytes,
+                         .procs_live = value.procs_live,
+                         .procs_seen = value.procs_seen,
+                         .execs = value.execs,
+                         .events_dropped = global.events_dropped,  // the ring buffer is shared
+                         .procs_map_full = global.procs_map_full,
+                         .jobs_map_full = global.jobs_map_full,
+                         .oom_kills = value.oom_kills,
+                         .undecodable_records = global.undecodable_records};
 }
 
 void BpfTracker::resume_job(pid_t job) {

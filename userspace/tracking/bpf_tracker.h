@@ -4,7 +4,8 @@
 
 #include <functional>
 #include <memory>
-#include <stdexcept>
+#include <optional>
+#include <vector>
 
 #include "tracker.h"
 
@@ -14,12 +15,6 @@ struct memgov_bpf;
 struct ring_buffer;
 
 namespace memgov {
-
-// A failure to load or attach, with a one-line diagnosis that says what to do.
-class TrackerError : public std::runtime_error {
-public:
-    using std::runtime_error::runtime_error;
-};
 
 class BpfTracker final : public Tracker {
 public:
@@ -39,6 +34,24 @@ public:
     TrackerTotals totals() const override;
     void grant(std::int64_t jobs) override;
     std::uint64_t take_back_grant() override;
+
+    // For `memgov daemon`, which follows builds for clients that decide and signal their own
+    // processes (docs/DESIGN.md §12). A build is identified by its root's pid.
+    // Follows `root` (stopped before its exec) and everything it forks, for `owner`: what
+    // the gate holds of it is continued by the crash guard when the owner exits.
+    void track_build(pid_t root, pid_t owner, bool gate);
+    // Stops following the build: its processes' events still carry its id, and are dropped.
+    void forget_build(pid_t root, pid_t owner);
+    // Enters every process of `job` in the held map for `owner`, who stops them: the pids.
+    std::vector<pid_t> hold_job(pid_t job, pid_t owner);
+    void release(pid_t pid);
+    std::optional<pid_t> held_by(pid_t pid) const;  // its owner, if held
+    std::optional<pid_t> build_of_job(pid_t job) const;
+    // The build's processes (of one job only, when given).
+    std::vector<pid_t> processes(pid_t build, std::optional<pid_t> job = std::nullopt) const;
+    std::optional<TrackerTotals> build_totals(pid_t build) const;
+    // Readable when events are waiting (for an epoll loop; poll() then reads them).
+    int event_fd() const;
 
 private:
     BpfTracker() = default;

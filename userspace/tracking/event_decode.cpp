@@ -28,6 +28,7 @@ std::optional<TrackerEvent> decode_exec(std::span<const std::byte> bytes) {
 
     ExecEvent event;
     event.pid = static_cast<pid_t>(raw->header.pid);
+    event.build = static_cast<pid_t>(raw->header.build);
     event.ppid = static_cast<pid_t>(raw->ppid);
     event.job = static_cast<pid_t>(raw->job);
     event.job_root = raw->flags & MG_EXEC_JOB_ROOT;
@@ -47,6 +48,7 @@ std::optional<TrackerEvent> decode_exit(std::span<const std::byte> bytes) {
     if (!raw) return std::nullopt;
     ExitEvent event;
     event.pid = static_cast<pid_t>(raw->header.pid);
+    event.build = static_cast<pid_t>(raw->header.build);
     event.ppid = static_cast<pid_t>(raw->ppid);
     event.job = static_cast<pid_t>(raw->job);
     event.wait_status = static_cast<int>(raw->exit_code);
@@ -67,6 +69,7 @@ std::optional<TrackerEvent> decode_oom_kill(std::span<const std::byte> bytes) {
     if (!raw) return std::nullopt;
     OomKillEvent event;
     event.pid = static_cast<pid_t>(raw->header.pid);
+    event.build = static_cast<pid_t>(raw->header.build);
     event.job = static_cast<pid_t>(raw->job);
     event.timestamp_ns = raw->header.timestamp_ns;
     event.rss_bytes = raw->rss_bytes;

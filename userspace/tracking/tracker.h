@@ -10,11 +10,19 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <variant>
 #include <vector>
 
 namespace memgov {
+
+// A tracker that cannot follow the build (BPF cannot load, the daemon refused it …), with a
+// one-line diagnosis that says what to do.
+class TrackerError : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
 
 // CLOCK_MONOTONIC in nanoseconds: the clock of bpf_ktime_get_ns() and so of every event's
 // timestamp_ns, for comparing controller times with kernel ones.
@@ -26,6 +34,7 @@ inline std::uint64_t monotonic_ns() {
 
 struct ExecEvent {
     pid_t pid = 0;
+    pid_t build = 0;  // the daemon's build it belongs to (its root); 0: this memgov's own
     pid_t ppid = 0;
     pid_t job = 0;  // 0: glue (make, sh …), not part of a job
     bool job_root = false;
@@ -61,6 +70,7 @@ struct TaskCosts {
 
 struct ExitEvent {
     pid_t pid = 0;
+    pid_t build = 0;
     pid_t ppid = 0;
     pid_t job = 0;
     int wait_status = 0;  // as from wait(2)
@@ -73,6 +83,7 @@ struct ExitEvent {
 
 struct OomKillEvent {
     pid_t pid = 0;
+    pid_t build = 0;
     pid_t job = 0;
     std::uint64_t timestamp_ns = 0;
     std::uint64_t rss_bytes = 0;

@@ -1,0 +1,351 @@
+// `memgov daemon` and its clients without privilege (docs/DESIGN.md §12): a build of an
+// unprivileged user governed through it, what a client may not do, and the failures: the
+// daemon or a client killed mid-build, malformed messages, many clients at once.
+#include <doctest/doctest.h>
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "daemon_protocol.h"
+#include "harness.h"
+#include "test_cgroup.h"
+
+using namespace harness;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr std::uint64_t MiB = 1ull << 20;
+constexpr uid_t nobody = 65534;
+
+// A daemon of the build tree's memgov on a private socket, stopped (SIGTERM) at the end.
+class Daemon {
+public:
+    explicit Daemon(const std::string& directory, std::vector<std::string> extra = {})
+        : socket_(directory + "/memgov.sock"), log_(directory + "/daemon.log") {
+        std::vector<std::string> argv{memgov_bin(), "daemon", "--socket", socket_, "--gate", "memhog", "-v"};
+        argv.insert(argv.end(), extra.begin(), extra.end());
+        pid_ = fork();
+        if (pid_ == 0) {
+            int out = open(log_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+            dup2(out, STDERR_FILENO);
+            std::vector<char*> raw;
+            for (auto& arg : argv) raw.push_back(arg.data());
+            raw.push_back(nullptr);
+            execv(raw[0], raw.data());
+            _exit(127);
+        }
+        // Listening, not only bound: a dead daemon's socket file may be there still.
+        for (int i = 0; i < 500 && !listening(); ++i) std::this_thread::sleep_for(10ms);
+        REQUIRE_MESSAGE(listening(), "the daemon did not start: ", log());
+    }
+    ~Daemon() {
+        if (pid_ > 0) {
+            kill(pid_, SIGTERM);
+            waitpid(pid_, nullptr, 0);
+        }
+    }
+    void kill9() {
+        kill(pid_, SIGKILL);
+        waitpid(pid_, nullptr, 0);
+        pid_ = -1;
+    }
+    const std::string& socket() const { return socket_; }
+    bool listening() const {
+        int fd = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+        sockaddr_un address{};
+        address.sun_family = AF_UNIX;
+        std::strncpy(address.sun_path, socket_.c_str(), sizeof(address.sun_path) - 1);
+        bool connected = connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0;
+        close(fd);
+        return connected;
+    }
+    std::string log() const {
+        std::ifstream in(log_);
+        return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+    }
+
+private:
+    std::string socket_;
+    std::string log_;
+    pid_t pid_ = -1;
+};
+
+// memgov as nobody, without any capability, through the daemon: its argv.
+std::vector<std::string> as_nobody(const Daemon& daemon, const ScratchDir& home, std::vector<std::string> memgov_args,
+                                   const std::vector<std::string>& command) {
+    std::vector<std::string> argv{"setpriv",         "--reuid=65534", "--regid=65534",  "--clear-groups",
+                                  "--inh-caps=-all", memgov_bin(),    "--socket",       daemon.socket(),
+                                  "--ledger",        "off",           "--profiles-dir", home.path() + "/profiles"};
+    argv.insert(argv.end(), memgov_args.begin(), memgov_args.end());
+    argv.push_back("--");
+    argv.insert(argv.end(), command.begin(), command.end());
+    return argv;
+}
+
+std::string read_file(const std::string& path) {
+    std::ifstream in(path);
+    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// A raw client: connects as `uid`, sends `bytes` (with `pass_fd`), returns the reply's
+// error ("" when accepted), or "no reply".
+std::string ask_as(uid_t uid, const std::string& socket_path, const std::vector<std::uint8_t>& bytes, int pass_fd) {
+    int pipe_fds[2];
+    REQUIRE(pipe(pipe_fds) == 0);
+    pid_t child = fork();
+    if (child == 0) {
+        close(pipe_fds[0]);
+        if (setresgid(uid, uid, uid) != 0 || setresuid(uid, uid, uid) != 0) _exit(1);
+        int fd = socket(AF_UNIX, SOCK_SEQPACKET, 0);
+        sockaddr_un address{};
+        address.sun_family = AF_UNIX;
+        std::strncpy(address.sun_path, socket_path.c_str(), sizeof(address.sun_path) - 1);
+        if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) _exit(2);
+        iovec part{const_cast<std::uint8_t*>(bytes.data()), bytes.size()};
+        msghdr message{};
+        message.msg_iov = &part;
+        message.msg_iovlen = 1;
+        alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+        if (pass_fd >= 0) {
+            message.msg_control = control;
+            message.msg_controllen = sizeof(control);
+            cmsghdr* header = CMSG_FIRSTHDR(&message);
+            header->cmsg_level = SOL_SOCKET;
+            header->cmsg_type = SCM_RIGHTS;
+            header->cmsg_len = CMSG_LEN(sizeof(int));
+            std::memcpy(CMSG_DATA(header), &pass_fd, sizeof(int));
+        }
+        sendmsg(fd, &message, MSG_NOSIGNAL);
+        std::vector<std::uint8_t> reply(memgov::max_daemon_message);
+        ssize_t got = recv(fd, reply.data(), reply.size(), 0);
+        std::string error = "no reply";
+        if (got > 0) {
+            auto parsed = memgov::parse_message({reply.data(), static_cast<std::size_t>(got)}, error);
+            if (parsed) error = parsed->ok ? "" : parsed->error;
+        }
+        (void)!write(pipe_fds[1], error.data(), error.size());
+        _exit(0);
+    }
+    close(pipe_fds[1]);
+    std::string answer;
+    char buffer[512];
+    for (ssize_t n; (n = read(pipe_fds[0], buffer, sizeof buffer)) > 0;)
+        answer.append(buffer, static_cast<std::size_t>(n));
+    close(pipe_fds[0]);
+    waitpid(child, nullptr, 0);
+    return answer;
+}
+
+// A Makefile of `jobs` memhog jobs of `mb` MB each, ramping over `ramp_ms`.
+void write_makefile(const ScratchDir& dir, int jobs, int mb, int ramp_ms, int hold_ms) {
+    std::string names, rules;
+    for (int i = 0; i < jobs; ++i) {
+        names += fmt::format(" j{}", i);
+        rules += fmt::format("j{}:\n\t{} --mb {} --ramp-ms {} --hold-ms {}\n", i, memhog_bin(), mb, ramp_ms, hold_ms);
+    }
+    dir.write("Makefile", "all:" + names + "\n" + rules + ".PHONY: all" + names + "\n");
+}
+
+// The memhog processes, once `count` of them have exec'd (or after 3 s).
+std::vector<pid_t> wait_for_memhogs(std::size_t count) {
+    std::vector<pid_t> memhogs;
+    for (int i = 0; i < 300 && memhogs.size() < count; ++i) {
+        std::this_thread::sleep_for(10ms);
+        std::string pids;
+        run({"pgrep", "-f", memhog_bin()}, &pids);
+        memhogs.clear();
+        for (std::size_t at = 0; at < pids.size();) {
+            std::size_t end = pids.find('\n', at);
+            memhogs.push_back(std::stoi(pids.substr(at, end - at)));
+            at = end + 1;
+        }
+    }
+    return memhogs;
+}
+
+bool any_stopped(const std::vector<pid_t>& pids) {
+    for (pid_t pid : pids)
+        if (process_state(pid) == 'T') return true;
+    return false;
+}
+
+}  // namespace
+
+TEST_CASE("daemon: a build of a user without privilege is governed through it: gated, exact, no OOM kill") {
+    ScratchDir work;
+    ScratchDir home(true);
+    write_makefile(home, 4, 100, 300, 200);
+    Daemon daemon(work.path());
+    TestCgroup cgroup(300 * MiB);  // two at once fit, four do not
+    std::uint64_t before = cgroup.oom_kills();
+    CHECK(run(cgroup.wrap({"make", "-s", "-j4", "-C", home.path()})) != 0);
+    REQUIRE_MESSAGE(cgroup.oom_kills() > before, "plain make was not OOM-killed: the test would prove nothing");
+
+    std::string stats = home.path() + "/stats.json";
+    for (const char* pass : {"cold", "warm"}) {
+        CAPTURE(pass);
+        before = cgroup.oom_kills();
+        std::string out, err;
+        int status = run(cgroup.wrap(as_nobody(daemon, home, {"--stats-json", stats, "-v"},
+                                               {"make", "-s", "-j4", "-C", home.path()})),
+                         &out, &err);
+        INFO("memgov: ", err, "\ndaemon: ", daemon.log());
+        REQUIRE(status == 0);
+        CHECK(cgroup.oom_kills() == before);
+        auto json = nlohmann::json::parse(read_file(stats));
+        CHECK(json["jobs"].size() == 4);
+        CHECK(json["oom_kills"] == 0);
+        auto kernel = memhog_maxrss(out);
+        REQUIRE(kernel.size() == 4);
+        for (const auto& job : json["jobs"]) {
+            pid_t pid = job["job"].get<pid_t>();
+            REQUIRE(kernel.contains(pid));
+            CHECK(peaks_agree(job["peak_bytes"].get<std::uint64_t>(), kernel[pid]));
+        }
+        if (std::string(pass) == "cold") CHECK(err.find("WAITING") != std::string::npos);
+        CHECK(std::filesystem::exists(home.path() + "/profiles/profiles.json"));  // the user's own store
+    }
+    CHECK(daemon.log().find("registered build") != std::string::npos);
+}
+
+TEST_CASE("daemon: a client may register only its own child, of its own user") {
+    ScratchDir work;
+    Daemon daemon(work.path());
+    auto request = memgov::encode_request({.op = memgov::DaemonRequest::Op::register_build});
+    // Root's process, and nobody's that is not the client's child: refused, with the reason.
+    pid_t sleeper = fork();
+    if (sleeper == 0) {
+        execlp("sleep", "sleep", "30", static_cast<char*>(nullptr));
+        _exit(127);
+    }
+    int pidfd = static_cast<int>(syscall(SYS_pidfd_open, sleeper, 0));
+    REQUIRE(pidfd >= 0);
+    std::string refused = ask_as(nobody, daemon.socket(), request, pidfd);
+    CHECK(refused.find("is not a child of the client") != std::string::npos);
+    close(pidfd);
+    kill(sleeper, SIGKILL);
+    waitpid(sleeper, nullptr, 0);
+    CHECK(ask_as(nobody, daemon.socket(), request, -1).find("no pidfd") != std::string::npos);
+    // A request before registering, and garbage: the client is dropped, the daemon serves on.
+    auto hold = memgov::encode_request({.op = memgov::DaemonRequest::Op::hold, .job = 1});
+    CHECK(ask_as(nobody, daemon.socket(), hold, -1) == "no reply");
+    CHECK(ask_as(nobody, daemon.socket(), {0xff, 0x00, 0x13}, -1) == "no reply");
+    std::vector<std::uint8_t> huge(memgov::max_daemon_message + 100, 0xa0);
+    CHECK(ask_as(nobody, daemon.socket(), huge, -1) == "no reply");
+    std::string log = daemon.log();
+    CHECK(log.find("asked before registering") != std::string::npos);
+    CHECK(log.find("not a CBOR map") != std::string::npos);
+    CHECK(log.find("too large") != std::string::npos);
+    CHECK(ask_as(nobody, daemon.socket(), request, -1).find("no pidfd") != std::string::npos);  // still serving
+}
+
+TEST_CASE("daemon: killed mid-build, its clients say so and their builds finish, nothing left stopped") {
+    ScratchDir work;
+    ScratchDir home(true);
+    write_makefile(home, 4, 100, 1500, 500);
+    auto daemon = std::make_unique<Daemon>(work.path());
+    TestCgroup cgroup(300 * MiB);
+    std::string out_path = home.path() + "/out", err_path = home.path() + "/err";
+    pid_t client = fork();
+    if (client == 0) {
+        freopen(out_path.c_str(), "w", stdout);
+        freopen(err_path.c_str(), "w", stderr);
+        auto argv = cgroup.wrap(as_nobody(*daemon, home, {}, {"make", "-s", "-j4", "-C", home.path()}));
+        std::vector<char*> raw;
+        for (auto& arg : argv) raw.push_back(arg.data());
+        raw.push_back(nullptr);
+        execvp(raw[0], raw.data());
+        _exit(127);
+    }
+    // Once jobs wait at the gate (two run, two are held), the daemon dies.
+    auto memhogs = wait_for_memhogs(4);
+    REQUIRE(memhogs.size() == 4);
+    std::this_thread::sleep_for(200ms);
+    CHECK(any_stopped(memhogs));  // held at the gate
+    daemon->kill9();
+    std::this_thread::sleep_for(200ms);
+    CHECK_FALSE(any_stopped(memhogs));
+    int status = 0;
+    waitpid(client, &status, 0);
+    INFO(read_file(err_path));
+    CHECK(WIFEXITED(status));
+    CHECK(read_file(err_path).find("lost the memgov daemon") != std::string::npos);
+
+    // A daemon started again serves new builds.
+    Daemon again(work.path());
+    std::string err;
+    CHECK(run(as_nobody(again, home, {"-q"}, {"true"}), nullptr, &err) == 0);
+    CHECK(err.empty());
+}
+
+TEST_CASE("daemon: a client killed while it holds jobs leaves nothing stopped") {
+    ScratchDir work;
+    ScratchDir home(true);
+    write_makefile(home, 4, 100, 3000, 500);
+    Daemon daemon(work.path());
+    TestCgroup cgroup(300 * MiB);
+    pid_t client = fork();
+    if (client == 0) {
+        auto argv = cgroup.wrap(as_nobody(daemon, home, {"-q"}, {"make", "-s", "-j4", "-C", home.path()}));
+        std::vector<char*> raw;
+        for (auto& arg : argv) raw.push_back(arg.data());
+        raw.push_back(nullptr);
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, STDOUT_FILENO);
+        dup2(null, STDERR_FILENO);
+        execvp(raw[0], raw.data());
+        _exit(127);
+    }
+    auto memhogs = wait_for_memhogs(4);
+    REQUIRE(memhogs.size() == 4);
+    std::this_thread::sleep_for(200ms);
+    REQUIRE(any_stopped(memhogs));
+    // memgov itself: the process that setpriv became, the client of the daemon.
+    std::string memgov_pid;
+    run({"pgrep", "-u", "65534", "-x", "memgov"}, &memgov_pid);
+    REQUIRE_FALSE(memgov_pid.empty());
+    kill(std::stoi(memgov_pid), SIGKILL);
+    std::this_thread::sleep_for(200ms);
+    CHECK_FALSE(any_stopped(memhogs));
+    for (pid_t pid : memhogs) kill(pid, SIGKILL);
+    waitpid(client, nullptr, 0);
+    CHECK(daemon.log().find("it hung up") != std::string::npos);  // its build forgotten
+}
+
+TEST_CASE("daemon: fifty clients at once are all served") {
+    ScratchDir work;
+    ScratchDir home(true);
+    Daemon daemon(work.path(), {"--max-builds-per-user", "64"});
+    std::vector<pid_t> clients;
+    for (int i = 0; i < 50; ++i) {
+        pid_t child = fork();
+        if (child == 0) {
+            auto argv = as_nobody(daemon, home, {"-q"}, {"true"});
+            std::vector<char*> raw;
+            for (auto& arg : argv) raw.push_back(arg.data());
+            raw.push_back(nullptr);
+            execvp(raw[0], raw.data());
+            _exit(127);
+        }
+        clients.push_back(child);
+    }
+    int served = 0;
+    for (pid_t child : clients) {
+        int status = 0;
+        waitpid(child, &status, 0);
+        served += WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    }
+    CHECK(served == 50);
+}

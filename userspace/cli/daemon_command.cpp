@@ -1,0 +1,371 @@
+#include "daemon_command.h"
+
+#include <fmt/format.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <map>
+#include <memory>
+
+#include "bpf_tracker.h"
+#include "daemon_protocol.h"
+#include "gate_list.h"
+#include "text_file.h"
+
+namespace memgov {
+namespace {
+
+struct Peer {
+    pid_t pid = 0;
+    uid_t uid = 0;
+};
+
+struct Session {
+    int fd = -1;
+    Peer peer;
+    pid_t build = 0;  // its root, once registered
+};
+
+void say(const std::string& line) { fmt::print(stderr, "memgov daemon: {}\n", line); }
+
+// systemd's Type=notify: READY=1 on $NOTIFY_SOCKET (an abstract name when it starts with '@').
+void notify_ready() {
+    const char* path = std::getenv("NOTIFY_SOCKET");
+    if (!path || !*path) return;
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    std::size_t length = std::min(std::strlen(path), sizeof(address.sun_path) - 1);
+    std::memcpy(address.sun_path, path, length);
+    if (address.sun_path[0] == '@') address.sun_path[0] = '\0';
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return;
+    const char ready[] = "READY=1";
+    sendto(fd, ready, sizeof(ready) - 1, MSG_NOSIGNAL, reinterpret_cast<sockaddr*>(&address),
+           static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + length));
+    close(fd);
+}
+
+// A field of /proc/PID/status ("Uid:", "PPid:") as its numbers; empty when unreadable.
+std::vector<long> status_field(pid_t pid, const std::string& name) {
+    auto text = read_text_file(fmt::format("/proc/{}/status", pid));
+    std::vector<long> numbers;
+    if (!text) return numbers;
+    auto at = text->find("\n" + name);
+    if (at == std::string::npos) return numbers;
+    std::size_t end = text->find('\n', at + 1);
+    std::string line = text->substr(at + 1 + name.size(), end - at - 1 - name.size());
+    char* cursor = line.data();
+    for (char* next = nullptr;; cursor = next) {
+        long value = std::strtol(cursor, &next, 10);
+        if (next == cursor) break;
+        numbers.push_back(value);
+    }
+    return numbers;
+}
+
+// The pid a pidfd refers to, in our pid namespace ("Pid:" of its fdinfo); 0 when it has exited.
+pid_t pid_of_pidfd(int pidfd) {
+    auto text = read_text_file(fmt::format("/proc/self/fdinfo/{}", pidfd));
+    if (!text) return 0;
+    auto at = text->find("\nPid:");
+    if (at == std::string::npos) return 0;
+    long pid = std::strtol(text->c_str() + at + 5, nullptr, 10);
+    return pid > 0 ? static_cast<pid_t>(pid) : 0;
+}
+
+class Daemon {
+public:
+    Daemon(const DaemonOptions& options, std::unique_ptr<BpfTracker> tracker, int listen_fd)
+        : options_(options), tracker_(std::move(tracker)), listen_fd_(listen_fd) {}
+
+    int run();
+
+private:
+    void accept_clients();
+    void serve(int fd);
+    void drop(int fd, const std::string& why);
+    bool reply(Session& session, const DaemonMessage& message);
+    void handle(Session& session, const DaemonRequest& request, int passed_fd);
+    std::string register_build(Session& session, const DaemonRequest& request, int pidfd);
+    void forward(const TrackerEvent& event);
+    void watch(int fd);
+
+    const DaemonOptions& options_;
+    std::unique_ptr<BpfTracker> tracker_;
+    int listen_fd_;
+    int epoll_fd_ = -1;
+    std::map<int, Session> sessions_;  // by socket
+    std::map<pid_t, int> build_fds_;   // build -> its client's socket
+};
+
+void Daemon::watch(int fd) {
+    epoll_event event{};
+    event.events = EPOLLIN;
+    event.data.fd = fd;
+    epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &event);
+}
+
+int Daemon::run() {
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGTERM);
+    sigaddset(&stop_signals, SIGINT);
+    sigprocmask(SIG_BLOCK, &stop_signals, nullptr);
+    int signal_fd = signalfd(-1, &stop_signals, SFD_CLOEXEC);
+    epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
+    watch(listen_fd_);
+    watch(tracker_->event_fd());
+    watch(signal_fd);
+    notify_ready();
+    say(fmt::format("listening on {} (pid {})", options_.socket_path, getpid()));
+    for (;;) {
+        epoll_event ready[64];
+        int count = epoll_wait(epoll_fd_, ready, 64, -1);
+        if (count < 0 && errno == EINTR) continue;
+        if (count < 0) throw std::runtime_error(fmt::format("epoll_wait: {}", std::strerror(errno)));
+        for (int i = 0; i < count; ++i) {
+            int fd = ready[i].data.fd;
+            if (fd == signal_fd) {
+                say("stopping: every client's build goes on ungoverned");
+                for (auto& [client, session] : std::map<int, Session>(sessions_)) drop(client, "the daemon stops");
+                unlink(options_.socket_path.c_str());
+                // Not a return: the BPF programs must stay attached until this process is gone,
+                // so that the guard continues whatever a client still held (docs/DESIGN.md §12).
+                std::fflush(nullptr);
+                _exit(0);
+            }
+            if (fd == listen_fd_)
+                accept_clients();
+            else if (fd == tracker_->event_fd())
+                tracker_->poll(std::chrono::milliseconds(0), [this](const TrackerEvent& event) { forward(event); });
+            else if (sessions_.contains(fd))
+                serve(fd);
+        }
+    }
+}
+
+void Daemon::accept_clients() {
+    for (;;) {
+        int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) return;
+        ucred credentials{};
+        socklen_t length = sizeof(credentials);
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) != 0) {
+            close(fd);
+            continue;
+        }
+        if (sessions_.size() >= options_.max_clients) {
+            say(fmt::format("refused pid {} (uid {}): {} clients already", credentials.pid, credentials.uid,
+                            sessions_.size()));
+            close(fd);
+            continue;
+        }
+        sessions_[fd] = Session{.fd = fd, .peer = {credentials.pid, credentials.uid}};
+        watch(fd);
+    }
+}
+
+void Daemon::drop(int fd, const std::string& why) {
+    auto it = sessions_.find(fd);
+    if (it == sessions_.end()) return;
+    Session& session = it->second;
+    if (session.build) {
+        tracker_->forget_build(session.build, session.peer.pid);
+        build_fds_.erase(session.build);
+    }
+    if (options_.verbosity > 0 || why != "it hung up")
+        say(fmt::format("client pid {} (uid {}){}: {}", session.peer.pid, session.peer.uid,
+                        session.build ? fmt::format(", build {}", session.build) : "", why));
+    epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
+    close(fd);
+    sessions_.erase(it);
+}
+
+bool Daemon::reply(Session& session, const DaemonMessage& message) {
+    auto bytes = encode_reply(message);
+    if (send(session.fd, bytes.data(), bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT) >= 0) return true;
+    drop(session.fd, fmt::format("cannot answer it ({})", std::strerror(errno)));
+    return false;
+}
+
+void Daemon::serve(int fd) {
+    std::vector<std::uint8_t> buffer(max_daemon_message + 1);
+    iovec part{buffer.data(), buffer.size()};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 4)] = {};
+    msghdr message{};
+    message.msg_iov = &part;
+    message.msg_iovlen = 1;
+    message.msg_control = control;
+    message.msg_controllen = sizeof(control);
+    ssize_t got = recvmsg(fd, &message, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    if (got < 0 && (errno == EAGAIN || errno == EINTR)) return;
+    std::vector<int> passed;
+    for (cmsghdr* header = CMSG_FIRSTHDR(&message); header; header = CMSG_NXTHDR(&message, header))
+        if (header->cmsg_level == SOL_SOCKET && header->cmsg_type == SCM_RIGHTS)
+            for (std::size_t i = 0; i < (header->cmsg_len - CMSG_LEN(0)) / sizeof(int); ++i) {
+                int received = -1;
+                std::memcpy(&received, CMSG_DATA(header) + i * sizeof(int), sizeof(int));
+                passed.push_back(received);
+            }
+    auto close_passed = [&] {
+        for (int passed_fd : passed) close(passed_fd);
+    };
+    if (got <= 0) {
+        close_passed();
+        drop(fd, got == 0 ? "it hung up" : std::strerror(errno));
+        return;
+    }
+    if (message.msg_flags & (MSG_TRUNC | MSG_CTRUNC) || passed.size() > 1) {
+        close_passed();
+        drop(fd, "it sent a message too large, or more than one descriptor");
+        return;
+    }
+    std::string error;
+    auto request = parse_request({buffer.data(), static_cast<std::size_t>(got)}, error);
+    if (!request) {
+        close_passed();
+        drop(fd, "it sent " + error);
+        return;
+    }
+    handle(sessions_.at(fd), *request, passed.empty() ? -1 : passed.front());
+    close_passed();
+}
+
+std::string Daemon::register_build(Session& session, const DaemonRequest& request, int pidfd) {
+    if (session.build) return "this connection has a build already";
+    if (pidfd < 0) return "no pidfd of the build's root came with the request";
+    pid_t root = pid_of_pidfd(pidfd);
+    if (root <= 0) return "the build's root has exited";
+    // Only a process tree the client owns: its own child, of its own user (root may register
+    // anyone's child of its own). Its ids are checked after the pidfd pinned the process, so
+    // the pid cannot have been reused in between.
+    auto parent = status_field(root, "PPid:");
+    if (parent.size() != 1 || parent[0] != session.peer.pid)
+        return fmt::format("pid {} is not a child of the client (pid {})", root, session.peer.pid);
+    auto uids = status_field(root, "Uid:");
+    if (uids.size() != 4) return fmt::format("cannot read the owner of pid {}", root);
+    for (long uid : uids)
+        if (session.peer.uid != 0 && uid != static_cast<long>(session.peer.uid))
+            return fmt::format("pid {} is not the client's user's (uid {})", root, session.peer.uid);
+    std::size_t of_user = 0;
+    for (const auto& [fd, other] : sessions_) of_user += other.build && other.peer.uid == session.peer.uid;
+    if (of_user >= options_.max_builds_per_user)
+        return fmt::format("uid {} has {} builds governed already", session.peer.uid, of_user);
+    try {
+        tracker_->track_build(root, session.peer.pid, request.gate);
+    } catch (const TrackerError& error) {
+        return error.what();
+    }
+    session.build = root;
+    build_fds_[root] = session.fd;
+    if (options_.verbosity > 0)
+        say(fmt::format("client pid {} (uid {}) registered build {}", session.peer.pid, session.peer.uid, root));
+    return "";
+}
+
+void Daemon::handle(Session& session, const DaemonRequest& request, int passed_fd) {
+    using Op = DaemonRequest::Op;
+    DaemonMessage answer;
+    if (request.op == Op::register_build) {
+        answer.error = register_build(session, request, passed_fd);
+        answer.ok = answer.error.empty();
+        reply(session, answer);
+        return;
+    }
+    if (!session.build) {
+        drop(session.fd, "it asked before registering a build");
+        return;
+    }
+    auto ours = [&](pid_t job) { return tracker_->build_of_job(job) == session.build; };
+    switch (request.op) {
+        case Op::usage:
+            for (pid_t job : request.ids)
+                if (ours(job))
+                    if (auto use = tracker_->job_usage(job)) answer.usage.emplace_back(job, *use);
+            answer.totals = tracker_->build_totals(session.build).value_or(TrackerTotals{});
+            break;
+        case Op::hold:
+            if (ours(*request.job)) answer.pids = tracker_->hold_job(*request.job, session.peer.pid);
+            answer.ok = !answer.pids.empty();
+            break;
+        case Op::release:
+            for (pid_t pid : request.ids)
+                if (tracker_->held_by(pid) == session.peer.pid) tracker_->release(pid);
+            return;  // no reply
+        case Op::processes: answer.pids = tracker_->processes(session.build, request.job); break;
+        case Op::register_build: break;
+    }
+    reply(session, answer);
+}
+
+void Daemon::forward(const TrackerEvent& event) {
+    pid_t build = std::visit([](const auto& e) { return e.build; }, event);
+    auto it = build_fds_.find(build);
+    if (it == build_fds_.end()) return;  // memgov's own (none here), or a build whose client left
+    auto bytes = encode_event(event);
+    if (send(it->second, bytes.data(), bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+        drop(it->second, errno == EAGAIN ? "it does not read its build's events" : std::strerror(errno));
+}
+
+// The socket, or why not. Anyone may connect (the per-peer rule: a client is only ever given
+// the build it started itself); a stale socket of a dead daemon is replaced.
+int listen_on(const std::string& path) {
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    if (path.size() >= sizeof(address.sun_path))
+        throw std::runtime_error(
+            fmt::format("{}: a socket path must be shorter than {} bytes", path, sizeof(address.sun_path)));
+    std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
+    int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) throw std::runtime_error(fmt::format("socket: {}", std::strerror(errno)));
+    auto bound = [&] { return bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0; };
+    bool ok = bound();
+    if (!ok && errno == EADDRINUSE) {
+        int probe = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+        bool alive = connect(probe, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0;
+        close(probe);
+        if (alive) {
+            close(fd);
+            throw std::runtime_error(fmt::format("another memgov daemon listens on {}: stop it first", path));
+        }
+        unlink(path.c_str());  // a dead daemon's
+        ok = bound();
+    }
+    if (!ok || chmod(path.c_str(), 0666) != 0 || listen(fd, 128) != 0) {
+        int error = errno;
+        close(fd);
+        throw std::runtime_error(fmt::format("cannot listen on {}: {} (does its directory exist and is it writable?)",
+                                             path, std::strerror(error)));
+    }
+    return fd;
+}
+
+}  // namespace
+
+int daemon_command(const DaemonOptions& options) {
+    std::unique_ptr<BpfTracker> tracker;
+    int listen_fd = -1;
+    try {
+        TrackerOptions tracker_options;
+        tracker_options.gate_names = default_gate_names();
+        tracker_options.gate_names.insert(tracker_options.gate_names.end(), options.extra_gates.begin(),
+                                          options.extra_gates.end());
+        tracker_options.pause_job_roots = true;  // each client's build says for itself
+        tracker_options.verbose_libbpf = options.verbosity > 0;
+        tracker = BpfTracker::open(tracker_options);
+        listen_fd = listen_on(options.socket_path);
+        return Daemon(options, std::move(tracker), listen_fd).run();
+    } catch (const std::exception& error) {
+        say(error.what());
+        return 1;
+    }
+}
+
+}  // namespace memgov

@@ -1,0 +1,73 @@
+// Tracker backed by `memgov daemon` (docs/DESIGN.md §12): for a memgov without BPF privilege.
+// The daemon follows the build and sends its events; this side decides, as memgov always
+// does, and stops and continues the build's processes itself (they are its user's own),
+// entering them in the daemon's guard first, so that nothing stays stopped if memgov dies.
+// If the daemon goes away, everything held is continued and the build goes on ungoverned,
+// which memgov says in one line.
+#pragma once
+
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+
+#include "daemon_protocol.h"
+#include "tracker.h"
+
+namespace memgov {
+
+class RemoteTracker final : public Tracker {
+public:
+    // Connects to the daemon's socket; nullptr, with `error` set, when nobody listens there.
+    // `say` gets the one line that tells the user the daemon went away.
+    static std::unique_ptr<RemoteTracker> connect(const std::string& socket_path, std::string& error,
+                                                  std::function<void(const std::string&)> say);
+    ~RemoteTracker() override;
+    RemoteTracker(const RemoteTracker&) = delete;
+    RemoteTracker& operator=(const RemoteTracker&) = delete;
+
+    // Registers the build's root with the daemon: it must be our child, not yet exec'd.
+    void track(pid_t pid) override;
+    int poll(std::chrono::milliseconds timeout, const EventHandler& handler) override;
+    void resume(pid_t pid) override;
+    void stop_job(pid_t job) override;
+    void resume_job(pid_t job) override;
+    void restop_held() override;
+    void signal_all(int signo) override;
+    std::optional<JobUsage> job_usage(pid_t job) const override;
+    TrackerTotals totals() const override;
+
+    // Whether jobs are stopped at exec (as --no-gate says); before track().
+    void set_gate(bool gate) { gate_ = gate; }
+    bool daemon_lost() const { return lost_; }
+
+private:
+    explicit RemoteTracker(int fd, std::function<void(const std::string&)> say) : fd_(fd), say_(std::move(say)) {}
+    // The daemon may be found gone in any call, const ones included (a usage request): the
+    // state that changes then is mutable.
+    bool send(const DaemonRequest& request, int pass_fd = -1) const;
+    // Sends and waits for the reply; events that arrive meanwhile are kept for poll().
+    // nullopt once the daemon is gone.
+    std::optional<DaemonMessage> ask(const DaemonRequest& request, int pass_fd = -1) const;
+    // One message, waiting up to `timeout_ms`; nullopt: none came, or the daemon is gone.
+    std::optional<DaemonMessage> receive(int timeout_ms) const;
+    // Continues everything we hold and says once that the build goes on ungoverned.
+    void lose(const std::string& why) const;
+    void refresh_usage() const;
+    void note(const TrackerEvent& event);
+
+    int fd_;
+    std::function<void(const std::string&)> say_;
+    bool gate_ = true;
+    mutable bool lost_ = false;
+    mutable std::deque<TrackerEvent> pending_;
+    mutable std::set<pid_t> held_;  // stopped by us (at exec by the gate, or a job by stop_job)
+    std::set<pid_t> known_jobs_;    // jobs exec'd and not yet ended: whose use is asked for
+    mutable std::map<pid_t, JobUsage> usage_;
+    mutable TrackerTotals totals_;
+    mutable std::uint64_t usage_read_ns_ = 0;
+};
+
+}  // namespace memgov
