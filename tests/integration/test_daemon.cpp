@@ -19,6 +19,7 @@
 
 #include "daemon_protocol.h"
 #include "harness.h"
+#include "remote_tracker.h"
 #include "test_cgroup.h"
 
 using namespace harness;
@@ -113,21 +114,7 @@ std::string ask_as(uid_t uid, const std::string& socket_path, const std::vector<
         address.sun_family = AF_UNIX;
         std::strncpy(address.sun_path, socket_path.c_str(), sizeof(address.sun_path) - 1);
         if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) _exit(2);
-        iovec part{const_cast<std::uint8_t*>(bytes.data()), bytes.size()};
-        msghdr message{};
-        message.msg_iov = &part;
-        message.msg_iovlen = 1;
-        alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-        if (pass_fd >= 0) {
-            message.msg_control = control;
-            message.msg_controllen = sizeof(control);
-            cmsghdr* header = CMSG_FIRSTHDR(&message);
-            header->cmsg_level = SOL_SOCKET;
-            header->cmsg_type = SCM_RIGHTS;
-            header->cmsg_len = CMSG_LEN(sizeof(int));
-            std::memcpy(CMSG_DATA(header), &pass_fd, sizeof(int));
-        }
-        sendmsg(fd, &message, MSG_NOSIGNAL);
+        memgov::send_datagram(fd, bytes, pass_fd);
         std::vector<std::uint8_t> reply(memgov::max_daemon_message);
         ssize_t got = recv(fd, reply.data(), reply.size(), 0);
         std::string error = "no reply";

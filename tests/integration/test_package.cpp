@@ -2,7 +2,10 @@
 // a memgov group whose members run memgov without sudo, and the host ledger they share.
 #include <doctest/doctest.h>
 #include <grp.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <filesystem>
 
@@ -29,8 +32,9 @@ TEST_CASE("the Debian package: its files, and a memgov group member runs memgov 
     REQUIRE(std::filesystem::exists(deb));
     std::string contents;
     REQUIRE(run({"dpkg-deb", "-c", deb}, &contents) == 0);
-    for (const char* file : {"./usr/bin/memgov", "./usr/share/man/man1/memgov.1.gz",
-                             "./usr/share/bash-completion/completions/memgov", "./usr/lib/tmpfiles.d/memgov.conf"}) {
+    for (const char* file :
+         {"./usr/bin/memgov", "./usr/share/man/man1/memgov.1.gz", "./usr/share/bash-completion/completions/memgov",
+          "./usr/lib/tmpfiles.d/memgov.conf", "./usr/lib/systemd/system/memgov.service"}) {
         CAPTURE(file);
         CHECK(contents.find(std::string(" ") + file + "\n") != std::string::npos);
     }
@@ -76,4 +80,42 @@ TEST_CASE("the Debian package: its files, and a memgov group member runs memgov 
     CHECK(err.find("warning") == std::string::npos);  // the ledger is theirs to use
     // Anyone else may not run it.
     CHECK(as_nobody("--clear-groups", "/usr/bin/memgov check", nullptr, nullptr) == 126);
+
+    // The daemon's unit is well formed (systemd-analyze: the man page aside, which needs man-db),
+    // and the daemon runs as memgov.service runs it: user memgov, CAP_BPF and CAP_PERFMON only
+    // (ambient, bounding set, no new privileges). A member's build is followed through it.
+    if (std::filesystem::exists("/usr/bin/systemd-analyze")) {
+        std::string verify;
+        run({"systemd-analyze", "verify", "/usr/lib/systemd/system/memgov.service"}, &verify, &verify);
+        std::string problems;
+        for (std::size_t at = 0; at < verify.size();) {
+            std::size_t end = verify.find('\n', at);
+            std::string line = verify.substr(at, end - at);
+            if (!line.empty() && line.find("man memgov(1)") == std::string::npos) problems += line + "\n";
+            at = end == std::string::npos ? verify.size() : end + 1;
+        }
+        CHECK_MESSAGE(problems.empty(), problems);
+    }
+    ScratchDir run_dir(true);
+    std::string socket = run_dir.path() + "/memgov.sock";
+    pid_t daemon = fork();
+    if (daemon == 0) {
+        execlp("setpriv", "setpriv", "--reuid=memgov", "--regid=memgov", "--init-groups", "--no-new-privs",
+               "--inh-caps=-all,+bpf,+perfmon", "--ambient-caps=-all,+bpf,+perfmon",
+               "--bounding-set=-all,+bpf,+perfmon", "/usr/bin/memgov", "daemon", "--socket", socket.c_str(),
+               static_cast<char*>(nullptr));
+        _exit(127);
+    }
+    for (int i = 0; i < 300 && !std::filesystem::exists(socket); ++i) usleep(10'000);
+    CHECK(std::filesystem::exists(socket));
+    std::string through;
+    CHECK(as_nobody(member, "/usr/bin/memgov --socket " + socket + " check", &through, nullptr) == 0);
+    CHECK(through.find("listening on " + socket) != std::string::npos);
+    CHECK_MESSAGE(as_nobody(member,
+                            "/usr/bin/memgov -q --socket " + socket + " --profiles-dir " + home.path() +
+                                "/p -- make -s -C " + home.path() + " --version",
+                            nullptr, &err) == 0,
+                  err);
+    kill(daemon, SIGTERM);
+    waitpid(daemon, nullptr, 0);
 }

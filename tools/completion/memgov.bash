@@ -17,10 +17,12 @@ _memgov() {
         --html) _filedir html; return ;;
         --profiles-dir) _filedir -d; return ;;
         --ledger) _filedir -d; COMPREPLY+=($(compgen -W "off" -- "$cur")); return ;;
+        --socket) _filedir; COMPREPLY+=($(compgen -W "off" -- "$cur")); return ;;
+        daemon) COMPREPLY=($(compgen -W "--socket --max-clients --max-builds-per-user --gate --verbose" -- "$cur")); return ;;
         --bar) COMPREPLY=($(compgen -W "auto always never" -- "$cur")); return ;;
         --backend) COMPREPLY=($(compgen -W "bpf procfs" -- "$cur")); return ;;
         --gate) COMPREPLY=($(compgen -c -- "$cur")); return ;;
-        --limit|--headroom|--emergency-floor|--cold-estimate|--jobs|--backfill-window|--poll-interval|--top|--max-procs|--cpus) return ;;
+        --limit|--headroom|--emergency-floor|--cold-estimate|--jobs|--backfill-window|--poll-interval|--top|--max-procs|--cpus|--max-clients|--max-builds-per-user) return ;;
         --sort) COMPREPLY=($(compgen -W "peak key last-seen" -- "$cur")); return ;;
         profiles) COMPREPLY=($(compgen -W "list show forget export import" -- "$cur")); return ;;
         status) COMPREPLY=($(compgen -W "--json --prometheus --metrics-file --watch --ledger" -- "$cur")); return ;;
@@ -31,10 +33,10 @@ _memgov() {
         COMPREPLY=($(compgen -W "--json --top --html --limit --jobs --cpus" -- "$cur"))
     elif [[ $cur == -* ]]; then
         COMPREPLY=($(compgen -W "--help --version --limit --headroom --emergency-floor --cold-estimate
-            --profiles-dir --ledger --jobs --backfill-window --no-curves --gate --no-gate --always-stop --stats-json --trace --log --verbose --bar
+            --profiles-dir --ledger --socket --jobs --backfill-window --no-curves --gate --no-gate --always-stop --stats-json --trace --log --verbose --bar
             --quiet --top --max-procs --backend --poll-interval --" -- "$cur"))
     elif ((cword == 1)); then
-        COMPREPLY=($(compgen -W "check status report profiles version" -- "$cur") $(compgen -c -- "$cur"))
+        COMPREPLY=($(compgen -W "check status report daemon profiles version" -- "$cur") $(compgen -c -- "$cur"))
     fi
 }
 complete -F _memgov memgov

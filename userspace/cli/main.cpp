@@ -45,8 +45,8 @@ EXAMPLES
 Exit status: the command's (128+N if a signal N killed it); 125 if memgov itself failed;
 127 if the command was not found; 2 for a usage error.)";
 
-int run_check(bool verbose) {
-    auto results = memgov::check_system(verbose);
+int run_check(bool verbose, const std::string& socket_path) {
+    auto results = memgov::check_system(verbose, socket_path);
     bool all_ok = true;
     for (const auto& result : results) {
         fmt::print("{:<6}{:<15}{}\n", result.ok ? "ok" : "FAIL", result.what, result.detail);
@@ -252,7 +252,7 @@ int main(int argc, char** argv) {
     }
 
     run.socket_given = socket->count() > 0 || std::getenv("MEMGOV_SOCKET");
-    if (*check) return run_check(check_verbose);
+    if (*check) return run_check(check_verbose, run.socket);
     if (*daemon) return memgov::daemon_command(daemon_options);
     if (*report) return memgov::report_command(report_options);
     if (*status) return memgov::status_command(status_options);

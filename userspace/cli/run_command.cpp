@@ -186,7 +186,12 @@ std::unique_ptr<RemoteTracker> through_daemon(const RunOptions& options, LineSin
         RemoteTracker::connect(options.socket, error, [&say](const std::string& line) { say.write_line(line); });
     if (!remote && options.socket_given)
         throw std::runtime_error(fmt::format("cannot reach the memgov daemon at {}: is it running?", error));
-    if (remote) remote->set_gate(options.gate);
+    if (!remote) return nullptr;
+    remote->set_gate(options.gate);
+    if (!options.extra_gates.empty())
+        say.write_line(
+            "memgov: warning: --gate is ignored through the daemon: its gate list is its own "
+            "(memgov daemon --gate PROGRAM)");
     return remote;
 }
 

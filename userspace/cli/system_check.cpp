@@ -10,6 +10,7 @@
 
 #include "bpf_tracker.h"
 #include "capabilities.h"
+#include "remote_tracker.h"
 #include "text_file.h"
 
 namespace memgov {
@@ -33,11 +34,27 @@ CheckResult check_btf() {
             ok ? "" : "use a kernel built with CONFIG_DEBUG_INFO_BTF=y"};
 }
 
-CheckResult check_privilege() {
-    bool ok = has_bpf_privilege();
-    return {"privilege", ok,
-            ok ? (geteuid() == 0 ? "root" : "CAP_BPF and CAP_PERFMON") : "neither root nor CAP_BPF+CAP_PERFMON",
-            ok ? "" : "run with sudo, or: sudo setcap cap_bpf,cap_perfmon+ep $(which memgov)"};
+CheckResult check_privilege(bool daemon) {
+    bool own = has_bpf_privilege();
+    return {"privilege", own || daemon,
+            own      ? (geteuid() == 0 ? "root" : "CAP_BPF and CAP_PERFMON")
+            : daemon ? "none needed: the memgov daemon follows the build"
+                     : "neither root nor CAP_BPF+CAP_PERFMON, and no memgov daemon",
+            own || daemon ? ""
+                          : "run with sudo, or: sudo setcap cap_bpf,cap_perfmon+ep $(which memgov), or start the "
+                            "daemon (sudo systemctl enable --now memgov)"};
+}
+
+// Whether a daemon listens where a memgov without privilege would ask it (never a failure).
+CheckResult check_daemon(const std::string& socket_path, bool& listening) {
+    std::string error;
+    listening = socket_path != "off" && RemoteTracker::connect(socket_path, error, [](const std::string&) {});
+    return {"daemon", true,
+            listening ? fmt::format("listening on {}", socket_path)
+                      : fmt::format("none on {} (memgov loads its own BPF programs; `memgov daemon` serves users "
+                                    "without privilege)",
+                                    socket_path),
+            ""};
 }
 
 CheckResult check_memory_cgroup(const std::string& proc_root) {
@@ -101,13 +118,19 @@ std::pair<int, int> kernel_version(const std::string& release) {
     return {major, minor};
 }
 
-std::vector<CheckResult> check_system(bool verbose_libbpf, const std::string& proc_root) {
-    return {check_kernel(),
-            check_btf(),
-            check_privilege(),
-            check_memory_cgroup(proc_root),
-            check_stall_accounting(proc_root),
-            check_bpf_load(verbose_libbpf)};
+std::vector<CheckResult> check_system(bool verbose_libbpf, const std::string& socket_path,
+                                      const std::string& proc_root) {
+    bool daemon = false;
+    CheckResult daemon_line = check_daemon(socket_path, daemon);
+    std::vector<CheckResult> results{check_kernel(),
+                                     check_btf(),
+                                     check_privilege(daemon),
+                                     daemon_line,
+                                     check_memory_cgroup(proc_root),
+                                     check_stall_accounting(proc_root)};
+    // Without privilege the programs are the daemon's, loaded already.
+    if (has_bpf_privilege() || !daemon) results.push_back(check_bpf_load(verbose_libbpf));
+    return results;
 }
 
 }  // namespace memgov

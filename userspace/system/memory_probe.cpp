@@ -158,14 +158,21 @@ std::optional<std::string> MemoryProbe::cgroup_dir(const std::string& base, cons
         ++levels;
         if (rest.size() > 3 && rest[3] != '/') return std::nullopt;
         if (rest.size() == 3) {
-            std::error_code error;
-            std::filesystem::recursive_directory_iterator it(
-                base, std::filesystem::directory_options::skip_permission_denied, error);
-            for (; !error && it != std::filesystem::recursive_directory_iterator(); it.increment(error)) {
-                if (!it->is_directory(error)) continue;
-                if (static_cast<std::size_t>(it.depth()) + 1 < levels) continue;
-                it.disable_recursion_pending();  // deeper than the namespace's root can be
-                std::string candidate = it->path().string() + (path == "/" ? "" : path);
+            // Level by level, each directory listed on its own: on a busy host cgroups come and
+            // go while we look, and one that vanishes must not end the search.
+            std::vector<std::filesystem::path> level{base};
+            for (std::size_t depth = 0; depth < levels; ++depth) {
+                std::vector<std::filesystem::path> below;
+                for (const auto& dir : level) {
+                    std::error_code error;
+                    for (std::filesystem::directory_iterator it(dir, error), end; !error && it != end;
+                         it.increment(error))
+                        if (it->is_directory(error)) below.push_back(it->path());
+                }
+                level = std::move(below);
+            }
+            for (const auto& dir : level) {
+                std::string candidate = dir.string() + (path == "/" ? "" : path);
                 auto procs = read_text_file(candidate + "/cgroup.procs");
                 std::istringstream pids(procs.value_or(""));
                 for (pid_t pid = 0; pids >> pid;)

@@ -48,10 +48,8 @@ RemoteTracker::~RemoteTracker() {
     close(fd_);
 }
 
-bool RemoteTracker::send(const DaemonRequest& request, int pass_fd) const {
-    if (lost_) return false;
-    auto bytes = encode_request(request);
-    iovec part{bytes.data(), bytes.size()};
+bool send_datagram(int fd, std::span<const std::uint8_t> bytes, int pass_fd) {
+    iovec part{const_cast<std::uint8_t*>(bytes.data()), bytes.size()};
     msghdr message{};
     message.msg_iov = &part;
     message.msg_iovlen = 1;
@@ -65,11 +63,14 @@ bool RemoteTracker::send(const DaemonRequest& request, int pass_fd) const {
         header->cmsg_len = CMSG_LEN(sizeof(int));
         std::memcpy(CMSG_DATA(header), &pass_fd, sizeof(int));
     }
-    if (sendmsg(fd_, &message, MSG_NOSIGNAL) < 0) {
-        lose(std::strerror(errno));
-        return false;
-    }
-    return true;
+    return sendmsg(fd, &message, MSG_NOSIGNAL) >= 0;
+}
+
+bool RemoteTracker::send(const DaemonRequest& request, int pass_fd) const {
+    if (lost_) return false;
+    if (send_datagram(fd_, encode_request(request), pass_fd)) return true;
+    lose(std::strerror(errno));
+    return false;
 }
 
 std::optional<DaemonMessage> RemoteTracker::receive(int timeout_ms) const {

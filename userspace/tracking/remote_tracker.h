@@ -11,12 +11,16 @@
 #include <map>
 #include <memory>
 #include <set>
+#include <span>
 #include <string>
 
 #include "daemon_protocol.h"
 #include "tracker.h"
 
 namespace memgov {
+
+// One message on a SOCK_SEQPACKET socket, with a descriptor riding along when `pass_fd` >= 0.
+bool send_datagram(int fd, std::span<const std::uint8_t> bytes, int pass_fd = -1);
 
 class RemoteTracker final : public Tracker {
 public:
