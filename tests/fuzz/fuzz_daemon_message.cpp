@@ -11,8 +11,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     std::string error;
     if (auto request = memgov::parse_request({data, size}, error)) {
         auto again = memgov::parse_request(memgov::encode_request(*request), error);
+        bool registering = request->op == memgov::DaemonRequest::Op::register_build;
         if (!again || again->op != request->op || again->job != request->job || again->ids != request->ids ||
-            (request->op == memgov::DaemonRequest::Op::register_build && again->gate != request->gate))
+            again->text != request->text || again->cgroup != request->cgroup ||
+            again->patience_ms != request->patience_ms ||
+            (registering && (again->gate != request->gate || again->ledger != request->ledger)))
             std::abort();
     } else if (error.empty()) {
         std::abort();  // a refusal always says why

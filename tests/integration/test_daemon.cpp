@@ -15,6 +15,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <thread>
 
 #include "daemon_protocol.h"
@@ -35,7 +36,8 @@ class Daemon {
 public:
     explicit Daemon(const std::string& directory, std::vector<std::string> extra = {})
         : socket_(directory + "/memgov.sock"), log_(directory + "/daemon.log") {
-        std::vector<std::string> argv{memgov_bin(), "daemon", "--socket", socket_, "--gate", "memhog", "-v"};
+        std::vector<std::string> argv{memgov_bin(), "daemon",   "--socket",   socket_, "--gate",
+                                      "memhog",     "--ledger", ledger_dir(), "-v"};
         argv.insert(argv.end(), extra.begin(), extra.end());
         pid_ = fork();
         if (pid_ == 0) {
@@ -63,6 +65,8 @@ public:
         pid_ = -1;
     }
     const std::string& socket() const { return socket_; }
+    // Where it keeps its clients' host-ledger entries (private to the test).
+    std::string ledger_dir() const { return std::filesystem::path(socket_).parent_path() / "ledger"; }
     bool listening() const {
         int fd = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
         sockaddr_un address{};
@@ -86,9 +90,9 @@ private:
 // memgov as nobody, without any capability, through the daemon: its argv.
 std::vector<std::string> as_nobody(const Daemon& daemon, const ScratchDir& home, std::vector<std::string> memgov_args,
                                    const std::vector<std::string>& command) {
-    std::vector<std::string> argv{"setpriv",         "--reuid=65534", "--regid=65534",  "--clear-groups",
-                                  "--inh-caps=-all", memgov_bin(),    "--socket",       daemon.socket(),
-                                  "--ledger",        "off",           "--profiles-dir", home.path() + "/profiles"};
+    std::vector<std::string> argv{
+        "setpriv",    "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
+        memgov_bin(), "--socket",      daemon.socket(), "--profiles-dir", home.path() + "/profiles"};
     argv.insert(argv.end(), memgov_args.begin(), memgov_args.end());
     argv.push_back("--");
     argv.insert(argv.end(), command.begin(), command.end());
@@ -205,6 +209,41 @@ TEST_CASE("daemon: a build of a user without privilege is governed through it: g
         CHECK(std::filesystem::exists(home.path() + "/profiles/profiles.json"));  // the user's own store
     }
     CHECK(daemon.log().find("registered build") != std::string::npos);
+}
+
+TEST_CASE("daemon: two builds of users without privilege at once in one cgroup: their ledger entries kept by it") {
+    ScratchDir work;
+    Daemon daemon(work.path());
+    TestCgroup cgroup(1100 * MiB);  // one build's heavy job and both light ones; not two builds' heavy ones
+    std::string rules;
+    int sizes[] = {600, 600, 200, 200};
+    for (int i = 0; i < 4; ++i)
+        rules += fmt::format("j{}:\n\t{} --mb {} --ramp-ms 400 --hold-ms 300\n", i, memhog_bin(), sizes[i]);
+    ScratchDir first(true), second(true);
+    for (const auto* home : {&first, &second}) home->write("Makefile", "all: j0 j1 j2 j3\n" + rules + ".PHONY: all\n");
+    for (const char* pass : {"cold", "warm"}) {
+        CAPTURE(pass);
+        std::uint64_t before = cgroup.oom_kills();
+        auto build = [&](const ScratchDir& home, std::string* err) {
+            return run(cgroup.wrap(as_nobody(daemon, home, {"--stats-json", home.path() + "/stats.json"},
+                                             {"timeout", "120", "make", "-s", "-j4", "-C", home.path()})),
+                       nullptr, err);
+        };
+        std::string first_err, second_err;
+        auto one = std::async(std::launch::async, [&] { return build(first, &first_err); });
+        int other = build(second, &second_err);
+        INFO("first: ", first_err, "\nsecond: ", second_err, "\ndaemon: ", daemon.log());
+        CHECK(one.get() == 0);
+        CHECK(other == 0);
+        CHECK(cgroup.oom_kills() == before);
+        CHECK(first_err.find("will not see this build") == std::string::npos);
+        int waited = 0;
+        for (const auto* home : {&first, &second})
+            waited += nlohmann::json::parse(read_file(home->path() + "/stats.json"))["jobs_waited"].get<int>();
+        CHECK(waited > 0);  // each saw the other's jobs
+    }
+    for (const auto& entry : std::filesystem::directory_iterator(daemon.ledger_dir()))
+        CHECK(entry.path().filename() == "lock");  // the entries left with their builds
 }
 
 TEST_CASE("daemon: a client may register only its own child, of its own user") {

@@ -11,7 +11,14 @@ TEST_CASE("daemon protocol: requests come back as they were sent") {
                                       DaemonRequest{.op = DaemonRequest::Op::usage, .ids = {1, 2, 4'000'000}},
                                       DaemonRequest{.op = DaemonRequest::Op::hold, .job = 42},
                                       DaemonRequest{.op = DaemonRequest::Op::release, .ids = {7}},
-                                      DaemonRequest{.op = DaemonRequest::Op::processes}}) {
+                                      DaemonRequest{.op = DaemonRequest::Op::processes},
+                                      DaemonRequest{.op = DaemonRequest::Op::register_build,
+                                      .ledger = true,
+                                      .text = "make -j8",
+                                      .cgroup = "/sys/fs/cgroup/ci"},
+                                      DaemonRequest{.op = DaemonRequest::Op::turn, .patience_ms = 200},
+                                      DaemonRequest{.op = DaemonRequest::Op::publish, .text = "{\"pid\":1}"},
+                                      DaemonRequest{.op = DaemonRequest::Op::end_turn}}) {
         std::string error;
         auto read = parse_request(encode_request(sent), error);
         REQUIRE(read);
@@ -19,6 +26,10 @@ TEST_CASE("daemon protocol: requests come back as they were sent") {
         CHECK(read->gate == sent.gate);
         CHECK(read->job == sent.job);
         CHECK(read->ids == sent.ids);
+        CHECK(read->ledger == sent.ledger);
+        CHECK(read->text == sent.text);
+        CHECK(read->cgroup == sent.cgroup);
+        CHECK(read->patience_ms == sent.patience_ms);
     }
 }
 
@@ -52,13 +63,20 @@ TEST_CASE("daemon protocol: events and replies come back whole, argv bytes as th
     CHECK(std::holds_alternative<OomKillEvent>(
         *parse_message(encode_event(OomKillEvent{.pid = 3, .rss_bytes = 7}), error)->event));
 
-    DaemonMessage reply{.ok = false, .error = "no", .pids = {4, 5}, .usage = {{4, JobUsage{100, 200, 2}}}};
+    DaemonMessage reply{.ok = false,
+                        .error = "no",
+                        .note = "no ledger",
+                        .entries = {"{}", "{\"a\":1}"},
+                        .pids = {4, 5},
+                        .usage = {{4, JobUsage{100, 200, 2}}}};
     reply.totals.rss_bytes = 300;
     auto reply_back = parse_message(encode_reply(reply), error);
     REQUIRE(reply_back);
     CHECK(reply_back->kind == DaemonMessage::Kind::reply);
     CHECK_FALSE(reply_back->ok);
     CHECK(reply_back->error == "no");
+    CHECK(reply_back->note == "no ledger");
+    CHECK(reply_back->entries == reply.entries);
     CHECK(reply_back->pids == std::vector<pid_t>{4, 5});
     REQUIRE(reply_back->usage.size() == 1);
     CHECK(reply_back->usage[0].second.peak_bytes == 200);

@@ -18,7 +18,7 @@ _memgov() {
         --profiles-dir) _filedir -d; return ;;
         --ledger) _filedir -d; COMPREPLY+=($(compgen -W "off" -- "$cur")); return ;;
         --socket) _filedir; COMPREPLY+=($(compgen -W "off" -- "$cur")); return ;;
-        daemon) COMPREPLY=($(compgen -W "--socket --max-clients --max-builds-per-user --gate --verbose" -- "$cur")); return ;;
+        daemon) COMPREPLY=($(compgen -W "--socket --ledger --max-clients --max-builds-per-user --gate --verbose" -- "$cur")); return ;;
         --bar) COMPREPLY=($(compgen -W "auto always never" -- "$cur")); return ;;
         --backend) COMPREPLY=($(compgen -W "bpf procfs" -- "$cur")); return ;;
         --gate) COMPREPLY=($(compgen -c -- "$cur")); return ;;

@@ -11,12 +11,16 @@
 
 #include <cerrno>
 #include <cstring>
+#include <deque>
 #include <map>
 #include <memory>
+#include <optional>
+#include <sstream>
 
 #include "bpf_tracker.h"
 #include "daemon_protocol.h"
 #include "gate_list.h"
+#include "host_ledger.h"
 #include "text_file.h"
 
 namespace memgov {
@@ -31,7 +35,15 @@ struct Session {
     int fd = -1;
     Peer peer;
     pid_t build = 0;  // its root, once registered
+    // Its build's host-ledger entry, kept for it, and the turn it holds.
+    std::unique_ptr<HostLedger> ledger;
+    std::optional<LedgerTurn> turn;
+    std::chrono::steady_clock::time_point turn_taken_at{};
 };
+
+// A turn held longer than this by a client (stopped, or hostile) is taken back: the other
+// builds on the host give up waiting for it after 200 ms anyway, every time.
+constexpr auto longest_turn = std::chrono::milliseconds(500);
 
 void say(const std::string& line) { fmt::print(stderr, "memgov daemon: {}\n", line); }
 
@@ -93,7 +105,19 @@ private:
     void drop(int fd, const std::string& why);
     bool reply(Session& session, const DaemonMessage& message);
     void handle(Session& session, const DaemonRequest& request, int passed_fd);
-    std::string register_build(Session& session, const DaemonRequest& request, int pidfd);
+    // "" or why not; `note`: why the build has no ledger entry, when it asked for one.
+    std::string register_build(Session& session, const DaemonRequest& request, int pidfd, std::string& note);
+    // Opens the client's ledger entry; "" or why not.
+    std::string keep_ledger_entry(Session& session, const DaemonRequest& request);
+    // The ledger's turn passes among the clients one at a time, in the order they ask: a
+    // client that asks while another holds it is answered when that one ends its turn (or
+    // when its patience runs out). The daemon takes the lock file's flock, which other
+    // memgov runs on the host wait for, once for whichever client holds the turn.
+    void ask_turn(Session& session, std::chrono::milliseconds patience);
+    void answer_turn(Session& session, std::chrono::milliseconds patience);
+    void end_turn(Session& session);
+    void pass_turn();
+    void take_back_long_turns();
     void forward(const TrackerEvent& event);
     void watch(int fd);
 
@@ -103,6 +127,13 @@ private:
     int epoll_fd_ = -1;
     std::map<int, Session> sessions_;  // by socket
     std::map<pid_t, int> build_fds_;   // build -> its client's socket
+    int ledger_lock_fd_ = -1;          // the host ledger's lock file, shared by every client's entry
+    int turn_holder_ = -1;             // the client holding the ledger's turn
+    struct TurnAsked {
+        int fd;
+        std::chrono::steady_clock::time_point until;
+    };
+    std::deque<TurnAsked> turn_queue_;
 };
 
 void Daemon::watch(int fd) {
@@ -123,18 +154,29 @@ int Daemon::run() {
     watch(listen_fd_);
     watch(tracker_->event_fd());
     watch(signal_fd);
+    if (options_.ledger_dir != "off") {
+        try {
+            ledger_lock_fd_ = HostLedger::open_lock(options_.ledger_dir);
+        } catch (const std::exception& error) {
+            say(fmt::format("{}: its clients' builds will be governed as if alone", error.what()));
+        }
+    }
     notify_ready();
     say(fmt::format("listening on {} (pid {})", options_.socket_path, getpid()));
     for (;;) {
         epoll_event ready[64];
-        int count = epoll_wait(epoll_fd_, ready, 64, -1);
+        int count = epoll_wait(epoll_fd_, ready, 64, turn_queue_.empty() ? 100 : 5);
+        take_back_long_turns();
+        pass_turn();  // to a client still waiting, or telling it that its patience ran out
         if (count < 0 && errno == EINTR) continue;
         if (count < 0) throw std::runtime_error(fmt::format("epoll_wait: {}", std::strerror(errno)));
         for (int i = 0; i < count; ++i) {
             int fd = ready[i].data.fd;
             if (fd == signal_fd) {
                 say("stopping: every client's build goes on ungoverned");
-                for (auto& [client, session] : std::map<int, Session>(sessions_)) drop(client, "the daemon stops");
+                std::vector<int> clients;
+                for (const auto& [client, session] : sessions_) clients.push_back(client);
+                for (int client : clients) drop(client, "the daemon stops");
                 unlink(options_.socket_path.c_str());
                 // Not a return: the BPF programs must stay attached until this process is gone,
                 // so that the guard continues whatever a client still held (docs/DESIGN.md §12).
@@ -147,6 +189,61 @@ int Daemon::run() {
                 tracker_->poll(std::chrono::milliseconds(0), [this](const TrackerEvent& event) { forward(event); });
             else if (sessions_.contains(fd))
                 serve(fd);
+        }
+    }
+}
+
+void Daemon::take_back_long_turns() {
+    auto holder = sessions_.find(turn_holder_);
+    if (holder == sessions_.end() || std::chrono::steady_clock::now() - holder->second.turn_taken_at <= longest_turn)
+        return;
+    say(fmt::format("client pid {} held the ledger's turn over {} ms: taken back", holder->second.peer.pid,
+                    longest_turn.count()));
+    end_turn(holder->second);
+}
+
+void Daemon::answer_turn(Session& session, std::chrono::milliseconds patience) {
+    DaemonMessage answer;
+    if (auto turn = session.ledger->take_turn(patience)) {  // waits only for memgov runs outside
+        session.turn.emplace(std::move(*turn));
+        session.turn_taken_at = std::chrono::steady_clock::now();
+        turn_holder_ = session.fd;
+    }
+    for (LedgerEntry entry : session.ledger->others()) {
+        entry.state.jobs.reset();  // for memgov status only
+        answer.entries.push_back(serialize_ledger_entry(entry));
+    }
+    answer.ok = session.turn.has_value();
+    reply(session, answer);
+}
+
+void Daemon::ask_turn(Session& session, std::chrono::milliseconds patience) {
+    if (turn_holder_ == session.fd) end_turn(session);  // a second ask ends the first turn
+    if (turn_holder_ < 0 && turn_queue_.empty())
+        answer_turn(session, patience);
+    else
+        turn_queue_.push_back({session.fd, std::chrono::steady_clock::now() + patience});
+}
+
+void Daemon::end_turn(Session& session) {
+    session.turn.reset();
+    if (turn_holder_ == session.fd) turn_holder_ = -1;
+}
+
+void Daemon::pass_turn() {
+    auto now = std::chrono::steady_clock::now();
+    while (!turn_queue_.empty() && (turn_holder_ < 0 || turn_queue_.front().until <= now)) {
+        TurnAsked asked = turn_queue_.front();
+        turn_queue_.pop_front();
+        auto it = sessions_.find(asked.fd);
+        if (it == sessions_.end()) continue;  // it left
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(asked.until - now);
+        if (turn_holder_ >= 0) {
+            DaemonMessage busy;  // its patience ran out: it decides without the turn
+            busy.ok = false;
+            reply(it->second, busy);
+        } else {
+            answer_turn(it->second, std::max(left, std::chrono::milliseconds(0)));
         }
     }
 }
@@ -167,7 +264,7 @@ void Daemon::accept_clients() {
             close(fd);
             continue;
         }
-        sessions_[fd] = Session{.fd = fd, .peer = {credentials.pid, credentials.uid}};
+        sessions_.emplace(fd, Session{.fd = fd, .peer = {credentials.pid, credentials.uid}});
         watch(fd);
     }
 }
@@ -176,6 +273,7 @@ void Daemon::drop(int fd, const std::string& why) {
     auto it = sessions_.find(fd);
     if (it == sessions_.end()) return;
     Session& session = it->second;
+    end_turn(session);
     if (session.build) {
         tracker_->forget_build(session.build, session.peer.pid);
         build_fds_.erase(session.build);
@@ -238,7 +336,31 @@ void Daemon::serve(int fd) {
     close_passed();
 }
 
-std::string Daemon::register_build(Session& session, const DaemonRequest& request, int pidfd) {
+std::string Daemon::keep_ledger_entry(Session& session, const DaemonRequest& request) {
+    if (options_.ledger_dir == "off") return "it runs with --ledger off";
+    // The cgroup that decides which builds compete with this one: taken only if the client is
+    // in it (a client naming another would hide its memory from the builds it competes with).
+    std::string cgroup;
+    if (!request.cgroup.empty() && request.cgroup.size() < max_daemon_text) {
+        std::istringstream pids(read_text_file(request.cgroup + "/cgroup.procs").value_or(""));
+        for (pid_t pid = 0; pids >> pid;)
+            if (pid == session.peer.pid) cgroup = request.cgroup;
+    }
+    if (ledger_lock_fd_ < 0) return "the daemon could not open its ledger";
+    try {
+        session.ledger = HostLedger::open(options_.ledger_dir,
+                                          {.pid = session.peer.pid,
+                                           .uid = session.peer.uid,
+                                           .command = request.text.substr(0, max_daemon_text),
+                                           .cgroup = cgroup},
+                                          ledger_lock_fd_, turn_holder_ >= 0);
+    } catch (const std::exception& error) {
+        return error.what();
+    }
+    return "";
+}
+
+std::string Daemon::register_build(Session& session, const DaemonRequest& request, int pidfd, std::string& note) {
     if (session.build) return "this connection has a build already";
     if (pidfd < 0) return "no pidfd of the build's root came with the request";
     pid_t root = pid_of_pidfd(pidfd);
@@ -265,6 +387,7 @@ std::string Daemon::register_build(Session& session, const DaemonRequest& reques
     }
     session.build = root;
     build_fds_[root] = session.fd;
+    if (request.ledger) note = keep_ledger_entry(session, request);
     if (options_.verbosity > 0)
         say(fmt::format("client pid {} (uid {}) registered build {}", session.peer.pid, session.peer.uid, root));
     return "";
@@ -274,7 +397,7 @@ void Daemon::handle(Session& session, const DaemonRequest& request, int passed_f
     using Op = DaemonRequest::Op;
     DaemonMessage answer;
     if (request.op == Op::register_build) {
-        answer.error = register_build(session, request, passed_fd);
+        answer.error = register_build(session, request, passed_fd, answer.note);
         answer.ok = answer.error.empty();
         reply(session, answer);
         return;
@@ -300,6 +423,24 @@ void Daemon::handle(Session& session, const DaemonRequest& request, int passed_f
                 if (tracker_->held_by(pid) == session.peer.pid) tracker_->release(pid);
             return;  // no reply
         case Op::processes: answer.pids = tracker_->processes(session.build, request.job); break;
+        case Op::turn:
+            if (!session.ledger) break;  // it was told it has no entry: not ok, no entries
+            ask_turn(session, std::min(std::chrono::milliseconds(request.patience_ms), longest_turn));
+            return;  // answered now, or when its turn comes
+        case Op::publish:
+            if (session.ledger) {
+                auto entry = parse_ledger_entry(request.text);
+                if (!entry) {
+                    drop(session.fd, "it published a malformed ledger entry");
+                    return;
+                }
+                session.ledger->publish(entry->state);
+            }
+            return;  // no reply
+        case Op::end_turn:
+            end_turn(session);
+            pass_turn();
+            return;
         case Op::register_build: break;
     }
     reply(session, answer);

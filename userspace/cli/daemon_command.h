@@ -13,6 +13,9 @@ struct DaemonOptions {
     std::string socket_path = "/run/memgov/memgov.sock";
     std::size_t max_clients = 256;
     std::size_t max_builds_per_user = 32;
+    // Where the daemon keeps its clients' host-ledger entries ("off": none; each client then
+    // governs its build as if alone, and is told so).
+    std::string ledger_dir = "/run/memgov/ledger";
     std::vector<std::string> extra_gates;
     int verbosity = 0;
 };

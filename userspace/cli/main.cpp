@@ -194,6 +194,10 @@ int main(int argc, char** argv) {
         ->check(CLI::Range(1, 1024))
         ->capture_default_str();
     daemon->add_option("--gate", daemon_options.extra_gates, "Another program whose exec starts a job (repeatable)");
+    daemon
+        ->add_option("--ledger", daemon_options.ledger_dir,
+                     "The host ledger, where the daemon keeps its clients' entries (off: none; each is alone)")
+        ->capture_default_str();
     daemon->add_flag("-v,--verbose", daemon_options.verbosity, "Log every client, and libbpf's messages");
     memgov::StatusOptions status_options;
     auto* status = app.add_subcommand("status", "The builds governed on this host, their jobs and memory");

@@ -197,15 +197,18 @@ std::unique_ptr<RemoteTracker> through_daemon(const RunOptions& options, LineSin
 
 // This build's entry in the host ledger; without one, says why (the build is then governed
 // as if it were alone, which two builds at once are not).
-std::unique_ptr<HostLedger> open_ledger(const RunOptions& options, const std::optional<Identity>& identity,
-                                        const MemoryProbe& probe) {
+// Through the daemon, at the default place, the entry is the daemon's to keep (it may write
+// the ledger where the user may not).
+std::unique_ptr<Ledger> open_ledger(const RunOptions& options, const std::optional<Identity>& identity,
+                                    const MemoryProbe& probe, RemoteTracker* daemon) {
     if (options.ledger_dir == "off") return nullptr;
+    LedgerBuild build{.pid = getpid(),
+                      .uid = identity ? identity->uid : getuid(),
+                      .command = joined(options.command),
+                      .cgroup = probe.cgroup_dirs().empty() ? "" : probe.cgroup_dirs().front()};
+    if (daemon && options.ledger_dir == HostLedger::default_dir) return daemon->ledger(build);
     try {
-        return HostLedger::open(options.ledger_dir,
-                                {.pid = getpid(),
-                                 .uid = identity ? identity->uid : getuid(),
-                                 .command = joined(options.command),
-                                 .cgroup = probe.cgroup_dirs().empty() ? "" : probe.cgroup_dirs().front()});
+        return HostLedger::open(options.ledger_dir, build);
     } catch (const std::exception& error) {
         fmt::print(stderr,
                    "memgov: warning: other memgov runs on this host will not see this build's memory ({}): "
@@ -228,6 +231,7 @@ int run_command(const RunOptions& options) {
     std::optional<Log> log;
     std::optional<ControllerSettings> settings;
     std::unique_ptr<Tracker> tracker;
+    RemoteTracker* daemon = nullptr;  // the tracker, when it is the daemon's
     ProfileStore store(resolve_profiles_dir(options.profiles_dir), identity ? identity->uid : geteuid());
     try {
         settings = resolve_settings(options, probe.read());
@@ -255,9 +259,10 @@ int run_command(const RunOptions& options) {
         tracker_options.verbose_libbpf = options.verbosity >= 1;
         if (options.backend == Backend::procfs)
             tracker = std::make_unique<ProcfsTracker>(tracker_options, options.poll_interval);
-        else if (auto remote = through_daemon(options, *terminal))
+        else if (auto remote = through_daemon(options, *terminal)) {
+            daemon = remote.get();
             tracker = std::move(remote);
-        else
+        } else
             tracker = BpfTracker::open(tracker_options);
     } catch (const std::invalid_argument& error) {
         fmt::print(stderr, "memgov: {}\n", error.what());
@@ -276,11 +281,10 @@ int run_command(const RunOptions& options) {
                    "memgov: warning: {}: its limit is not seen, only MemAvailable is; mount the memory cgroup "
                    "hierarchy where it shows memgov's cgroup\n",
                    *probe.problem());
-    auto ledger = open_ledger(options, identity, probe);
+    auto ledger = open_ledger(options, identity, probe, daemon);
     log->write(LogCategory::monitor, "profiles: {} ({} known keys); memory cgroup: {}; host ledger: {}",
                store.file().string(), store.profiles().size(),
-               probe.cgroup_dirs().empty() ? "none" : probe.cgroup_dirs().front(),
-               ledger ? ledger->entry_path() : "none");
+               probe.cgroup_dirs().empty() ? "none" : probe.cgroup_dirs().front(), ledger ? ledger->where() : "none");
 
     install_signal_handlers();
     BuildController controller(

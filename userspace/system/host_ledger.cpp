@@ -245,17 +245,26 @@ std::unique_ptr<Ledger> SharedLedger::join(LedgerBuild build) {
     return std::make_unique<Place>(*this, id);
 }
 
-std::unique_ptr<HostLedger> HostLedger::open(const std::string& dir, LedgerBuild self) {
+int HostLedger::open_lock(const std::string& dir) {
     ensure_dir(dir);
     std::string lock_path = dir + "/lock";
     // flock needs only a read-only descriptor: the lock file may be another member's.
     int lock_fd = ::open(lock_path.c_str(), O_RDONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0660);
     if (lock_fd < 0) throw failure("cannot open", lock_path);
     share_with_group(lock_fd, 0660);
+    return lock_fd;
+}
+
+std::unique_ptr<HostLedger> HostLedger::open(const std::string& dir, LedgerBuild self, int shared_turn_fd,
+                                             bool within_turn) {
+    // A duplicate shares the open file, and so its flock.
+    int lock_fd = shared_turn_fd >= 0 ? fcntl(shared_turn_fd, F_DUPFD_CLOEXEC, 0) : open_lock(dir);
+    if (lock_fd < 0) throw failure("cannot share the lock of", dir);
     std::unique_ptr<HostLedger> ledger(new HostLedger(dir, std::move(self), lock_fd));
     // Created and locked within a turn: others read only within theirs, so they never see
     // the entry before its lock says that its memgov runs.
-    auto turn = ledger->take_turn(std::chrono::seconds(1));
+    // (A turn taken on a shared lock file while its process holds it would end that one.)
+    auto turn = shared_turn_fd >= 0 && within_turn ? std::nullopt : ledger->take_turn(std::chrono::seconds(1));
     std::string pattern = dir + "/" + entry_prefix + "XXXXXX";
     ledger->entry_fd_ = mkostemp(pattern.data(), O_CLOEXEC);
     if (ledger->entry_fd_ < 0) throw failure("cannot create an entry in", dir);

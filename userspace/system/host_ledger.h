@@ -137,7 +137,13 @@ public:
     // Opens the ledger in `dir`, creating it (mode 0700) if needed, and adds this build's
     // entry. A directory owned by someone other than us or root is refused: its writer
     // could make every build wait. Throws std::runtime_error with a one-line cause.
-    static std::unique_ptr<HostLedger> open(const std::string& dir, LedgerBuild self);
+    // `shared_turn_fd` (from open_lock): the turns are taken on that one open lock file, so
+    // the entries of one process never wait for each other (a host daemon, which passes
+    // the turn among its clients itself); `within_turn`: that process holds it now.
+    static std::unique_ptr<HostLedger> open(const std::string& dir, LedgerBuild self, int shared_turn_fd = -1,
+                                            bool within_turn = false);
+    // The ledger's lock file, opened (the directory made if needed); throws as open does.
+    static int open_lock(const std::string& dir);
     ~HostLedger();  // removes this build's entry
     HostLedger(const HostLedger&) = delete;
     HostLedger& operator=(const HostLedger&) = delete;

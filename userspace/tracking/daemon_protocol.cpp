@@ -9,7 +9,7 @@ namespace {
 
 using json = nlohmann::json;
 
-constexpr const char* op_names[] = {"register", "usage", "hold", "release", "processes"};
+constexpr const char* op_names[] = {"register", "usage", "hold", "release", "processes", "turn", "publish", "end_turn"};
 // More ids than any message can carry: a request listing more is malformed.
 constexpr std::size_t max_ids = max_daemon_message / 2;
 
@@ -150,9 +150,15 @@ TrackerEvent event_from(const json& in) {
 
 std::vector<std::uint8_t> encode_request(const DaemonRequest& request) {
     json out{{"op", op_names[static_cast<int>(request.op)]}};
-    if (request.op == DaemonRequest::Op::register_build) out["gate"] = request.gate;
+    if (request.op == DaemonRequest::Op::register_build) {
+        out["gate"] = request.gate;
+        out["ledger"] = request.ledger;
+    }
     if (request.job) out["job"] = *request.job;
     if (!request.ids.empty()) out["ids"] = request.ids;
+    if (!request.text.empty()) out["text"] = request.text;
+    if (!request.cgroup.empty()) out["cgroup"] = request.cgroup;
+    if (request.patience_ms) out["patience_ms"] = request.patience_ms;
     return cbor(out);
 }
 
@@ -169,8 +175,12 @@ std::optional<DaemonRequest> parse_request(std::span<const std::uint8_t> bytes, 
         }
         request.op = static_cast<DaemonRequest::Op>(known - std::begin(op_names));
         if (in->contains("gate")) request.gate = in->at("gate").get<bool>();
+        if (in->contains("ledger")) request.ledger = in->at("ledger").get<bool>();
         if (in->contains("job")) request.job = pid_from(in->at("job"));
         if (in->contains("ids")) request.ids = pids_from(in->at("ids"));
+        if (in->contains("text")) request.text = in->at("text").get<std::string>();
+        if (in->contains("cgroup")) request.cgroup = in->at("cgroup").get<std::string>();
+        if (in->contains("patience_ms")) request.patience_ms = in->at("patience_ms").get<std::uint32_t>();
         if (request.op == DaemonRequest::Op::hold && !request.job) {
             error = "a hold request without a job";
             return std::nullopt;
@@ -185,6 +195,8 @@ std::optional<DaemonRequest> parse_request(std::span<const std::uint8_t> bytes, 
 std::vector<std::uint8_t> encode_reply(const DaemonMessage& reply) {
     json out{{"ok", reply.ok}};
     if (!reply.error.empty()) out["error"] = reply.error;
+    if (!reply.note.empty()) out["note"] = reply.note;
+    if (!reply.entries.empty()) out["entries"] = reply.entries;
     if (!reply.pids.empty()) out["pids"] = reply.pids;
     if (!reply.usage.empty()) {
         json usage = json::array();
@@ -219,6 +231,8 @@ std::optional<DaemonMessage> parse_message(std::span<const std::uint8_t> bytes, 
         const json& reply = in->at("reply");
         message.ok = reply.at("ok").get<bool>();
         if (reply.contains("error")) message.error = reply.at("error").get<std::string>();
+        if (reply.contains("note")) message.note = reply.at("note").get<std::string>();
+        if (reply.contains("entries")) message.entries = reply.at("entries").get<std::vector<std::string>>();
         if (reply.contains("pids")) message.pids = pids_from(reply.at("pids"));
         if (reply.contains("usage")) {
             for (const auto& row : reply.at("usage")) {

@@ -21,21 +21,33 @@
 
 namespace memgov {
 
-// Far above any message (an exec event's argv is at most 30 KiB); larger ones are refused.
-constexpr std::size_t max_daemon_message = 64 * 1024;
+// Far above any message (an exec event's argv is at most 30 KiB, a ledger entry with its
+// 256 jobs ~100 KiB), below a Unix socket's default send buffer; larger ones are refused.
+constexpr std::size_t max_daemon_message = 160 * 1024;
+// A command line or cgroup path sent for the ledger is cut to this.
+constexpr std::size_t max_daemon_text = 4096;
 
 struct DaemonRequest {
     enum class Op {
-        register_build,  // the root's pidfd rides along (SCM_RIGHTS); `gate`
+        register_build,  // the root's pidfd rides along (SCM_RIGHTS); `gate`; with `ledger`,
+                         // the daemon keeps the build's host-ledger entry (`text`: its
+                         // command, `cgroup`: its memory cgroup directory)
         usage,           // `ids`: jobs whose use to report, with the build's totals
         hold,            // `job`: enter its processes in the guard, for the client to stop
         release,         // `ids`: processes the client continued (no reply)
-        processes        // the build's processes, or `job`'s only
+        processes,       // the build's processes, or `job`'s only
+        turn,            // the ledger's turn, waiting up to `patience_ms`: the other entries
+        publish,         // `text`: the build's ledger entry, one line (no reply)
+        end_turn         // (no reply)
     };
     Op op = Op::usage;
     bool gate = true;
+    bool ledger = false;
     std::optional<pid_t> job;
     std::vector<pid_t> ids;
+    std::string text;
+    std::string cgroup;
+    std::uint32_t patience_ms = 0;
 };
 
 std::vector<std::uint8_t> encode_request(const DaemonRequest& request);
@@ -49,6 +61,8 @@ struct DaemonMessage {
     // reply
     bool ok = true;
     std::string error;
+    std::string note;                               // register: why there is no ledger entry
+    std::vector<std::string> entries;               // turn: the other builds' ledger entries
     std::vector<pid_t> pids;                        // hold, processes
     std::vector<std::pair<pid_t, JobUsage>> usage;  // usage
     TrackerTotals totals;                           // usage

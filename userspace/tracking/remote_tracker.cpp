@@ -120,10 +120,61 @@ void RemoteTracker::lose(const std::string& why) const {
 void RemoteTracker::track(pid_t pid) {
     int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
     if (pidfd < 0) throw TrackerError(fmt::format("pidfd_open({}): {}", pid, std::strerror(errno)));
-    auto reply = ask({.op = DaemonRequest::Op::register_build, .gate = gate_}, pidfd);
+    DaemonRequest request{.op = DaemonRequest::Op::register_build, .gate = gate_, .ledger = ledger_build_.has_value()};
+    if (ledger_build_) {
+        request.text = ledger_build_->command.substr(0, max_daemon_text);
+        request.cgroup = ledger_build_->cgroup;
+    }
+    auto reply = ask(request, pidfd);
     close(pidfd);
     if (!reply) throw TrackerError("the memgov daemon did not answer: is it running? (memgov check)");
     if (!reply->ok) throw TrackerError(fmt::format("the memgov daemon refused the build: {}", reply->error));
+    ledger_kept_ = ledger_build_ && reply->note.empty();
+    if (ledger_build_ && !reply->note.empty())
+        say_(
+            fmt::format("memgov: warning: other memgov runs on this host will not see this build's memory (the "
+                        "daemon keeps no ledger entry for it: {})",
+                        reply->note));
+}
+
+// The daemon's entry for this build: turns and publications go through the daemon's socket.
+class RemoteTracker::DaemonLedger final : public Ledger {
+public:
+    DaemonLedger(RemoteTracker& tracker, LedgerBuild build) : tracker_(tracker), build_(std::move(build)) {}
+
+    std::optional<LedgerTurn> take_turn(std::chrono::milliseconds patience) override {
+        others_.clear();
+        if (!tracker_.ledger_kept_ || tracker_.lost_) return LedgerTurn([] {});  // alone
+        auto reply =
+            tracker_.ask({.op = DaemonRequest::Op::turn, .patience_ms = static_cast<std::uint32_t>(patience.count())});
+        if (!reply) return LedgerTurn([] {});
+        for (const auto& text : reply->entries)
+            if (auto entry = parse_ledger_entry(text)) others_.push_back(std::move(*entry));
+        if (!reply->ok) return std::nullopt;
+        return LedgerTurn([this] { tracker_.send({.op = DaemonRequest::Op::end_turn}); });
+    }
+    std::vector<LedgerEntry> others() const override { return others_; }
+    void publish(const LedgerState& state) override {
+        if (!tracker_.ledger_kept_) return;
+        LedgerEntry entry{build_, state};
+        std::string text = serialize_ledger_entry(entry);
+        if (text.size() > max_daemon_message / 2) {  // its jobs' list is for memgov status only
+            entry.state.jobs.reset();
+            text = serialize_ledger_entry(entry);
+        }
+        tracker_.send({.op = DaemonRequest::Op::publish, .text = std::move(text)});
+    }
+    std::string where() const override { return "the memgov daemon's host ledger"; }
+
+private:
+    RemoteTracker& tracker_;
+    LedgerBuild build_;
+    std::vector<LedgerEntry> others_;
+};
+
+std::unique_ptr<Ledger> RemoteTracker::ledger(const LedgerBuild& build) {
+    ledger_build_ = build;
+    return std::make_unique<DaemonLedger>(*this, build);
 }
 
 void RemoteTracker::note(const TrackerEvent& event) {

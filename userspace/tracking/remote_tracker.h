@@ -15,6 +15,7 @@
 #include <string>
 
 #include "daemon_protocol.h"
+#include "host_ledger.h"
 #include "tracker.h"
 
 namespace memgov {
@@ -46,6 +47,10 @@ public:
     // Whether jobs are stopped at exec (as --no-gate says); before track().
     void set_gate(bool gate) { gate_ = gate; }
     bool daemon_lost() const { return lost_; }
+    // This build's place in the host ledger, kept by the daemon (which may write the ledger
+    // where the user may not); asked for when the build registers, so before track(). Until
+    // then, and if the daemon keeps none (it says why, in one line), the build is alone.
+    std::unique_ptr<Ledger> ledger(const LedgerBuild& build);
 
 private:
     explicit RemoteTracker(int fd, std::function<void(const std::string&)> say) : fd_(fd), say_(std::move(say)) {}
@@ -61,6 +66,8 @@ private:
     void lose(const std::string& why) const;
     void refresh_usage() const;
     void note(const TrackerEvent& event);
+    class DaemonLedger;
+    friend class DaemonLedger;
 
     int fd_;
     std::function<void(const std::string&)> say_;
@@ -72,6 +79,8 @@ private:
     mutable std::map<pid_t, JobUsage> usage_;
     mutable TrackerTotals totals_;
     mutable std::uint64_t usage_read_ns_ = 0;
+    std::optional<LedgerBuild> ledger_build_;  // asked for
+    bool ledger_kept_ = false;                 // the daemon keeps our entry
 };
 
 }  // namespace memgov
