@@ -344,6 +344,8 @@ int BPF_PROG(on_exec, struct task_struct *task, pid_t old_pid, struct linux_binp
 
 	struct mm_struct *mm = task->mm;
 	account_rss(proc, mm_rss_bytes(mm)); /* the new image replaces the old one */
+	if (proc->build && !build)
+		return 0; /* its client is gone: nobody would continue a stop, nor read a record */
 
 	__u32 flags = 0;
 	if (!proc->job && is_gated(bprm->filename)) {
@@ -493,7 +495,9 @@ int BPF_PROG(on_exit, struct task_struct *task, bool group_dead)
 	if (build)
 		__sync_fetch_and_sub(&build->procs_live, 1);
 
-	struct mg_exit_event *event = bpf_ringbuf_reserve(&events, sizeof(*event), 0);
+	/* A build whose client is gone: nobody reads its records. */
+	struct mg_exit_event *event =
+		proc->build && !build ? NULL : bpf_ringbuf_reserve(&events, sizeof(*event), 0);
 	if (event) {
 		event->header.kind = MG_EVENT_EXIT;
 		event->header.pid = tgid;
@@ -509,7 +513,7 @@ int BPF_PROG(on_exit, struct task_struct *task, bool group_dead)
 		bpf_probe_read_kernel_str(event->comm, sizeof(event->comm), task->comm);
 		event->costs = proc->costs;
 		bpf_ringbuf_submit(event, 0);
-	} else {
+	} else if (!proc->build || build) {
 		__sync_fetch_and_add(&totals.events_dropped, 1);
 	}
 	bpf_map_delete_elem(&held, &tgid);
@@ -528,6 +532,8 @@ int BPF_PROG(on_oom_victim, struct task_struct *task, uid_t uid)
 	struct mg_build *build = build_of(proc->build);
 	if (build)
 		__sync_fetch_and_add(&build->oom_kills, 1);
+	if (proc->build && !build)
+		return 0; /* its client is gone */
 	struct mg_oom_event *event = bpf_ringbuf_reserve(&events, sizeof(*event), 0);
 	if (!event) {
 		__sync_fetch_and_add(&totals.events_dropped, 1);

@@ -43,7 +43,7 @@ if [[ $(id -u) != 0 ]]; then
 fi
 bench_out=$(mktemp -d)
 trap 'rm -rf "$bench_out"' EXIT
-"$root/tools/bench/bench.py" --quick --check --out "$bench_out" memstorm whatif accuracy overhead latency scale
+"$root/tools/bench/bench.py" --quick --check --out "$bench_out" memstorm whatif concurrent accuracy overhead latency scale
 # Cold runs of random irregular jobs still end in an OOM kill now and then at the tightest
 # limit (docs/BENCHMARKS.md, robustness): reported here, not yet a gate.
 echo "== robustness, quick mode: reported, not checked"

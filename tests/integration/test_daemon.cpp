@@ -316,15 +316,18 @@ TEST_CASE("daemon: killed mid-build, its clients say so and their builds finish,
     CHECK(err.empty());
 }
 
-TEST_CASE("daemon: a client killed while it holds jobs leaves nothing stopped") {
+TEST_CASE("daemon: a client killed while it holds jobs leaves nothing stopped, nor any job its build starts later") {
     ScratchDir work;
     ScratchDir home(true);
-    write_makefile(home, 4, 100, 3000, 500);
+    write_makefile(home, 6, 100, 1500, 300);
     Daemon daemon(work.path());
-    TestCgroup cgroup(300 * MiB);
+    // memgov holds the third job (--limit); ungoverned, all three fit the cgroup, so make goes
+    // on starting jobs after its client died instead of stopping at an OOM-killed one.
+    TestCgroup cgroup(500 * MiB);
     pid_t client = fork();
     if (client == 0) {
-        auto argv = cgroup.wrap(as_nobody(daemon, home, {"-q"}, {"make", "-s", "-j4", "-C", home.path()}));
+        auto argv =
+            cgroup.wrap(as_nobody(daemon, home, {"-q", "--limit", "250M"}, {"make", "-s", "-j3", "-C", home.path()}));
         std::vector<char*> raw;
         for (auto& arg : argv) raw.push_back(arg.data());
         raw.push_back(nullptr);
@@ -334,8 +337,8 @@ TEST_CASE("daemon: a client killed while it holds jobs leaves nothing stopped") 
         execvp(raw[0], raw.data());
         _exit(127);
     }
-    auto memhogs = wait_for_memhogs(4);
-    REQUIRE(memhogs.size() == 4);
+    auto memhogs = wait_for_memhogs(3);
+    REQUIRE(memhogs.size() == 3);
     std::this_thread::sleep_for(200ms);
     REQUIRE(any_stopped(memhogs));
     // memgov itself: the process that setpriv became, the client of the daemon.
@@ -345,9 +348,29 @@ TEST_CASE("daemon: a client killed while it holds jobs leaves nothing stopped") 
     kill(std::stoi(memgov_pid), SIGKILL);
     std::this_thread::sleep_for(200ms);
     CHECK_FALSE(any_stopped(memhogs));
-    for (pid_t pid : memhogs) kill(pid, SIGKILL);
+    // make goes on, ungoverned: the jobs it starts now are neither stopped nor reported.
+    bool ended = false;
+    for (int i = 0; i < 300 && !ended; ++i) {
+        std::this_thread::sleep_for(100ms);
+        std::string left;
+        ended = run({"pgrep", "-f", "--", "-C " + home.path()}, &left) != 0;
+    }
+    CHECK_MESSAGE(ended, "make did not finish: a job it started after its client died is stopped");
+    run({"pkill", "-KILL", "-f", "--", home.path()});
     waitpid(client, nullptr, 0);
     CHECK(daemon.log().find("it hung up") != std::string::npos);  // its build forgotten
+}
+
+TEST_CASE("daemon: a client in another pid namespace is refused, with what to do") {
+    ScratchDir work;
+    ScratchDir home(true);
+    Daemon daemon(work.path());
+    std::vector<std::string> argv{"unshare", "--pid", "--fork", "--mount-proc"};
+    auto client = as_nobody(daemon, home, {"-q"}, {"true"});
+    argv.insert(argv.end(), client.begin(), client.end());
+    std::string err;
+    CHECK(run(argv, nullptr, &err) == 125);
+    CHECK(err.find("another pid namespace") != std::string::npos);
 }
 
 TEST_CASE("daemon: fifty clients at once are all served") {

@@ -11,7 +11,9 @@ k builds' at once. Four ways of running them, each from clean:
   is what memgov did before the host ledger, cold and warm (warm: each build's own profiles,
   learned by its cold run);
 - memgov: one memgov per build sharing the host ledger (a private one, --ledger DIR), cold and
-  warm.
+  warm;
+- memgov through the daemon: one `memgov daemon` follows every build (--socket), keeping their
+  ledger entries, cold and warm: what users without privilege get.
 Projects: tools/demo/project (g++, two ~480 MB translation units, two small ones, a link) with
 make -j4; in the full run also Eigen's tests (Debian's eigen3 source package, MPL-2.0, see
 realproject.py) with CMake + Ninja -j8, two builds in one cgroup.
@@ -111,16 +113,28 @@ def scenario(project, builds, work, rows):
     work.mkdir()
     copies = [project(work, i) for i in range(builds)]
     ledger = work / "ledger"
+    socket = work / "memgov.sock"
 
     def memgov(i, mode, stats):
         profiles = work / f"profiles-{mode}-{i}"
-        return [bench.MEMGOV, "-q", "--stats-json", stats, "--profiles-dir", profiles,
-                "--ledger", "off" if mode == "alone" else ledger, "--"]
+        where = ["--socket", socket] if mode == "daemon" else ["--ledger", "off" if mode == "alone" else ledger]
+        return [bench.MEMGOV, "-q", "--stats-json", stats, "--profiles-dir", profiles, *where, "--"]
 
+    # memgov daemon, started for its runs: its clients' ledger entries in a ledger of its own.
+    daemon = None
     for label, mode, temperature in [("plain", None, None), ("memgov alone (--ledger off)", "alone", "cold"),
                                      ("memgov alone (--ledger off)", "alone", "warm"),
                                      ("memgov (host ledger)", "ledger", "cold"),
-                                     ("memgov (host ledger)", "ledger", "warm")]:
+                                     ("memgov (host ledger)", "ledger", "warm"),
+                                     ("memgov through the daemon", "daemon", "cold"),
+                                     ("memgov through the daemon", "daemon", "warm")]:
+        if mode == "daemon" and not daemon:
+            daemon = subprocess.Popen([bench.MEMGOV, "daemon", "--socket", socket, "--ledger", work / "ledger-daemon"],
+                                      stderr=subprocess.DEVNULL)
+            for _ in range(500):
+                if socket.exists():
+                    break
+                time.sleep(0.01)
         for copy in copies:
             copy.clean()
         stats = [work / f"stats-{i}.json" for i in range(builds)]
@@ -139,6 +153,9 @@ def scenario(project, builds, work, rows):
         print(f"concurrent: {project.name:26s} x{builds} {row['run']:38s} {row['seconds']:8.2f}s  "
               f"OOM {row['oom_kills']}  built {row['built']}/{builds}  exits {row['exits']}"
               f"{'  TIMEOUT' if row['timed_out'] else ''}", flush=True)
+    if daemon:
+        daemon.terminate()
+        daemon.wait()
 
 
 def concurrent(quick):
@@ -169,13 +186,13 @@ def concurrent_table(result):
 
 
 def concurrent_failures(result):
-    """What --check rejects: memgov with the ledger OOM-killed or failed, or plain not
-    OOM-killed (the limit then tests nothing)."""
+    """What --check rejects: memgov with the ledger or through the daemon OOM-killed or failed,
+    or plain not OOM-killed (the limit then tests nothing)."""
     found = []
     for row in result["rows"]:
         where = f"{row['project']} x{row['builds']}: {row['run']}"
-        if row["run"].startswith("memgov (host ledger)") and (row["oom_kills"] or row["timed_out"] or
-                                                               any(row["exits"]) or row["built"] != row["builds"]):
+        governed = row["run"].startswith(("memgov (host ledger)", "memgov through the daemon"))
+        if governed and (row["oom_kills"] or row["timed_out"] or any(row["exits"]) or row["built"] != row["builds"]):
             found.append(f"{where}: {row['oom_kills']} OOM kills, exits {row['exits']}, timed out {row['timed_out']}")
         if row["run"] == "plain" and not (row["oom_kills"] or row["timed_out"]):
             found.append(f"{where} was not OOM-killed: the limit does not test anything")

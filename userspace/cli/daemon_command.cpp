@@ -1,17 +1,21 @@
 #include "daemon_command.h"
 
+#include <fcntl.h>
 #include <fmt/format.h>
+#include <linux/magic.h>
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 #include <deque>
+#include <limits>
 #include <map>
 #include <memory>
 #include <optional>
@@ -34,12 +38,22 @@ struct Peer {
 struct Session {
     int fd = -1;
     Peer peer;
-    pid_t build = 0;  // its root, once registered
+    pid_t build = 0;  // its id, once registered
+    pid_t root = 0;   // the build's first process
     // Its build's host-ledger entry, kept for it, and the turn it holds.
     std::unique_ptr<HostLedger> ledger;
     std::optional<LedgerTurn> turn;
     std::chrono::steady_clock::time_point turn_taken_at{};
+    // Messages its socket had no room for yet, in order.
+    std::deque<std::vector<std::uint8_t>> outbox;
+    std::size_t outbox_bytes = 0;
 };
+
+// A client slower than its build's events (a loaded host) is given this much room; one that
+// does not read at all is dropped when it is full.
+constexpr std::size_t outbox_limit = 16 << 20;
+// More jobs than one build runs at once.
+constexpr std::size_t max_usage_ids = 8192;
 
 // A turn held longer than this by a client (stopped, or hostile) is taken back: the other
 // builds on the host give up waiting for it after 200 ms anyway, every time.
@@ -92,18 +106,48 @@ pid_t pid_of_pidfd(int pidfd) {
     return pid > 0 ? static_cast<pid_t>(pid) : 0;
 }
 
+// Whether `dir` is a cgroup directory whose cgroup.procs lists `pid`. The path is a client's
+// word: only cgroupfs under /sys/fs/cgroup is read (never a FIFO that would block the daemon,
+// nor a file of the client's making), and only so much of it.
+bool cgroup_lists(const std::string& dir, pid_t pid) {
+    constexpr std::string_view root = "/sys/fs/cgroup/";
+    constexpr std::size_t most = 4 << 20;
+    if (!dir.starts_with(root) || dir.find("/..") != std::string::npos || dir.size() > max_daemon_text) return false;
+    int fd = open((dir + "/cgroup.procs").c_str(), O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return false;
+    struct statfs where {};
+    bool cgroupfs =
+        fstatfs(fd, &where) == 0 && (where.f_type == CGROUP_SUPER_MAGIC || where.f_type == CGROUP2_SUPER_MAGIC);
+    std::string text;
+    char buffer[8192];
+    for (ssize_t got; cgroupfs && text.size() < most && (got = read(fd, buffer, sizeof buffer)) > 0;)
+        text.append(buffer, static_cast<std::size_t>(got));
+    close(fd);
+    std::istringstream pids(text);
+    for (pid_t listed = 0; pids >> listed;)
+        if (listed == pid) return true;
+    return false;
+}
+
 class Daemon {
 public:
     Daemon(const DaemonOptions& options, std::unique_ptr<BpfTracker> tracker, int listen_fd)
         : options_(options), tracker_(std::move(tracker)), listen_fd_(listen_fd) {}
 
-    int run();
+    [[noreturn]] void run();
 
 private:
+    [[noreturn]] void serve_forever(int signal_fd);
+    // Drops every client and exits with the BPF programs attached.
+    [[noreturn]] void stop(int status, const std::string& why);
     void accept_clients();
     void serve(int fd);
     void drop(int fd, const std::string& why);
     bool reply(Session& session, const DaemonMessage& message);
+    // Sends now, or queues what the socket has no room for (then drops a client that does
+    // not read); false when the client was dropped.
+    bool deliver(Session& session, std::vector<std::uint8_t> bytes);
+    void flush(Session& session);
     void handle(Session& session, const DaemonRequest& request, int passed_fd);
     // "" or why not; `note`: why the build has no ledger entry, when it asked for one.
     std::string register_build(Session& session, const DaemonRequest& request, int pidfd, std::string& note);
@@ -127,6 +171,7 @@ private:
     int epoll_fd_ = -1;
     std::map<int, Session> sessions_;  // by socket
     std::map<pid_t, int> build_fds_;   // build -> its client's socket
+    pid_t next_build_ = 1;             // build ids are never reused
     int ledger_lock_fd_ = -1;          // the host ledger's lock file, shared by every client's entry
     int turn_holder_ = -1;             // the client holding the ledger's turn
     struct TurnAsked {
@@ -143,7 +188,7 @@ void Daemon::watch(int fd) {
     epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &event);
 }
 
-int Daemon::run() {
+void Daemon::run() {
     sigset_t stop_signals;
     sigemptyset(&stop_signals);
     sigaddset(&stop_signals, SIGTERM);
@@ -163,6 +208,27 @@ int Daemon::run() {
     }
     notify_ready();
     say(fmt::format("listening on {} (pid {})", options_.socket_path, getpid()));
+    try {
+        serve_forever(signal_fd);
+    } catch (const std::exception& error) {
+        stop(1, fmt::format("stopping on an error ({}): every client's build goes on ungoverned", error.what()));
+    }
+}
+
+void Daemon::stop(int status, const std::string& why) {
+    say(why);
+    std::vector<int> clients;
+    for (const auto& [client, session] : sessions_) clients.push_back(client);
+    for (int client : clients) drop(client, "the daemon stops");
+    unlink(options_.socket_path.c_str());
+    // Not a return: the BPF programs must stay attached until this process is gone, so that
+    // the guard continues whatever a client still held (docs/DESIGN.md §12); a return would
+    // destroy the tracker first, and the daemon may not signal its clients' processes itself.
+    std::fflush(nullptr);
+    _exit(status);
+}
+
+void Daemon::serve_forever(int signal_fd) {
     for (;;) {
         epoll_event ready[64];
         int count = epoll_wait(epoll_fd_, ready, 64, turn_queue_.empty() ? 100 : 5);
@@ -172,23 +238,15 @@ int Daemon::run() {
         if (count < 0) throw std::runtime_error(fmt::format("epoll_wait: {}", std::strerror(errno)));
         for (int i = 0; i < count; ++i) {
             int fd = ready[i].data.fd;
-            if (fd == signal_fd) {
-                say("stopping: every client's build goes on ungoverned");
-                std::vector<int> clients;
-                for (const auto& [client, session] : sessions_) clients.push_back(client);
-                for (int client : clients) drop(client, "the daemon stops");
-                unlink(options_.socket_path.c_str());
-                // Not a return: the BPF programs must stay attached until this process is gone,
-                // so that the guard continues whatever a client still held (docs/DESIGN.md §12).
-                std::fflush(nullptr);
-                _exit(0);
-            }
+            if (fd == signal_fd) stop(0, "stopping: every client's build goes on ungoverned");
             if (fd == listen_fd_)
                 accept_clients();
             else if (fd == tracker_->event_fd())
                 tracker_->poll(std::chrono::milliseconds(0), [this](const TrackerEvent& event) { forward(event); });
-            else if (sessions_.contains(fd))
-                serve(fd);
+            else if (auto session = sessions_.find(fd); session != sessions_.end()) {
+                if (ready[i].events & EPOLLOUT) flush(session->second);
+                if (sessions_.contains(fd) && (ready[i].events & ~EPOLLOUT)) serve(fd);
+            }
         }
     }
 }
@@ -204,6 +262,11 @@ void Daemon::take_back_long_turns() {
 
 void Daemon::answer_turn(Session& session, std::chrono::milliseconds patience) {
     DaemonMessage answer;
+    if (!session.ledger) {
+        answer.ok = false;
+        reply(session, answer);
+        return;
+    }
     if (auto turn = session.ledger->take_turn(patience)) {  // waits only for memgov runs outside
         session.turn.emplace(std::move(*turn));
         session.turn_taken_at = std::chrono::steady_clock::now();
@@ -211,6 +274,7 @@ void Daemon::answer_turn(Session& session, std::chrono::milliseconds patience) {
     }
     for (LedgerEntry entry : session.ledger->others()) {
         entry.state.jobs.reset();  // for memgov status only
+        if (session.peer.uid != 0 && entry.build.uid != session.peer.uid) entry.build.command.clear();  // not theirs
         answer.entries.push_back(serialize_ledger_entry(entry));
     }
     answer.ok = session.turn.has_value();
@@ -218,6 +282,11 @@ void Daemon::answer_turn(Session& session, std::chrono::milliseconds patience) {
 }
 
 void Daemon::ask_turn(Session& session, std::chrono::milliseconds patience) {
+    if (std::any_of(turn_queue_.begin(), turn_queue_.end(),
+                    [&](const TurnAsked& asked) { return asked.fd == session.fd; })) {
+        drop(session.fd, "it asked for the ledger's turn again before its answer");
+        return;
+    }
     if (turn_holder_ == session.fd) end_turn(session);  // a second ask ends the first turn
     if (turn_holder_ < 0 && turn_queue_.empty())
         answer_turn(session, patience);
@@ -258,9 +327,11 @@ void Daemon::accept_clients() {
             close(fd);
             continue;
         }
-        if (sessions_.size() >= options_.max_clients) {
-            say(fmt::format("refused pid {} (uid {}): {} clients already", credentials.pid, credentials.uid,
-                            sessions_.size()));
+        std::size_t of_user = 0;
+        for (const auto& [other_fd, other] : sessions_) of_user += other.peer.uid == credentials.uid;
+        if (sessions_.size() >= options_.max_clients || of_user >= options_.max_builds_per_user) {
+            say(fmt::format("refused pid {} (uid {}): {} clients already, {} of that user's", credentials.pid,
+                            credentials.uid, sessions_.size(), of_user));
             close(fd);
             continue;
         }
@@ -274,6 +345,8 @@ void Daemon::drop(int fd, const std::string& why) {
     if (it == sessions_.end()) return;
     Session& session = it->second;
     end_turn(session);
+    // Its fd may be a new client's soon: nothing queued may answer that one.
+    std::erase_if(turn_queue_, [fd](const TurnAsked& asked) { return asked.fd == fd; });
     if (session.build) {
         tracker_->forget_build(session.build, session.peer.pid);
         build_fds_.erase(session.build);
@@ -286,11 +359,37 @@ void Daemon::drop(int fd, const std::string& why) {
     sessions_.erase(it);
 }
 
-bool Daemon::reply(Session& session, const DaemonMessage& message) {
-    auto bytes = encode_reply(message);
-    if (send(session.fd, bytes.data(), bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT) >= 0) return true;
-    drop(session.fd, fmt::format("cannot answer it ({})", std::strerror(errno)));
+bool Daemon::reply(Session& session, const DaemonMessage& message) { return deliver(session, encode_reply(message)); }
+
+bool Daemon::deliver(Session& session, std::vector<std::uint8_t> bytes) {
+    if (session.outbox.empty()) {
+        if (send(session.fd, bytes.data(), bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT) >= 0) return true;
+        if (errno != EAGAIN) {
+            drop(session.fd, fmt::format("cannot write to it ({})", std::strerror(errno)));
+            return false;
+        }
+        epoll_event event{.events = EPOLLIN | EPOLLOUT, .data = {.fd = session.fd}};
+        epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, session.fd, &event);
+    }
+    session.outbox_bytes += bytes.size();
+    session.outbox.push_back(std::move(bytes));
+    if (session.outbox_bytes <= outbox_limit) return true;
+    drop(session.fd, "it does not read its build's events");
     return false;
+}
+
+void Daemon::flush(Session& session) {
+    while (!session.outbox.empty()) {
+        const auto& bytes = session.outbox.front();
+        if (send(session.fd, bytes.data(), bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+            if (errno != EAGAIN) drop(session.fd, fmt::format("cannot write to it ({})", std::strerror(errno)));
+            return;
+        }
+        session.outbox_bytes -= bytes.size();
+        session.outbox.pop_front();
+    }
+    epoll_event event{.events = EPOLLIN, .data = {.fd = session.fd}};
+    epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, session.fd, &event);
 }
 
 void Daemon::serve(int fd) {
@@ -340,12 +439,7 @@ std::string Daemon::keep_ledger_entry(Session& session, const DaemonRequest& req
     if (options_.ledger_dir == "off") return "it runs with --ledger off";
     // The cgroup that decides which builds compete with this one: taken only if the client is
     // in it (a client naming another would hide its memory from the builds it competes with).
-    std::string cgroup;
-    if (!request.cgroup.empty() && request.cgroup.size() < max_daemon_text) {
-        std::istringstream pids(read_text_file(request.cgroup + "/cgroup.procs").value_or(""));
-        for (pid_t pid = 0; pids >> pid;)
-            if (pid == session.peer.pid) cgroup = request.cgroup;
-    }
+    std::string cgroup = cgroup_lists(request.cgroup, session.peer.pid) ? request.cgroup : "";
     if (ledger_lock_fd_ < 0) return "the daemon could not open its ledger";
     try {
         session.ledger = HostLedger::open(options_.ledger_dir,
@@ -376,20 +470,27 @@ std::string Daemon::register_build(Session& session, const DaemonRequest& reques
     for (long uid : uids)
         if (session.peer.uid != 0 && uid != static_cast<long>(session.peer.uid))
             return fmt::format("pid {} is not the client's user's (uid {})", root, session.peer.uid);
-    std::size_t of_user = 0;
-    for (const auto& [fd, other] : sessions_) of_user += other.build && other.peer.uid == session.peer.uid;
-    if (of_user >= options_.max_builds_per_user)
-        return fmt::format("uid {} has {} builds governed already", session.peer.uid, of_user);
+    // The ids were read by pid: the pidfd must still name that pid (a pidfd does not hold the
+    // number; the process, stopped at its barrier, is the client's to reap).
+    if (pid_of_pidfd(pidfd) != root) return "the build's root exited while it was checked";
+    // Pids are this namespace's, for the client to signal: a client in another pid namespace
+    // would signal other processes.
+    if (status_field(session.peer.pid, "NSpid:").size() != 1)
+        return "a client in another pid namespace cannot use the daemon yet: run memgov in the host's";
+    pid_t build = next_build_;
     try {
-        tracker_->track_build(root, session.peer.pid, request.gate);
+        tracker_->track_build(root, build, session.peer.pid, request.gate);
     } catch (const TrackerError& error) {
         return error.what();
     }
-    session.build = root;
-    build_fds_[root] = session.fd;
+    next_build_ = next_build_ == std::numeric_limits<pid_t>::max() ? 1 : next_build_ + 1;
+    session.build = build;
+    session.root = root;
+    build_fds_[build] = session.fd;
     if (request.ledger) note = keep_ledger_entry(session, request);
     if (options_.verbosity > 0)
-        say(fmt::format("client pid {} (uid {}) registered build {}", session.peer.pid, session.peer.uid, root));
+        say(fmt::format("client pid {} (uid {}) registered build {} (pid {})", session.peer.pid, session.peer.uid,
+                        build, root));
     return "";
 }
 
@@ -409,6 +510,10 @@ void Daemon::handle(Session& session, const DaemonRequest& request, int passed_f
     auto ours = [&](pid_t job) { return tracker_->build_of_job(job) == session.build; };
     switch (request.op) {
         case Op::usage:
+            if (request.ids.size() > max_usage_ids) {
+                drop(session.fd, fmt::format("it asked for {} jobs' use at once", request.ids.size()));
+                return;
+            }
             for (pid_t job : request.ids)
                 if (ours(job))
                     if (auto use = tracker_->job_usage(job)) answer.usage.emplace_back(job, *use);
@@ -424,7 +529,10 @@ void Daemon::handle(Session& session, const DaemonRequest& request, int passed_f
             return;  // no reply
         case Op::processes: answer.pids = tracker_->processes(session.build, request.job); break;
         case Op::turn:
-            if (!session.ledger) break;  // it was told it has no entry: not ok, no entries
+            if (!session.ledger) {  // it was told it has no entry: not ok, no entries
+                answer.ok = false;
+                break;
+            }
             ask_turn(session, std::min(std::chrono::milliseconds(request.patience_ms), longest_turn));
             return;  // answered now, or when its turn comes
         case Op::publish:
@@ -450,9 +558,7 @@ void Daemon::forward(const TrackerEvent& event) {
     pid_t build = std::visit([](const auto& e) { return e.build; }, event);
     auto it = build_fds_.find(build);
     if (it == build_fds_.end()) return;  // memgov's own (none here), or a build whose client left
-    auto bytes = encode_event(event);
-    if (send(it->second, bytes.data(), bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
-        drop(it->second, errno == EAGAIN ? "it does not read its build's events" : std::strerror(errno));
+    deliver(sessions_.at(it->second), encode_event(event));
 }
 
 // The socket, or why not. Anyone may connect (the per-peer rule: a client is only ever given
@@ -502,7 +608,7 @@ int daemon_command(const DaemonOptions& options) {
         tracker_options.verbose_libbpf = options.verbosity > 0;
         tracker = BpfTracker::open(tracker_options);
         listen_fd = listen_on(options.socket_path);
-        return Daemon(options, std::move(tracker), listen_fd).run();
+        Daemon(options, std::move(tracker), listen_fd).run();
     } catch (const std::exception& error) {
         say(error.what());
         return 1;

@@ -226,24 +226,34 @@ std::optional<pid_t> BpfTracker::held_by(pid_t pid) const {
     return static_cast<pid_t>(entry.owner);
 }
 
-void BpfTracker::track_build(pid_t root, pid_t owner, bool gate) {
-    __u32 key = static_cast<__u32>(root);
+void BpfTracker::track_build(pid_t root, pid_t build, pid_t owner, bool gate) {
+    __u32 key = static_cast<__u32>(build);
     __u32 owner_key = static_cast<__u32>(owner);
-    mg_build build{.owner = owner_key, .gate = gate ? 1u : 0u, .procs_live = 1, .procs_seen = 1};
+    __u32 root_key = static_cast<__u32>(root);
+    mg_build value{.owner = owner_key, .gate = gate ? 1u : 0u, .procs_live = 1, .procs_seen = 1};
     mg_proc proc{};
     proc.ppid = owner_key;
     proc.build = key;
-    if (bpf_map__update_elem(skeleton_->maps.builds, &key, sizeof(key), &build, sizeof(build), BPF_NOEXIST) ||
-        bpf_map__update_elem(skeleton_->maps.owners, &owner_key, sizeof(owner_key), &key, sizeof(key), BPF_NOEXIST) ||
-        bpf_map__update_elem(skeleton_->maps.procs, &key, sizeof(key), &proc, sizeof(proc), BPF_NOEXIST)) {
+    // Each entry is new (BPF_NOEXIST): a failure undoes only what this call inserted.
+    auto insert = [](bpf_map* map, const void* map_key, const void* map_value, std::size_t size) {
+        return bpf_map__update_elem(map, map_key, sizeof(__u32), map_value, size, BPF_NOEXIST) == 0;
+    };
+    if (!insert(skeleton_->maps.builds, &key, &value, sizeof(value)))
+        throw TrackerError(fmt::format("cannot follow another build: {}", std::strerror(errno)));
+    if (!insert(skeleton_->maps.owners, &owner_key, &key, sizeof(key))) {
         int error = errno;
-        forget_build(root, owner);
+        bpf_map__delete_elem(skeleton_->maps.builds, &key, sizeof(key), 0);
+        throw TrackerError(fmt::format("pid {} has a build followed already ({})", owner, std::strerror(error)));
+    }
+    if (!insert(skeleton_->maps.procs, &root_key, &proc, sizeof(proc))) {
+        int error = errno;
+        forget_build(build, owner);
         throw TrackerError(fmt::format("cannot follow pid {}: {}", root, std::strerror(error)));
     }
 }
 
-void BpfTracker::forget_build(pid_t root, pid_t owner) {
-    __u32 key = static_cast<__u32>(root);
+void BpfTracker::forget_build(pid_t build, pid_t owner) {
+    __u32 key = static_cast<__u32>(build);
     __u32 owner_key = static_cast<__u32>(owner);
     bpf_map__delete_elem(skeleton_->maps.builds, &key, sizeof(key), 0);
     bpf_map__delete_elem(skeleton_->maps.owners, &owner_key, sizeof(owner_key), 0);

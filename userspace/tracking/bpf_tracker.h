@@ -36,12 +36,13 @@ public:
     std::uint64_t take_back_grant() override;
 
     // For `memgov daemon`, which follows builds for clients that decide and signal their own
-    // processes (docs/DESIGN.md §12). A build is identified by its root's pid.
-    // Follows `root` (stopped before its exec) and everything it forks, for `owner`: what
-    // the gate holds of it is continued by the crash guard when the owner exits.
-    void track_build(pid_t root, pid_t owner, bool gate);
-    // Stops following the build: its processes' events still carry its id, and are dropped.
-    void forget_build(pid_t root, pid_t owner);
+    // processes (docs/DESIGN.md §12). A build is identified by an id the daemon never reuses
+    // (a pid could be: a build's leftover processes would then be another's).
+    // Follows `root` (stopped before its exec) and everything it forks as `build`, for
+    // `owner`: what the gate holds of it is continued by the crash guard when the owner exits.
+    void track_build(pid_t root, pid_t build, pid_t owner, bool gate);
+    // Stops following the build: its processes are neither stopped nor reported any more.
+    void forget_build(pid_t build, pid_t owner);
     // Enters every process of `job` in the held map for `owner`, who stops them: the pids.
     std::vector<pid_t> hold_job(pid_t job, pid_t owner);
     void release(pid_t pid);

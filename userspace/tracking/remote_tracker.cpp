@@ -104,6 +104,7 @@ std::optional<DaemonMessage> RemoteTracker::ask(const DaemonRequest& request, in
         auto message = receive(static_cast<int>(left.count()));
         if (!message) continue;
         if (message->kind == DaemonMessage::Kind::reply) return message;
+        note(*message->event);  // what it holds is ours to continue, even before poll() hands it on
         pending_.push_back(*message->event);
     }
     return std::nullopt;
@@ -177,7 +178,7 @@ std::unique_ptr<Ledger> RemoteTracker::ledger(const LedgerBuild& build) {
     return std::make_unique<DaemonLedger>(*this, build);
 }
 
-void RemoteTracker::note(const TrackerEvent& event) {
+void RemoteTracker::note(const TrackerEvent& event) const {
     if (const auto* exec = std::get_if<ExecEvent>(&event)) {
         if (exec->job_root) known_jobs_.insert(exec->job);
         if (exec->waiting) held_.insert(exec->pid);
@@ -190,7 +191,6 @@ void RemoteTracker::note(const TrackerEvent& event) {
 int RemoteTracker::poll(std::chrono::milliseconds timeout, const EventHandler& handler) {
     int count = 0;
     auto deliver = [&](const TrackerEvent& event) {
-        note(event);
         handler(event);
         ++count;
     };
@@ -207,7 +207,9 @@ int RemoteTracker::poll(std::chrono::milliseconds timeout, const EventHandler& h
     for (int wait_ms = count ? 0 : static_cast<int>(timeout.count());; wait_ms = 0) {
         auto message = receive(wait_ms);
         if (!message) break;
-        if (message->kind == DaemonMessage::Kind::event) deliver(*message->event);
+        if (message->kind != DaemonMessage::Kind::event) continue;
+        note(*message->event);
+        deliver(*message->event);
     }
     return count;
 }

@@ -65,7 +65,8 @@ private:
     // Continues everything we hold and says once that the build goes on ungoverned.
     void lose(const std::string& why) const;
     void refresh_usage() const;
-    void note(const TrackerEvent& event);
+    // Keeps track of what the gate holds and which jobs run, as each event arrives.
+    void note(const TrackerEvent& event) const;
     class DaemonLedger;
     friend class DaemonLedger;
 
@@ -74,8 +75,8 @@ private:
     bool gate_ = true;
     mutable bool lost_ = false;
     mutable std::deque<TrackerEvent> pending_;
-    mutable std::set<pid_t> held_;  // stopped by us (at exec by the gate, or a job by stop_job)
-    std::set<pid_t> known_jobs_;    // jobs exec'd and not yet ended: whose use is asked for
+    mutable std::set<pid_t> held_;        // stopped by us (at exec by the gate, or a job by stop_job)
+    mutable std::set<pid_t> known_jobs_;  // jobs exec'd and not yet ended: whose use is asked for
     mutable std::map<pid_t, JobUsage> usage_;
     mutable TrackerTotals totals_;
     mutable std::uint64_t usage_read_ns_ = 0;
