@@ -282,13 +282,16 @@ TEST_CASE("daemon: killed mid-build, its clients say so and their builds finish,
     ScratchDir home(true);
     write_makefile(home, 4, 100, 1500, 500);
     auto daemon = std::make_unique<Daemon>(work.path());
-    TestCgroup cgroup(300 * MiB);
+    // memgov holds two of the four (--limit); ungoverned, all four fit the cgroup, so the
+    // build finishes after the daemon died, with nothing OOM-killed (memgov under ASan is large).
+    TestCgroup cgroup(800 * MiB);
     std::string out_path = home.path() + "/out", err_path = home.path() + "/err";
     pid_t client = fork();
     if (client == 0) {
         freopen(out_path.c_str(), "w", stdout);
         freopen(err_path.c_str(), "w", stderr);
-        auto argv = cgroup.wrap(as_nobody(*daemon, home, {}, {"make", "-s", "-j4", "-C", home.path()}));
+        auto argv =
+            cgroup.wrap(as_nobody(*daemon, home, {"--limit", "300M"}, {"make", "-s", "-j4", "-C", home.path()}));
         std::vector<char*> raw;
         for (auto& arg : argv) raw.push_back(arg.data());
         raw.push_back(nullptr);
@@ -307,6 +310,7 @@ TEST_CASE("daemon: killed mid-build, its clients say so and their builds finish,
     waitpid(client, &status, 0);
     INFO(read_file(err_path));
     CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
     CHECK(read_file(err_path).find("lost the memgov daemon") != std::string::npos);
 
     // A daemon started again serves new builds.
