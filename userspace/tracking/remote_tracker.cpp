@@ -253,8 +253,8 @@ void RemoteTracker::signal_all(int signo) {
         for (pid_t pid : reply->pids) kill(pid, signo);
 }
 
-void RemoteTracker::refresh_usage() const {
-    if (monotonic_ns() - usage_read_ns_ < usage_refresh_ns) return;
+void RemoteTracker::refresh_usage(bool now) const {
+    if (!now && monotonic_ns() - usage_read_ns_ < usage_refresh_ns) return;
     usage_read_ns_ = monotonic_ns();
     auto reply = ask({.op = DaemonRequest::Op::usage, .ids = {known_jobs_.begin(), known_jobs_.end()}});
     if (!reply) return;
@@ -266,6 +266,12 @@ void RemoteTracker::refresh_usage() const {
 std::optional<JobUsage> RemoteTracker::job_usage(pid_t job) const {
     refresh_usage();
     auto it = usage_.find(job);
+    // A job heard of since the last answer is not in it: the controller would take it for
+    // gone (its exit record lost) and forget it, held at the gate for ever. Ask again.
+    if (it == usage_.end() && known_jobs_.contains(job)) {
+        refresh_usage(true);
+        it = usage_.find(job);
+    }
     return it == usage_.end() ? std::nullopt : std::optional(it->second);
 }
 

@@ -64,7 +64,8 @@ private:
     std::optional<DaemonMessage> receive(int timeout_ms) const;
     // Continues everything we hold and says once that the build goes on ungoverned.
     void lose(const std::string& why) const;
-    void refresh_usage() const;
+    // The jobs' use and the build's totals, asked for at most every 2 ms (`now`: at once).
+    void refresh_usage(bool now = false) const;
     // Keeps track of what the gate holds and which jobs run, as each event arrives.
     void note(const TrackerEvent& event) const;
     class DaemonLedger;
