@@ -183,7 +183,12 @@ void BuildController::sample_jobs(bool with_reading) {
         }
     }
     for (pid_t job : governor_.waiting_jobs())
-        if (!tracker_.job_usage(job)) forget_vanished(job);
+        if (!tracker_.job_usage(job)) {
+            // Should it be there after all (a tracker that answered from an old reading), it
+            // must not stay held at the gate once forgotten.
+            tracker_.resume(job);
+            forget_vanished(job);
+        }
 }
 
 void BuildController::read_memory() {
