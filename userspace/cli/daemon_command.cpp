@@ -460,8 +460,8 @@ std::string Daemon::register_build(Session& session, const DaemonRequest& reques
     pid_t root = pid_of_pidfd(pidfd);
     if (root <= 0) return "the build's root has exited";
     // Only a process tree the client owns: its own child, of its own user (root may register
-    // anyone's child of its own). Its ids are checked after the pidfd pinned the process, so
-    // the pid cannot have been reused in between.
+    // anyone's child of its own). Its ids are read by pid; the pidfd is asked again below that
+    // it still names that pid.
     auto parent = status_field(root, "PPid:");
     if (parent.size() != 1 || parent[0] != session.peer.pid)
         return fmt::format("pid {} is not a child of the client (pid {})", root, session.peer.pid);
