@@ -5,6 +5,7 @@
 #include "gate_list.h"
 #include "pressure.h"
 #include "temp_dir.h"
+#include "text_file.h"
 
 #include <algorithm>
 
@@ -72,4 +73,14 @@ TEST_CASE("pressure: a cgroup's own files first, else the host's") {
     CHECK(own->total_us[Pressure::memory_full] == 3);
     CHECK(own->total_us[Pressure::io_full] == 50);
     CHECK_FALSE(read_pressure("", (dir.path() / "nowhere").string()));
+}
+
+TEST_CASE("read_text_file: a read that fails midway is a short read, never an exception") {
+    // A directory opens and then fails to read (EISDIR), as a /proc file of a process that
+    // exits while it is read fails (ESRCH); libstdc++ throws from the stream buffer there.
+    TempDir dir;
+    std::optional<std::string> text;
+    CHECK_NOTHROW(text = read_text_file(dir.path().string()));
+    CHECK(text.value_or("").empty());
+    CHECK_FALSE(read_text_file((dir.path() / "missing").string()));
 }
