@@ -46,7 +46,6 @@ public:
 
     // Whether jobs are stopped at exec (as --no-gate says); before track().
     void set_gate(bool gate) { gate_ = gate; }
-    bool daemon_lost() const { return lost_; }
     // This build's place in the host ledger, kept by the daemon (which may write the ledger
     // where the user may not); asked for when the build registers, so before track(). Until
     // then, and if the daemon keeps none (it says why, in one line), the build is alone.
