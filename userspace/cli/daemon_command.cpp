@@ -78,32 +78,27 @@ void notify_ready() {
     close(fd);
 }
 
-// A field of /proc/PID/status ("Uid:", "PPid:") as its numbers; empty when unreadable.
-std::vector<long> status_field(pid_t pid, const std::string& name) {
-    auto text = read_text_file(fmt::format("/proc/{}/status", pid));
+// The numbers of a "Name:\t1 2 3" line of a /proc text (status, fdinfo); empty when absent.
+std::vector<long> field_numbers(const std::string& text, const std::string& name) {
     std::vector<long> numbers;
-    if (!text) return numbers;
-    auto at = text->find("\n" + name);
+    auto at = text.find("\n" + name);
     if (at == std::string::npos) return numbers;
-    std::size_t end = text->find('\n', at + 1);
-    std::string line = text->substr(at + 1 + name.size(), end - at - 1 - name.size());
-    char* cursor = line.data();
+    const char* cursor = text.c_str() + at + 1 + name.size();
     for (char* next = nullptr;; cursor = next) {
         long value = std::strtol(cursor, &next, 10);
         if (next == cursor) break;
         numbers.push_back(value);
+        if (*next == '\n') break;
     }
     return numbers;
 }
 
+std::string process_status(pid_t pid) { return read_text_file(fmt::format("/proc/{}/status", pid)).value_or(""); }
+
 // The pid a pidfd refers to, in our pid namespace ("Pid:" of its fdinfo); 0 when it has exited.
 pid_t pid_of_pidfd(int pidfd) {
-    auto text = read_text_file(fmt::format("/proc/self/fdinfo/{}", pidfd));
-    if (!text) return 0;
-    auto at = text->find("\nPid:");
-    if (at == std::string::npos) return 0;
-    long pid = std::strtol(text->c_str() + at + 5, nullptr, 10);
-    return pid > 0 ? static_cast<pid_t>(pid) : 0;
+    auto pid = field_numbers(read_text_file(fmt::format("/proc/self/fdinfo/{}", pidfd)).value_or(""), "Pid:");
+    return pid.size() == 1 && pid[0] > 0 ? static_cast<pid_t>(pid[0]) : 0;
 }
 
 // Whether `dir` is a cgroup directory whose cgroup.procs lists `pid`. The path is a client's
@@ -462,10 +457,11 @@ std::string Daemon::register_build(Session& session, const DaemonRequest& reques
     // Only a process tree the client owns: its own child, of its own user (root may register
     // anyone's child of its own). Its ids are read by pid; the pidfd is asked again below that
     // it still names that pid.
-    auto parent = status_field(root, "PPid:");
+    std::string status = process_status(root);
+    auto parent = field_numbers(status, "PPid:");
     if (parent.size() != 1 || parent[0] != session.peer.pid)
         return fmt::format("pid {} is not a child of the client (pid {})", root, session.peer.pid);
-    auto uids = status_field(root, "Uid:");
+    auto uids = field_numbers(status, "Uid:");
     if (uids.size() != 4) return fmt::format("cannot read the owner of pid {}", root);
     for (long uid : uids)
         if (session.peer.uid != 0 && uid != static_cast<long>(session.peer.uid))
@@ -475,7 +471,7 @@ std::string Daemon::register_build(Session& session, const DaemonRequest& reques
     if (pid_of_pidfd(pidfd) != root) return "the build's root exited while it was checked";
     // Pids are this namespace's, for the client to signal: a client in another pid namespace
     // would signal other processes.
-    if (status_field(session.peer.pid, "NSpid:").size() != 1)
+    if (field_numbers(process_status(session.peer.pid), "NSpid:").size() != 1)
         return "a client in another pid namespace cannot use the daemon yet: run memgov in the host's";
     pid_t build = next_build_;
     try {
