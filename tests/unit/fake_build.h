@@ -135,6 +135,7 @@ struct Build {
     ControllerSettings settings;
     Ledger* ledger;
     std::function<MemoryReading()> memory;
+    std::function<std::string(pid_t)> cwd_of = [](pid_t) { return std::string("/src"); };
     FakeTracker tracker;
     TempDir dir;
     ProfileStore store{dir.path()};
@@ -147,7 +148,7 @@ struct Build {
                                 .log = log,
                                 .environment = {.now = [this] { return now; },
                                                 .read_memory = [this] { return memory(); },
-                                                .process_cwd = [](pid_t) { return std::string("/src"); },
+                                                .process_cwd = [this](pid_t pid) { return cwd_of(pid); },
                                                 .file_head = [](const std::string&) { return std::string(); },
                                                 .wall_time = [] { return std::time_t(1'800'000'000); }},
                                 .ledger = ledger}};

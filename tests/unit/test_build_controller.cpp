@@ -39,6 +39,16 @@ TEST_CASE("controller: a job that does not fit is held at exec, admitted when a 
     CHECK(learned.last_seen == 1'800'000'000);
 }
 
+TEST_CASE("controller: a job gone before its exec is handled is keyed in its parent's directory") {
+    Build build(settings_for(4096, 512));
+    build.cwd_of = [](pid_t pid) { return pid == 1 ? std::string("/src/lib") : std::string(); };
+    build.exec(100, "a.c", true);
+    build.use(100, 30);
+    build.exit(100);
+    REQUIRE(build.store.profiles().size() == 1);
+    CHECK(build.store.profiles().begin()->first == "/src/lib/a.c");
+}
+
 TEST_CASE("controller: the kernel's grant is the room left by the peak rule, less the jobs it started unheard of") {
     Build build(settings_for(4096, 512));
     build.run_for(20ms);

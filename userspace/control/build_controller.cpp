@@ -316,11 +316,19 @@ void BuildController::build_was_suspended() {
         if (auto it = jobs_.find(job); it != jobs_.end()) it->second.ever_stopped = true;
 }
 
+// Relative paths in argv name files in the process's working directory. A job the kernel
+// started under a grant may have exited before its exec is handled; its parent (make, or the
+// shell that ran it) shares its directory unless the command changed it, which is rarer than
+// a short job, and a key under "/" would be learned for a file that does not exist.
+std::string BuildController::working_directory(const ExecEvent& event) const {
+    std::string cwd = environment_.process_cwd(event.pid);
+    if (cwd.empty() && event.ppid > 0) cwd = environment_.process_cwd(event.ppid);
+    return cwd;
+}
+
 void BuildController::on(const ExecEvent& event) {
     auto handled = environment_.now();
-    // Relative paths in argv name files in the process's working directory.
-    JobKey key =
-        event.job_root ? job_key(event.argv, environment_.process_cwd(event.pid), environment_.file_head) : JobKey{};
+    JobKey key = event.job_root ? job_key(event.argv, working_directory(event), environment_.file_head) : JobKey{};
     auto turn = event.job_root ? take_turn() : std::nullopt;  // after the file reads the key needed
     report_.on_exec(event, key, monotonic_ns_at(handled));
     // The gate's fast paths: with room for the largest job known (and nobody queued

@@ -117,6 +117,7 @@ private:
         bool oom_killed = false;    // one of its processes was
     };
 
+    std::string working_directory(const ExecEvent& event) const;
     void on(const ExecEvent& event);
     void on(const ExitEvent& event);
     void on(const OomKillEvent& event);
