@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <map>
 #include <optional>
+#include <set>
 
 #include "governor.h"
 
@@ -388,6 +389,24 @@ TEST_CASE(
     CHECK(measured->needed_bytes == 950 * MiB);
 }
 
+TEST_CASE("re-prediction: a job that grew steeply and then holds still is not extrapolated") {
+    Scenario s;
+    s.governor.job_waiting(1, {200 * MiB, std::nullopt, false, 200 * MiB}, s.now);
+    REQUIRE(Scenario::admitted(s.decide(2000)).size() == 1);
+    s.use(1, 40, 40);
+    for (int reading = 1; reading <= 50; ++reading) {  // 1 s at 40 MB, then a spike to 130
+        s.now += 20ms;
+        std::uint64_t mib = reading < 48 ? 40 : 130;
+        s.use(1, mib, mib);
+        s.decide(2000);  // the spike itself re-predicts it: it was still growing then
+    }
+    for (int reading = 0; reading < 15; ++reading) {  // it holds its peak: its steady rate
+        s.now += 20ms;                                // is steep, its growth is over
+        s.use(1, 130, 130);
+        CHECK_FALSE(Scenario::find(s.decide(2000), DecisionKind::repredict, 1));
+    }
+}
+
 // The issue's cold run: light jobs ended first, so two unknown heavy files were predicted at
 // 440 MB. A (815 MB in truth) is growing when B (760 MB) starts; the old net waited for the
 // 64 MB floor, then stopped B, by then large, and the kernel killed A. Now A's growth
@@ -533,6 +552,47 @@ TEST_CASE("emergency net: small jobs at their peak are not stopped beside a grow
     // The small ones end and free their memory; the giant goes on.
     for (pid_t small = 2; small <= 4; ++small) s.governor.job_exited(small, s.now);
     CHECK(Scenario::find(s.decide(800 - 216), DecisionKind::emergency_resume, 1));
+}
+
+// The robustness benchmark, seed 3 at 1.3x (896 MB): after small jobs ended, a 697 MB and a
+// 678 MB job and a small one were guessed at 130 MB (largest peer or prior: 512) and started
+// together. Re-predicted by a margin each time they passed a guess, both giants were found
+// out only at 280 MB each, too late for either to finish beside the other: one was
+// OOM-killed. Now the first guess broken counts the job at its largest peer at once, and
+// the younger jobs are stopped while small.
+TEST_CASE("emergency net: a job that breaks its guess counts as large as its largest peer, the younger stop small") {
+    GovernorSettings settings;
+    settings.kept_free_bytes = settings.emergency_floor_bytes;
+    Scenario s(settings);
+    const std::uint64_t total = 896;
+    for (pid_t job : {1, 2, 3}) s.governor.job_waiting(job, {130 * MiB, std::nullopt, false, 512 * MiB}, s.now);
+    REQUIRE(Scenario::admitted(s.decide(total)) == std::vector<pid_t>{1, 2, 3});
+    std::map<pid_t, std::uint64_t> used{{1, 0}, {2, 0}, {3, 0}};
+    const std::map<pid_t, std::uint64_t> truth{{1, 697}, {2, 678}, {3, 141}};
+    const std::map<pid_t, std::uint64_t> per_reading{{1, 34}, {2, 34}, {3, 6}};  // 20 ms apart
+    std::set<pid_t> stopped;
+    std::uint64_t most_used = 0;
+    for (int reading = 0; reading < 60 && used[1] < truth.at(1); ++reading) {
+        s.now += 20ms;
+        std::uint64_t in_use = 0;
+        for (auto& [job, mib] : used) {
+            if (!stopped.contains(job)) mib = std::min(truth.at(job), mib + per_reading.at(job));
+            s.use(job, mib, mib);
+            in_use += mib;
+        }
+        most_used = std::max(most_used, in_use);
+        REQUIRE(in_use <= total);  // past it, the kernel would have killed one
+        for (const auto& decision : s.decide(total - in_use))
+            if (decision.kind == DecisionKind::emergency_stop)
+                stopped.insert(decision.job);
+            else if (decision.kind == DecisionKind::repredict && decision.job == 1 &&
+                     decision.previous_bytes == 130 * MiB)
+                CHECK(decision.needed_bytes == 512 * MiB);
+    }
+    CHECK(used[1] == 697);  // the oldest giant reached its peak
+    CHECK(stopped == std::set<pid_t>{2, 3});
+    CHECK(used[2] <= 3 * 34);  // stopped within its first readings, while small
+    CHECK(most_used <= total - 64);
 }
 
 TEST_CASE("room for one surprise: unknown jobs start beside a guess only while it could grow to its largest peer") {
