@@ -407,6 +407,34 @@ TEST_CASE("re-prediction: a job that grew steeply and then holds still is not ex
     }
 }
 
+// Eigen's tests, warm in 2048 MB: a compile past its peak (cc1plus done, the assembler running
+// at a tenth of it) was counted as about to take its whole peak again; the net stopped younger
+// jobs for memory nobody was going to take.
+TEST_CASE("a measured job past its peak is not expected to take it again, unless it outgrows it") {
+    GovernorSettings settings;
+    settings.kept_free_bytes = settings.emergency_floor_bytes;
+    Scenario s(settings);
+    s.governor.job_waiting(1, {800 * MiB, std::nullopt, true}, s.now);
+    s.governor.job_waiting(2, {400 * MiB, std::nullopt, true}, s.now);
+    REQUIRE(Scenario::admitted(s.decide(1300)).size() == 2);
+    s.use(1, 790, 790);
+    s.use(2, 100, 100);
+    s.now += 20ms;
+    s.use(1, 60, 790);  // at its measured peak (within 5 %), then down to its assembler
+    s.use(2, 150, 150);
+    CHECK(s.governor.view().imminent_bytes == 250 * MiB);  // job 2's alone
+    // 1300 - 60 - 150 available: job 2's 250 fit beside it; the old count, 990, did not.
+    CHECK_FALSE(Scenario::find(s.decide(1300 - 210), DecisionKind::emergency_stop, 2));
+    s.governor.job_waiting(3, {300 * MiB, std::nullopt, true}, s.now);
+    CHECK(Scenario::admitted(s.decide(1300 - 210)) == std::vector<pid_t>{3});
+    // It grows past its measured peak after all: re-predicted, and counted again.
+    s.now += 20ms;
+    s.use(1, 900, 900);
+    auto decisions = s.decide(1300 - 900 - 150);
+    REQUIRE(Scenario::find(decisions, DecisionKind::repredict, 1));
+    CHECK(s.governor.view().imminent_bytes > 250 * MiB + 300 * MiB);
+}
+
 // The issue's cold run: light jobs ended first, so two unknown heavy files were predicted at
 // 440 MB. A (815 MB in truth) is growing when B (760 MB) starts; the old net waited for the
 // 64 MB floor, then stopped B, by then large, and the kernel killed A. Now A's growth

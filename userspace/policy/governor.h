@@ -223,7 +223,10 @@ private:
         std::uint64_t reserved_bytes = 0;   // the prediction, raised by what it really used
         std::uint64_t current_bytes = 0;
         std::optional<GrowthCurve> curve;
-        bool measured = false;            // see Reservation
+        bool measured = false;  // see Reservation
+        // A measured job that has reached its peak in this run: what it still holds is all it
+        // takes (a compile past cc1plus, in its assembler, does not grow back to its peak).
+        bool peaked = false;
         std::uint64_t ceiling_bytes = 0;  // see Reservation
         std::optional<Clock::time_point> read_at;
         double growth_bytes_per_ms = 0;   // between its last two readings
@@ -264,6 +267,8 @@ private:
     // A job expected as `expected`, queued (or started) at `queued_at`.
     static Job expecting(Reservation expected, Clock::time_point queued_at);
     std::uint64_t imminent_bytes() const;
+    // What the job is still expected to take beyond what it holds.
+    std::uint64_t still_to_take(const Job& job) const;
     // How much larger than reserved a job may yet turn out: a guess may be as large as its
     // largest peer (its ceiling); a measured peak is what the job needs.
     std::uint64_t surprise(const Job& job) const;
