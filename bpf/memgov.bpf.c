@@ -148,6 +148,23 @@ static __always_inline __u32 tgid_seen(struct task_struct *task)
 	return 0;
 }
 
+/* A process's tgid in its build's client's pid namespace (mg_build.pidns_inum); 0 when the
+ * build's client shares the daemon's namespace, or the process is not in the client's. */
+static __always_inline __u32 tgid_in_build_ns(struct task_struct *task, struct mg_build *build)
+{
+	if (!build || !build->pidns_inum)
+		return 0;
+	struct pid *pid = BPF_CORE_READ(task, group_leader, thread_pid);
+	__u32 level = build->pidns_level;
+	if (!pid || BPF_CORE_READ(pid, level) < level)
+		return 0;
+	struct upid upid = {};
+	if (bpf_probe_read_kernel(&upid, sizeof(upid),
+				  &pid->numbers[level & (MAX_PID_NS_LEVEL - 1)]))
+		return 0;
+	return BPF_CORE_READ(upid.ns, ns.inum) == build->pidns_inum ? upid.nr : 0;
+}
+
 static __always_inline void raise_peak(__u64 *peak, __u64 value)
 {
 	for (int i = 0; i < PEAK_CAS_TRIES; i++) {
@@ -219,7 +236,10 @@ int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 	struct mg_proc fresh = { .ppid = parent_tgid,
 				 .job = parent_proc->job,
 				 .host_tgid = child->tgid,
-				 .build = parent_proc->build };
+				 .build = parent_proc->build,
+				 .ns_pid = tgid_in_build_ns(child, build_of(parent_proc->build)),
+				 .ns_ppid = parent_proc->ns_pid,
+				 .ns_job = parent_proc->ns_job };
 	if (bpf_map_update_elem(&procs, &tgid, &fresh, BPF_NOEXIST)) {
 		__sync_fetch_and_add(&totals.procs_map_full, 1);
 		return 0;
@@ -358,6 +378,7 @@ int BPF_PROG(on_exec, struct task_struct *task, pid_t old_pid, struct linux_binp
 					.build = proc->build };
 		if (bpf_map_update_elem(&jobs, &tgid, &fresh, BPF_NOEXIST) == 0) {
 			proc->job = tgid;
+			proc->ns_job = proc->ns_pid;
 			flags |= MG_EXEC_JOB_ROOT;
 		} else {
 			__sync_fetch_and_add(&totals.jobs_map_full, 1);
@@ -386,9 +407,11 @@ int BPF_PROG(on_exec, struct task_struct *task, pid_t old_pid, struct linux_binp
 	event->header.pid = tgid;
 	event->header.timestamp_ns = bpf_ktime_get_ns();
 	event->header.build = proc->build;
-	event->header.pad = 0;
+	event->header.ns_pid = proc->ns_pid;
 	event->ppid = proc->ppid;
 	event->job = proc->job;
+	event->ns_ppid = proc->ns_ppid;
+	event->ns_job = proc->ns_job;
 	bpf_get_current_comm(event->comm, sizeof(event->comm));
 	bpf_probe_read_kernel_str(event->filename, sizeof(event->filename), bprm->filename);
 
@@ -503,11 +526,13 @@ int BPF_PROG(on_exit, struct task_struct *task, bool group_dead)
 		event->header.pid = tgid;
 		event->header.timestamp_ns = bpf_ktime_get_ns();
 		event->header.build = proc->build;
-		event->header.pad = 0;
+		event->header.ns_pid = proc->ns_pid;
 		event->ppid = proc->ppid;
 		event->job = job_id;
 		event->exit_code = task->exit_code;
 		event->pad = 0;
+		event->ns_ppid = proc->ns_ppid;
+		event->ns_job = proc->ns_job;
 		event->peak_rss_bytes = proc->peak_rss_bytes;
 		event->job_peak_bytes = job_peak;
 		bpf_probe_read_kernel_str(event->comm, sizeof(event->comm), task->comm);
@@ -543,9 +568,9 @@ int BPF_PROG(on_oom_victim, struct task_struct *task, uid_t uid)
 	event->header.pid = tgid;
 	event->header.timestamp_ns = bpf_ktime_get_ns();
 	event->header.build = proc->build;
-	event->header.pad = 0;
+	event->header.ns_pid = proc->ns_pid;
 	event->job = proc->job;
-	event->pad = 0;
+	event->ns_job = proc->ns_job;
 	event->rss_bytes = proc->rss_bytes;
 	event->peak_rss_bytes = proc->peak_rss_bytes;
 	bpf_probe_read_kernel_str(event->comm, sizeof(event->comm), task->comm);

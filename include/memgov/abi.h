@@ -41,7 +41,7 @@ struct mg_event_header {
 	__u32 pid;	    /* tgid, in memgov's pid namespace (as every pid here) */
 	__u64 timestamp_ns; /* bpf_ktime_get_ns(), CLOCK_MONOTONIC */
 	__u32 build;	    /* the daemon's build it belongs to (see mg_build); 0: memgov's own */
-	__u32 pad;
+	__u32 ns_pid;	    /* pid in the build's client's pid namespace (mg_build); 0: the same */
 };
 
 /* What the kernel kept for a process's threads (each thread's figures added as it exits): read
@@ -61,6 +61,8 @@ struct mg_exec_event {
 	__u32 job; /* job id = pid of the job's root; 0 = glue, not in a job */
 	__u32 flags;
 	__u32 argv_len; /* bytes of argv[] that follow, NUL-separated */
+	__u32 ns_ppid;	/* ppid and job in the build's client's namespace, as header.ns_pid */
+	__u32 ns_job;
 	char comm[MG_COMM_LEN];
 	/* bprm->filename as exec'd; argv_len bytes of argv, NUL-separated, follow the struct */
 	char filename[MG_FILENAME_LEN];
@@ -72,6 +74,8 @@ struct mg_exit_event {
 	__u32 job;
 	__u32 exit_code; /* wait(2) status word: exit status << 8 | terminating signal */
 	__u32 pad;
+	__u32 ns_ppid; /* as in mg_exec_event */
+	__u32 ns_job;
 	__u64 peak_rss_bytes; /* this process, all its images (fork → exec → exit) */
 	__u64 job_peak_bytes; /* peak of the job's summed RSS so far; 0 if job == 0 */
 	char comm[MG_COMM_LEN];
@@ -81,7 +85,7 @@ struct mg_exit_event {
 struct mg_oom_event {
 	struct mg_event_header header;
 	__u32 job;
-	__u32 pad;
+	__u32 ns_job;
 	__u64 rss_bytes;
 	__u64 peak_rss_bytes;
 	char comm[MG_COMM_LEN];
@@ -95,6 +99,11 @@ struct mg_proc {
 	__u64 peak_rss_bytes;
 	__u32 host_tgid; /* its tgid in the initial pid namespace (0 until it forks or execs) */
 	__u32 build;	 /* the daemon's build it belongs to (inherited at fork); 0: memgov's own */
+	/* Its pid, ppid and job in its build's client's pid namespace (0: the daemon's own). */
+	__u32 ns_pid;
+	__u32 ns_ppid;
+	__u32 ns_job;
+	__u32 pad;
 	struct mg_task_costs costs; /* of its threads that have exited */
 };
 
@@ -120,6 +129,10 @@ struct mg_held {
 struct mg_build {
 	__u32 owner; /* the client's tgid */
 	__u32 gate;  /* 1: its job roots are stopped at exec */
+	/* The client's pid namespace when it is not the daemon's (a container): its inode and
+	 * level, so that the records give the client its own pids (0: the daemon's). */
+	__u32 pidns_inum;
+	__u32 pidns_level;
 	__s64 rss_bytes;
 	__u64 peak_bytes;
 	__u64 procs_live;

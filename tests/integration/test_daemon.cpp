@@ -365,16 +365,97 @@ TEST_CASE("daemon: a client killed while it holds jobs leaves nothing stopped, n
     CHECK(daemon.log().find("it hung up") != std::string::npos);  // its build forgotten
 }
 
-TEST_CASE("daemon: a client in another pid namespace is refused, with what to do") {
+// What a container that bind-mounts the daemon's socket looks like: its own pid namespace and
+// /proc, a mount namespace where the daemon's directory (`work`) is hidden and only the socket
+// is there (at another path), a user without privilege. Its pids are not the daemon's; memgov
+// is its init. The argv that runs make in `home` there under memgov.
+std::vector<std::string> in_container(const Daemon& daemon, const ScratchDir& work, const ScratchDir& home,
+                                      const std::string& memgov_args, const std::string& make_args) {
+    std::string inside = home.path() + "/run";
+    std::filesystem::create_directories(inside);
+    return {"unshare",
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            "sh",
+            "-c",
+            fmt::format("mount -t tmpfs none {0} && touch {0}/memgov.sock && mount --bind {1} {0}/memgov.sock && "
+                        "mount -t tmpfs none {2} && exec setpriv --reuid=65534 --regid=65534 --clear-groups "
+                        "--inh-caps=-all {3} --socket {0}/memgov.sock --profiles-dir {4}/profiles {5} -- make -s {6} "
+                        "-C {4}",
+                        inside, daemon.socket(), work.path(), memgov_bin(), home.path(), memgov_args, make_args)};
+}
+
+TEST_CASE("daemon: a containerised client is governed with its own pids: gated, exact, no OOM kill") {
     ScratchDir work;
     ScratchDir home(true);
+    write_makefile(home, 4, 100, 300, 200);
     Daemon daemon(work.path());
-    std::vector<std::string> argv{"unshare", "--pid", "--fork", "--mount-proc"};
-    auto client = as_nobody(daemon, home, {"-q"}, {"true"});
-    argv.insert(argv.end(), client.begin(), client.end());
-    std::string err;
-    CHECK(run(argv, nullptr, &err) == 125);
-    CHECK(err.find("another pid namespace") != std::string::npos);
+    TestCgroup cgroup(300 * MiB);  // two at once fit, four do not
+    std::uint64_t before = cgroup.oom_kills();
+    CHECK(run(cgroup.wrap({"make", "-s", "-j4", "-C", home.path()})) != 0);
+    REQUIRE_MESSAGE(cgroup.oom_kills() > before, "plain make was not OOM-killed: the test would prove nothing");
+
+    std::string stats = home.path() + "/stats.json";
+    for (const char* pass : {"cold", "warm"}) {
+        CAPTURE(pass);
+        before = cgroup.oom_kills();
+        std::string out, err;
+        int status =
+            run(cgroup.wrap(in_container(daemon, work, home, "--stats-json " + stats + " -v", "-j4")), &out, &err);
+        INFO("memgov: ", err, "\ndaemon: ", daemon.log());
+        REQUIRE(status == 0);
+        CHECK(cgroup.oom_kills() == before);
+        auto json = nlohmann::json::parse(read_file(stats));
+        CHECK(json["jobs"].size() == 4);
+        auto kernel = memhog_maxrss(out);  // each memhog's own getpid(): the container's numbers
+        REQUIRE(kernel.size() == 4);
+        for (const auto& job : json["jobs"]) {
+            pid_t pid = job["job"].get<pid_t>();
+            REQUIRE(kernel.contains(pid));
+            CHECK(peaks_agree(job["peak_bytes"].get<std::uint64_t>(), kernel[pid]));
+        }
+        if (std::string(pass) == "cold") CHECK(err.find("WAITING") != std::string::npos);
+    }
+    CHECK(daemon.log().find("registered build") != std::string::npos);
+}
+
+TEST_CASE("daemon: a container that exits while its jobs are held leaves nothing stopped") {
+    ScratchDir work;
+    ScratchDir home(true);
+    write_makefile(home, 3, 100, 1500, 300);
+    Daemon daemon(work.path());
+    pid_t container = fork();
+    if (container == 0) {
+        auto argv = in_container(daemon, work, home, "-q --limit 250M", "-j3");  // holds the third job
+        std::vector<char*> raw;
+        for (auto& arg : argv) raw.push_back(arg.data());
+        raw.push_back(nullptr);
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, STDOUT_FILENO);
+        dup2(null, STDERR_FILENO);
+        execvp(raw[0], raw.data());
+        _exit(127);
+    }
+    auto memhogs = wait_for_memhogs(3);
+    REQUIRE(memhogs.size() == 3);
+    std::this_thread::sleep_for(200ms);
+    REQUIRE(any_stopped(memhogs));
+    // The container's init (memgov) dies: the kernel kills everything in its pid namespace.
+    std::string init;
+    run({"pgrep", "-u", "65534", "-x", "memgov"}, &init);
+    REQUIRE_FALSE(init.empty());
+    kill(std::stoi(init), SIGKILL);
+    waitpid(container, nullptr, 0);
+    bool gone = false;
+    for (int i = 0; i < 100 && !gone; ++i) {
+        std::this_thread::sleep_for(20ms);
+        gone = wait_for_memhogs(0).empty();
+    }
+    CHECK(gone);
+    for (int i = 0; i < 100 && daemon.log().find("it hung up") == std::string::npos; ++i)
+        std::this_thread::sleep_for(20ms);
+    CHECK(daemon.log().find("it hung up") != std::string::npos);  // its build forgotten
 }
 
 TEST_CASE("daemon: fifty clients at once are all served") {

@@ -45,6 +45,35 @@ TEST_CASE("exec records decode with argv split on NUL") {
     CHECK(exec.argv == std::vector<std::string>{"g++", "-c", "a b.cc"});
 }
 
+TEST_CASE("records of a daemon's client in a container carry its own pids beside ours") {
+    std::string block("cc\0", 3);
+    auto bytes = exec_record(block, MG_EXEC_JOB_ROOT, block.size());
+    auto* raw = reinterpret_cast<mg_exec_event*>(bytes.data());
+    raw->header.build = 3;
+    raw->header.ns_pid = 7;
+    raw->ns_ppid = 5;
+    raw->ns_job = 7;
+    auto exec = std::get<ExecEvent>(*decode_event(bytes));
+    CHECK(exec.pid == 42);
+    CHECK(exec.build == 3);
+    CHECK(exec.in_client.pid == 7);
+    CHECK(exec.in_client.ppid == 5);
+    CHECK(exec.in_client.job == 7);
+
+    mg_exit_event exit_raw{};
+    exit_raw.header.kind = MG_EVENT_EXIT;
+    exit_raw.header.pid = 42;
+    exit_raw.header.ns_pid = 7;
+    exit_raw.ns_ppid = 5;
+    exit_raw.ns_job = 7;
+    std::vector<std::byte> exit_bytes(sizeof(exit_raw));
+    std::memcpy(exit_bytes.data(), &exit_raw, sizeof(exit_raw));
+    auto exit = std::get<ExitEvent>(*decode_event(exit_bytes));
+    CHECK(exit.in_client.pid == 7);
+    CHECK(exit.in_client.ppid == 5);
+    CHECK(exit.in_client.job == 7);
+}
+
 TEST_CASE("an exec the kernel started under the grant is a job root, granted, not held") {
     std::string block("cc\0", 3);
     auto event = decode_event(exec_record(block, MG_EXEC_JOB_ROOT | MG_EXEC_GRANTED, block.size()));

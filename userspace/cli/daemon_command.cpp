@@ -20,6 +20,8 @@
 #include <memory>
 #include <optional>
 #include <sstream>
+#include <type_traits>
+#include <unordered_map>
 
 #include "bpf_tracker.h"
 #include "daemon_protocol.h"
@@ -47,7 +49,37 @@ struct Session {
     // Messages its socket had no room for yet, in order.
     std::deque<std::vector<std::uint8_t>> outbox;
     std::size_t outbox_bytes = 0;
+    // A client in another pid namespace (a container) knows its processes by their numbers
+    // there: the records it is sent carry those, and the pids it names are looked up here
+    // (its number -> ours), learned from those records and from the pids it is given.
+    bool own_pid_namespace = false;
+    std::unordered_map<pid_t, pid_t> our_pid;
 };
+
+// The pid `session`'s client means by `pid`; 0 when it names none of its build's.
+pid_t ours(const Session& session, pid_t pid) {
+    if (!session.own_pid_namespace) return pid;
+    auto it = session.our_pid.find(pid);
+    return it == session.our_pid.end() ? 0 : it->second;
+}
+
+// The record as the client can read it: its own pids; false when the process has none there.
+bool to_client(Session& session, TrackerEvent& event) {
+    return std::visit(
+        [&](auto& record) {
+            if (!record.in_client.pid) return false;
+            if constexpr (std::is_same_v<std::decay_t<decltype(record)>, ExitEvent>)
+                session.our_pid.erase(record.in_client.pid);
+            else
+                session.our_pid[record.in_client.pid] = record.pid;
+            record.pid = record.in_client.pid;
+            record.job = record.in_client.job;
+            if constexpr (!std::is_same_v<std::decay_t<decltype(record)>, OomKillEvent>)
+                record.ppid = record.in_client.ppid;
+            return true;
+        },
+        event);
+}
 
 // A client slower than its build's events (a loaded host) is given this much room; one that
 // does not read at all is dropped when it is full.
@@ -449,6 +481,30 @@ std::string Daemon::keep_ledger_entry(Session& session, const DaemonRequest& req
     return "";
 }
 
+// A client in another pid namespace than ours (a container) signals its processes by their
+// numbers there: its namespace and level, and its and the root's numbers in it, for the kernel
+// to number every process of its build there too. "" or why not.
+std::string client_namespace(pid_t client, pid_t root, ClientNamespace& found) {
+    // NSpid: the pid in each namespace from ours down to the process's own.
+    auto client_pids = field_numbers(process_status(client), "NSpid:");
+    if (client_pids.size() <= 1) return "";  // ours
+    struct stat own {};
+    struct stat theirs {};
+    constexpr ino_t initial_pid_namespace = 0xEFFFFFFCU;  // PROC_PID_INIT_INO, linux/proc_ns.h
+    if (stat("/proc/self/ns/pid", &own) != 0 || own.st_ino != initial_pid_namespace)
+        return "this daemon runs in a container itself: run it in the host's pid namespace to serve containers";
+    if (stat(fmt::format("/proc/{}/ns/pid", client).c_str(), &theirs) != 0)
+        return fmt::format("cannot read the pid namespace of pid {}: {}", client, std::strerror(errno));
+    auto root_pids = field_numbers(process_status(root), "NSpid:");
+    if (root_pids.size() < client_pids.size()) return fmt::format("pid {} is not in the client's pid namespace", root);
+    std::size_t level = client_pids.size() - 1;  // ours is the initial one, level 0
+    found = {.inode = static_cast<std::uint32_t>(theirs.st_ino),
+             .level = static_cast<std::uint32_t>(level),
+             .root = static_cast<pid_t>(root_pids[level]),
+             .owner = static_cast<pid_t>(client_pids[level])};
+    return "";
+}
+
 std::string Daemon::register_build(Session& session, const DaemonRequest& request, int pidfd, std::string& note) {
     if (session.build) return "this connection has a build already";
     if (pidfd < 0) return "no pidfd of the build's root came with the request";
@@ -469,13 +525,12 @@ std::string Daemon::register_build(Session& session, const DaemonRequest& reques
     // The ids were read by pid: the pidfd must still name that pid (a pidfd does not hold the
     // number; the process, stopped at its barrier, is the client's to reap).
     if (pid_of_pidfd(pidfd) != root) return "the build's root exited while it was checked";
-    // Pids are this namespace's, for the client to signal: a client in another pid namespace
-    // would signal other processes.
-    if (field_numbers(process_status(session.peer.pid), "NSpid:").size() != 1)
-        return "a client in another pid namespace cannot use the daemon yet: run memgov in the host's";
+    ClientNamespace client_ns;
+    if (std::string why = client_namespace(session.peer.pid, root, client_ns); !why.empty()) return why;
+    session.own_pid_namespace = client_ns.inode != 0;
     pid_t build = next_build_;
     try {
-        tracker_->track_build(root, build, session.peer.pid, request.gate);
+        tracker_->track_build(root, build, session.peer.pid, request.gate, client_ns);
     } catch (const TrackerError& error) {
         return error.what();
     }
@@ -503,27 +558,45 @@ void Daemon::handle(Session& session, const DaemonRequest& request, int passed_f
         drop(session.fd, "it asked before registering a build");
         return;
     }
-    auto ours = [&](pid_t job) { return tracker_->build_of_job(job) == session.build; };
+    auto of_build = [&](pid_t job) { return tracker_->build_of_job(job) == session.build; };
+    // Pids for the client to signal, in its namespace (remembered: it names them again).
+    auto for_client = [&](std::vector<pid_t> pids) {
+        if (!session.own_pid_namespace) return pids;
+        std::vector<pid_t> theirs;
+        for (pid_t pid : pids)
+            if (pid_t seen = tracker_->pid_for_client(pid)) {
+                session.our_pid[seen] = pid;
+                theirs.push_back(seen);
+            }
+        return theirs;
+    };
     switch (request.op) {
         case Op::usage:
             if (request.ids.size() > max_usage_ids) {
                 drop(session.fd, fmt::format("it asked for {} jobs' use at once", request.ids.size()));
                 return;
             }
-            for (pid_t job : request.ids)
-                if (ours(job))
-                    if (auto use = tracker_->job_usage(job)) answer.usage.emplace_back(job, *use);
+            for (pid_t asked : request.ids)
+                if (pid_t job = ours(session, asked); job && of_build(job))
+                    if (auto use = tracker_->job_usage(job)) answer.usage.emplace_back(asked, *use);
             answer.totals = tracker_->build_totals(session.build).value_or(TrackerTotals{});
             break;
         case Op::hold:
-            if (ours(*request.job)) answer.pids = tracker_->hold_job(*request.job, session.peer.pid);
+            if (pid_t job = ours(session, *request.job); job && of_build(job))
+                answer.pids = for_client(tracker_->hold_job(job, session.peer.pid));
             answer.ok = !answer.pids.empty();
             break;
         case Op::release:
-            for (pid_t pid : request.ids)
-                if (tracker_->held_by(pid) == session.peer.pid) tracker_->release(pid);
+            for (pid_t asked : request.ids)
+                if (pid_t pid = ours(session, asked); pid && tracker_->held_by(pid) == session.peer.pid)
+                    tracker_->release(pid);
             return;  // no reply
-        case Op::processes: answer.pids = tracker_->processes(session.build, request.job); break;
+        case Op::processes: {
+            std::optional<pid_t> job;
+            if (request.job) job = ours(session, *request.job);
+            answer.pids = for_client(tracker_->processes(session.build, job));
+            break;
+        }
         case Op::turn:
             if (!session.ledger) {  // it was told it has no entry: not ok, no entries
                 answer.ok = false;
@@ -554,7 +627,13 @@ void Daemon::forward(const TrackerEvent& event) {
     pid_t build = std::visit([](const auto& e) { return e.build; }, event);
     auto it = build_fds_.find(build);
     if (it == build_fds_.end()) return;  // memgov's own (none here), or a build whose client left
-    deliver(sessions_.at(it->second), encode_event(event));
+    Session& session = sessions_.at(it->second);
+    if (!session.own_pid_namespace) {
+        deliver(session, encode_event(event));
+        return;
+    }
+    TrackerEvent theirs = event;
+    if (to_client(session, theirs)) deliver(session, encode_event(theirs));
 }
 
 // The socket, or why not. Anyone may connect (the per-peer rule: a client is only ever given

@@ -226,14 +226,23 @@ std::optional<pid_t> BpfTracker::held_by(pid_t pid) const {
     return static_cast<pid_t>(entry.owner);
 }
 
-void BpfTracker::track_build(pid_t root, pid_t build, pid_t owner, bool gate) {
+void BpfTracker::track_build(pid_t root, pid_t build, pid_t owner, bool gate, const ClientNamespace& client) {
     __u32 key = static_cast<__u32>(build);
     __u32 owner_key = static_cast<__u32>(owner);
     __u32 root_key = static_cast<__u32>(root);
-    mg_build value{.owner = owner_key, .gate = gate ? 1u : 0u, .procs_live = 1, .procs_seen = 1};
+    mg_build value{.owner = owner_key,
+                   .gate = gate ? 1u : 0u,
+                   .pidns_inum = client.inode,
+                   .pidns_level = client.level,
+                   .procs_live = 1,
+                   .procs_seen = 1};
     mg_proc proc{};
     proc.ppid = owner_key;
     proc.build = key;
+    if (client.inode) {
+        proc.ns_pid = static_cast<__u32>(client.root);
+        proc.ns_ppid = static_cast<__u32>(client.owner);
+    }
     // Each entry is new (BPF_NOEXIST): a failure undoes only what this call inserted.
     auto insert = [](bpf_map* map, const void* map_key, const void* map_value, std::size_t size) {
         return bpf_map__update_elem(map, map_key, sizeof(__u32), map_value, size, BPF_NOEXIST) == 0;
@@ -257,6 +266,17 @@ void BpfTracker::forget_build(pid_t build, pid_t owner) {
     __u32 owner_key = static_cast<__u32>(owner);
     bpf_map__delete_elem(skeleton_->maps.builds, &key, sizeof(key), 0);
     bpf_map__delete_elem(skeleton_->maps.owners, &owner_key, sizeof(owner_key), 0);
+}
+
+pid_t BpfTracker::pid_for_client(pid_t pid) const {
+    __u32 key = static_cast<__u32>(pid);
+    mg_proc proc{};
+    if (bpf_map__lookup_elem(skeleton_->maps.procs, &key, sizeof(key), &proc, sizeof(proc), 0)) return 0;
+    if (!proc.build) return 0;
+    __u32 build = proc.build;
+    mg_build value{};
+    if (bpf_map__lookup_elem(skeleton_->maps.builds, &build, sizeof(build), &value, sizeof(value), 0)) return 0;
+    return value.pidns_inum ? static_cast<pid_t>(proc.ns_pid) : pid;
 }
 
 std::optional<pid_t> BpfTracker::build_of_job(pid_t job) const {

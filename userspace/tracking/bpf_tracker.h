@@ -16,6 +16,14 @@ struct ring_buffer;
 
 namespace memgov {
 
+// A daemon's client's pid namespace when it is not the daemon's (BpfTracker::track_build).
+struct ClientNamespace {
+    std::uint32_t inode = 0;  // 0: the client shares ours
+    std::uint32_t level = 0;  // among nested namespaces, the initial one being 0
+    pid_t root = 0;           // the root's and the client's pids in it
+    pid_t owner = 0;
+};
+
 class BpfTracker final : public Tracker {
 public:
     static std::unique_ptr<BpfTracker> open(const TrackerOptions& options);
@@ -40,7 +48,12 @@ public:
     // (a pid could be: a build's leftover processes would then be another's).
     // Follows `root` (stopped before its exec) and everything it forks as `build`, for
     // `owner`: what the gate holds of it is continued by the crash guard when the owner exits.
-    void track_build(pid_t root, pid_t build, pid_t owner, bool gate);
+    // A client in another pid namespace than ours (a container) is given its own pids in
+    // the records (ClientPids), which the kernel numbers for each process as it forks.
+    void track_build(pid_t root, pid_t build, pid_t owner, bool gate, const ClientNamespace& client = {});
+    // `pid` as its build's client sees it: the same pid when the client shares our
+    // namespace; 0 when it is not followed.
+    pid_t pid_for_client(pid_t pid) const;
     // Stops following the build: its processes are neither stopped nor reported any more.
     void forget_build(pid_t build, pid_t owner);
     // Enters every process of `job` in the held map for `owner`, who stops them: the pids.

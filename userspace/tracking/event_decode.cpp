@@ -40,6 +40,8 @@ std::optional<TrackerEvent> decode_exec(std::span<const std::byte> bytes) {
     event.comm = bounded_string(raw->comm);
     event.filename = bounded_string(raw->filename);
     event.argv = split_argv({reinterpret_cast<const char*>(argv_bytes.data()), argv_bytes.size()});
+    event.in_client = {static_cast<pid_t>(raw->header.ns_pid), static_cast<pid_t>(raw->ns_ppid),
+                       static_cast<pid_t>(raw->ns_job)};
     return event;
 }
 
@@ -61,6 +63,8 @@ std::optional<TrackerEvent> decode_exit(std::span<const std::byte> bytes) {
                    .io_delay_ns = raw->costs.io_delay_ns,
                    .reclaim_delay_ns = raw->costs.reclaim_delay_ns,
                    .major_faults = raw->costs.major_faults};
+    event.in_client = {static_cast<pid_t>(raw->header.ns_pid), static_cast<pid_t>(raw->ns_ppid),
+                       static_cast<pid_t>(raw->ns_job)};
     return event;
 }
 
@@ -75,6 +79,7 @@ std::optional<TrackerEvent> decode_oom_kill(std::span<const std::byte> bytes) {
     event.rss_bytes = raw->rss_bytes;
     event.peak_rss_bytes = raw->peak_rss_bytes;
     event.comm = bounded_string(raw->comm);
+    event.in_client = {.pid = static_cast<pid_t>(raw->header.ns_pid), .job = static_cast<pid_t>(raw->ns_job)};
     return event;
 }
 

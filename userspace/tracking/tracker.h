@@ -32,6 +32,14 @@ inline std::uint64_t monotonic_ns() {
     return static_cast<std::uint64_t>(now.tv_sec) * 1'000'000'000ull + static_cast<std::uint64_t>(now.tv_nsec);
 }
 
+// A daemon's record of a client's build in a container: the same process's pid, parent and
+// job in the client's pid namespace (0: the client shares the daemon's, or is this memgov).
+struct ClientPids {
+    pid_t pid = 0;
+    pid_t ppid = 0;
+    pid_t job = 0;
+};
+
 struct ExecEvent {
     pid_t pid = 0;
     pid_t build = 0;  // the daemon's build it belongs to (its root); 0: this memgov's own
@@ -46,6 +54,7 @@ struct ExecEvent {
     std::string comm;
     std::string filename;
     std::vector<std::string> argv;
+    ClientPids in_client;
 };
 
 // What the kernel kept for a process's threads (docs/DESIGN.md §4): CPU time, time runnable
@@ -79,6 +88,7 @@ struct ExitEvent {
     std::uint64_t job_peak_bytes = 0;
     std::string comm;
     TaskCosts costs;
+    ClientPids in_client;
 };
 
 struct OomKillEvent {
@@ -89,6 +99,7 @@ struct OomKillEvent {
     std::uint64_t rss_bytes = 0;
     std::uint64_t peak_rss_bytes = 0;
     std::string comm;
+    ClientPids in_client;
 };
 
 using TrackerEvent = std::variant<ExecEvent, ExitEvent, OomKillEvent>;
