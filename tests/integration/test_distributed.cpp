@@ -2,6 +2,7 @@
 // side, driven over loopback by a client `make -j16` that sends it every compile.
 #include <arpa/inet.h>
 #include <doctest/doctest.h>
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -144,4 +145,62 @@ TEST_CASE("a distcc worker: plain distccd is OOM-killed in its cgroup, memgov's 
     std::string warm((std::istreambuf_iterator<char>(warm_log)), std::istreambuf_iterator<char>());
     CHECK(warm.find("distccd_") == std::string::npos);
     CHECK(warm.find("u0.cpp: needs") != std::string::npos);
+}
+
+namespace {
+
+// The worker's compiles (g++ and what it runs, on distccd's temporary file), by pid.
+std::vector<pid_t> compilers() {
+    std::string out;
+    run({"pgrep", "-f", "distccd_"}, &out);
+    std::vector<pid_t> pids;
+    for (std::size_t at = 0; at < out.size();) {
+        std::size_t end = out.find('\n', at);
+        pids.push_back(std::stoi(out.substr(at, end - at)));
+        at = end + 1;
+    }
+    return pids;
+}
+
+}  // namespace
+
+TEST_CASE("a distcc worker: a client that hangs up while its compiles are held leaves none stopped") {
+    ScratchDir project;
+    ScratchDir work(true);
+    write_project(project);
+    TestCgroup cgroup(1100 * MiB);
+    int port = free_port();
+    // Room for one compile at a time: the client's others are held at their exec.
+    Worker governed(cgroup, {memgov_bin(), "-q", "--ledger", "off", "--limit", "600M", "--cold-estimate", "500M"}, port,
+                    work.path() + "/governed.log");
+    pid_t client = fork();
+    if (client == 0) {
+        setpgid(0, 0);
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, STDOUT_FILENO);
+        dup2(null, STDERR_FILENO);
+        std::string hosts = fmt::format("127.0.0.1:{}/16", port);
+        execlp("env", "env", ("DISTCC_HOSTS=" + hosts).c_str(), "DISTCC_FALLBACK=0", "make", "-s", "-j3", "-C",
+               project.path().c_str(), "CXX=distcc g++", "u0.o", "u1.o", "u2.o", nullptr);
+        _exit(127);
+    }
+    bool held = false;
+    for (int i = 0; i < 600 && !held; ++i) {
+        std::this_thread::sleep_for(50ms);
+        for (pid_t pid : compilers()) held = held || process_state(pid) == 'T';
+    }
+    REQUIRE_MESSAGE(held, "no compile was held: the test would prove nothing");
+    kill(-client, SIGKILL);  // make and its distcc clients: their connections close
+    waitpid(client, nullptr, 0);
+    // The held compiles are started as memory allows and end; none stays stopped.
+    bool ended = false;
+    for (int i = 0; i < 1200 && !ended; ++i) {
+        std::this_thread::sleep_for(100ms);
+        ended = compilers().empty();
+    }
+    CHECK_MESSAGE(ended, "a compile of the client that hung up is still there");
+    // The worker goes on serving.
+    CHECK(client_make(project, port) == 0);
+    for (int i = 0; i < heavy_units; ++i) CHECK(std::filesystem::exists(fmt::format("{}/u{}.o", project.path(), i)));
+    governed.stop();
 }

@@ -594,7 +594,7 @@ void Daemon::handle(Session& session, const DaemonRequest& request, int passed_f
         case Op::processes: {
             std::optional<pid_t> job;
             if (request.job) job = ours(session, *request.job);
-            answer.pids = for_client(tracker_->processes(session.build, job));
+            if (job != 0) answer.pids = for_client(tracker_->processes(session.build, job));  // 0: none of its
             break;
         }
         case Op::turn:
