@@ -15,6 +15,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <future>
 #include <thread>
 
@@ -172,9 +173,45 @@ bool any_stopped(const std::vector<pid_t>& pids) {
     return false;
 }
 
-}  // namespace
+// The three memhogs of a -j3 build once they run, one of them held by its client.
+std::vector<pid_t> three_memhogs_one_held() {
+    auto memhogs = wait_for_memhogs(3);
+    REQUIRE(memhogs.size() == 3);
+    std::this_thread::sleep_for(200ms);
+    REQUIRE(any_stopped(memhogs));
+    return memhogs;
+}
 
-TEST_CASE("daemon: a build of a user without privilege is governed through it: gated, exact, no OOM kill") {
+// The client: the memgov that setpriv made user nobody.
+pid_t client_memgov() {
+    std::string pid;
+    run({"pgrep", "-u", "65534", "-x", "memgov"}, &pid);
+    REQUIRE_FALSE(pid.empty());
+    return std::stoi(pid);
+}
+
+// Runs argv in the background, its output discarded: its pid.
+pid_t start_quietly(std::vector<std::string> argv) {
+    pid_t pid = fork();
+    if (pid == 0) {
+        std::vector<char*> raw;
+        for (auto& arg : argv) raw.push_back(arg.data());
+        raw.push_back(nullptr);
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, STDOUT_FILENO);
+        dup2(null, STDERR_FILENO);
+        execvp(raw[0], raw.data());
+        _exit(127);
+    }
+    return pid;
+}
+
+// A build of user nobody in a cgroup where plain make is OOM-killed, governed through a daemon,
+// cold then warm: gated, its peaks exact against the kernel's, its own profile store.
+// `client_argv` runs memgov with --stats-json `stats` on make -j4 in `home`.
+using ClientArgv = std::function<std::vector<std::string>(const Daemon& daemon, const ScratchDir& work,
+                                                          const ScratchDir& home, const std::string& stats)>;
+void check_governed_through_daemon(const ClientArgv& client_argv) {
     ScratchDir work;
     ScratchDir home(true);
     write_makefile(home, 4, 100, 300, 200);
@@ -189,9 +226,7 @@ TEST_CASE("daemon: a build of a user without privilege is governed through it: g
         CAPTURE(pass);
         before = cgroup.oom_kills();
         std::string out, err;
-        int status = run(cgroup.wrap(as_nobody(daemon, home, {"--stats-json", stats, "-v"},
-                                               {"make", "-s", "-j4", "-C", home.path()})),
-                         &out, &err);
+        int status = run(cgroup.wrap(client_argv(daemon, work, home, stats)), &out, &err);
         INFO("memgov: ", err, "\ndaemon: ", daemon.log());
         REQUIRE(status == 0);
         CHECK(cgroup.oom_kills() == before);
@@ -209,6 +244,15 @@ TEST_CASE("daemon: a build of a user without privilege is governed through it: g
         CHECK(std::filesystem::exists(home.path() + "/profiles/profiles.json"));  // the user's own store
     }
     CHECK(daemon.log().find("registered build") != std::string::npos);
+}
+
+}  // namespace
+
+TEST_CASE("daemon: a build of a user without privilege is governed through it: gated, exact, no OOM kill") {
+    check_governed_through_daemon(
+        [](const Daemon& daemon, const ScratchDir&, const ScratchDir& home, const std::string& stats) {
+            return as_nobody(daemon, home, {"--stats-json", stats, "-v"}, {"make", "-s", "-j4", "-C", home.path()});
+        });
 }
 
 TEST_CASE("daemon: two builds of users without privilege at once in one cgroup: their ledger entries kept by it") {
@@ -328,28 +372,10 @@ TEST_CASE("daemon: a client killed while it holds jobs leaves nothing stopped, n
     // memgov holds the third job (--limit); ungoverned, all three fit the cgroup, so make goes
     // on starting jobs after its client died instead of stopping at an OOM-killed one.
     TestCgroup cgroup(500 * MiB);
-    pid_t client = fork();
-    if (client == 0) {
-        auto argv =
-            cgroup.wrap(as_nobody(daemon, home, {"-q", "--limit", "250M"}, {"make", "-s", "-j3", "-C", home.path()}));
-        std::vector<char*> raw;
-        for (auto& arg : argv) raw.push_back(arg.data());
-        raw.push_back(nullptr);
-        int null = open("/dev/null", O_WRONLY);
-        dup2(null, STDOUT_FILENO);
-        dup2(null, STDERR_FILENO);
-        execvp(raw[0], raw.data());
-        _exit(127);
-    }
-    auto memhogs = wait_for_memhogs(3);
-    REQUIRE(memhogs.size() == 3);
-    std::this_thread::sleep_for(200ms);
-    REQUIRE(any_stopped(memhogs));
-    // memgov itself: the process that setpriv became, the client of the daemon.
-    std::string memgov_pid;
-    run({"pgrep", "-u", "65534", "-x", "memgov"}, &memgov_pid);
-    REQUIRE_FALSE(memgov_pid.empty());
-    kill(std::stoi(memgov_pid), SIGKILL);
+    pid_t client = start_quietly(
+        cgroup.wrap(as_nobody(daemon, home, {"-q", "--limit", "250M"}, {"make", "-s", "-j3", "-C", home.path()})));
+    auto memhogs = three_memhogs_one_held();
+    kill(client_memgov(), SIGKILL);
     std::this_thread::sleep_for(200ms);
     CHECK_FALSE(any_stopped(memhogs));
     // make goes on, ungoverned: the jobs it starts now are neither stopped nor reported.
@@ -387,37 +413,11 @@ std::vector<std::string> in_container(const Daemon& daemon, const ScratchDir& wo
 }
 
 TEST_CASE("daemon: a containerised client is governed with its own pids: gated, exact, no OOM kill") {
-    ScratchDir work;
-    ScratchDir home(true);
-    write_makefile(home, 4, 100, 300, 200);
-    Daemon daemon(work.path());
-    TestCgroup cgroup(300 * MiB);  // two at once fit, four do not
-    std::uint64_t before = cgroup.oom_kills();
-    CHECK(run(cgroup.wrap({"make", "-s", "-j4", "-C", home.path()})) != 0);
-    REQUIRE_MESSAGE(cgroup.oom_kills() > before, "plain make was not OOM-killed: the test would prove nothing");
-
-    std::string stats = home.path() + "/stats.json";
-    for (const char* pass : {"cold", "warm"}) {
-        CAPTURE(pass);
-        before = cgroup.oom_kills();
-        std::string out, err;
-        int status =
-            run(cgroup.wrap(in_container(daemon, work, home, "--stats-json " + stats + " -v", "-j4")), &out, &err);
-        INFO("memgov: ", err, "\ndaemon: ", daemon.log());
-        REQUIRE(status == 0);
-        CHECK(cgroup.oom_kills() == before);
-        auto json = nlohmann::json::parse(read_file(stats));
-        CHECK(json["jobs"].size() == 4);
-        auto kernel = memhog_maxrss(out);  // each memhog's own getpid(): the container's numbers
-        REQUIRE(kernel.size() == 4);
-        for (const auto& job : json["jobs"]) {
-            pid_t pid = job["job"].get<pid_t>();
-            REQUIRE(kernel.contains(pid));
-            CHECK(peaks_agree(job["peak_bytes"].get<std::uint64_t>(), kernel[pid]));
-        }
-        if (std::string(pass) == "cold") CHECK(err.find("WAITING") != std::string::npos);
-    }
-    CHECK(daemon.log().find("registered build") != std::string::npos);
+    // Each memhog reports its own getpid(): the container's numbers, which the stats must use.
+    check_governed_through_daemon(
+        [](const Daemon& daemon, const ScratchDir& work, const ScratchDir& home, const std::string& stats) {
+            return in_container(daemon, work, home, "--stats-json " + stats + " -v", "-j4");
+        });
 }
 
 TEST_CASE("daemon: a container that exits while its jobs are held leaves nothing stopped") {
@@ -425,27 +425,10 @@ TEST_CASE("daemon: a container that exits while its jobs are held leaves nothing
     ScratchDir home(true);
     write_makefile(home, 3, 100, 1500, 300);
     Daemon daemon(work.path());
-    pid_t container = fork();
-    if (container == 0) {
-        auto argv = in_container(daemon, work, home, "-q --limit 250M", "-j3");  // holds the third job
-        std::vector<char*> raw;
-        for (auto& arg : argv) raw.push_back(arg.data());
-        raw.push_back(nullptr);
-        int null = open("/dev/null", O_WRONLY);
-        dup2(null, STDOUT_FILENO);
-        dup2(null, STDERR_FILENO);
-        execvp(raw[0], raw.data());
-        _exit(127);
-    }
-    auto memhogs = wait_for_memhogs(3);
-    REQUIRE(memhogs.size() == 3);
-    std::this_thread::sleep_for(200ms);
-    REQUIRE(any_stopped(memhogs));
+    pid_t container = start_quietly(in_container(daemon, work, home, "-q --limit 250M", "-j3"));  // holds one
+    three_memhogs_one_held();
     // The container's init (memgov) dies: the kernel kills everything in its pid namespace.
-    std::string init;
-    run({"pgrep", "-u", "65534", "-x", "memgov"}, &init);
-    REQUIRE_FALSE(init.empty());
-    kill(std::stoi(init), SIGKILL);
+    kill(client_memgov(), SIGKILL);
     waitpid(container, nullptr, 0);
     bool gone = false;
     for (int i = 0; i < 100 && !gone; ++i) {

@@ -60,12 +60,7 @@ TEST_CASE("records of a daemon's client in a container carry its own pids beside
     CHECK(exec.in_client.ppid == 5);
     CHECK(exec.in_client.job == 7);
 
-    mg_exit_event exit_raw{};
-    exit_raw.header.kind = MG_EVENT_EXIT;
-    exit_raw.header.pid = 42;
-    exit_raw.header.ns_pid = 7;
-    exit_raw.ns_ppid = 5;
-    exit_raw.ns_job = 7;
+    mg_exit_event exit_raw{.header = {.kind = MG_EVENT_EXIT, .pid = 42, .ns_pid = 7}, .ns_ppid = 5, .ns_job = 7};
     std::vector<std::byte> exit_bytes(sizeof(exit_raw));
     std::memcpy(exit_bytes.data(), &exit_raw, sizeof(exit_raw));
     auto exit = std::get<ExitEvent>(*decode_event(exit_bytes));
