@@ -148,11 +148,11 @@ static __always_inline __u32 tgid_seen(struct task_struct *task)
 	return 0;
 }
 
-/* A process's tgid in its build's client's pid namespace (mg_build.pidns_inum); 0 when the
- * build's client shares the daemon's namespace, or the process is not in the client's. */
+/* A process's tgid in its build's client's pid namespace (mg_build.pidns_level); 0 when the
+ * build's client shares the daemon's namespace. */
 static __always_inline __u32 tgid_in_build_ns(struct task_struct *task, struct mg_build *build)
 {
-	if (!build || !build->pidns_inum)
+	if (!build || !build->pidns_level || build->pidns_level >= MAX_PID_NS_LEVEL)
 		return 0;
 	struct pid *pid = BPF_CORE_READ(task, group_leader, thread_pid);
 	__u32 level = build->pidns_level;
@@ -162,7 +162,7 @@ static __always_inline __u32 tgid_in_build_ns(struct task_struct *task, struct m
 	if (bpf_probe_read_kernel(&upid, sizeof(upid),
 				  &pid->numbers[level & (MAX_PID_NS_LEVEL - 1)]))
 		return 0;
-	return BPF_CORE_READ(upid.ns, ns.inum) == build->pidns_inum ? upid.nr : 0;
+	return upid.nr;
 }
 
 static __always_inline void raise_peak(__u64 *peak, __u64 value)
@@ -358,8 +358,9 @@ int BPF_PROG(on_exec, struct task_struct *task, pid_t old_pid, struct linux_binp
 	struct mg_build *build = build_of(proc->build);
 	if (build)
 		__sync_fetch_and_add(&build->execs, 1);
-	/* memgov's own build follows its settings; a daemon's client's build, its own. */
-	bool gate = build ? build->gate : pause_job_roots;
+	/* memgov's own build follows its settings; a daemon's client's build, its own. A process
+	 * its client has no number for could never be continued by it: not stopped. */
+	bool gate = build ? build->gate && (!build->pidns_level || proc->ns_pid) : pause_job_roots;
 	__u32 owner = build ? build->owner : controller_tgid;
 
 	struct mm_struct *mm = task->mm;

@@ -129,10 +129,12 @@ struct mg_held {
 struct mg_build {
 	__u32 owner; /* the client's tgid */
 	__u32 gate;  /* 1: its job roots are stopped at exec */
-	/* The client's pid namespace when it is not the daemon's (a container): its inode and
-	 * level, so that the records give the client its own pids (0: the daemon's). */
-	__u32 pidns_inum;
+	/* The level of the client's pid namespace when it is not the daemon's (a container; the
+	 * daemon's is the initial one, level 0), so that the records give the client its own pids.
+	 * Every process of the build descends from the root, in that namespace or below it: the
+	 * namespace at that level is the client's for each of them. */
 	__u32 pidns_level;
+	__u32 pad;
 	__s64 rss_bytes;
 	__u64 peak_bytes;
 	__u64 procs_live;

@@ -393,10 +393,11 @@ TEST_CASE("daemon: a client killed while it holds jobs leaves nothing stopped, n
 
 // What a container that bind-mounts the daemon's socket looks like: its own pid namespace and
 // /proc, a mount namespace where the daemon's directory (`work`) is hidden and only the socket
-// is there (at another path), a user without privilege. Its pids are not the daemon's; memgov
-// is its init. The argv that runs make in `home` there under memgov.
+// is there (at another path), a user without privilege. Its pids are not the daemon's; its init
+// is a shell. The argv that runs make in `home` there under memgov.
 std::vector<std::string> in_container(const Daemon& daemon, const ScratchDir& work, const ScratchDir& home,
-                                      const std::string& memgov_args, const std::string& make_args) {
+                                      const std::string& memgov_args, const std::string& make_args,
+                                      const std::string& then = "true") {
     std::string inside = home.path() + "/run";
     std::filesystem::create_directories(inside);
     return {"unshare",
@@ -406,10 +407,10 @@ std::vector<std::string> in_container(const Daemon& daemon, const ScratchDir& wo
             "sh",
             "-c",
             fmt::format("mount -t tmpfs none {0} && touch {0}/memgov.sock && mount --bind {1} {0}/memgov.sock && "
-                        "mount -t tmpfs none {2} && exec setpriv --reuid=65534 --regid=65534 --clear-groups "
+                        "mount -t tmpfs none {2} && setpriv --reuid=65534 --regid=65534 --clear-groups "
                         "--inh-caps=-all {3} --socket {0}/memgov.sock --profiles-dir {4}/profiles {5} -- make -s {6} "
-                        "-C {4}",
-                        inside, daemon.socket(), work.path(), memgov_bin(), home.path(), memgov_args, make_args)};
+                        "-C {4}; {7}",
+                        inside, daemon.socket(), work.path(), memgov_bin(), home.path(), memgov_args, make_args, then)};
 }
 
 TEST_CASE("daemon: a containerised client is governed with its own pids: gated, exact, no OOM kill") {
@@ -420,15 +421,23 @@ TEST_CASE("daemon: a containerised client is governed with its own pids: gated, 
         });
 }
 
-TEST_CASE("daemon: a container that exits while its jobs are held leaves nothing stopped") {
+TEST_CASE("daemon: a container's client killed while it holds jobs, then the container: nothing left stopped") {
     ScratchDir work;
     ScratchDir home(true);
     write_makefile(home, 3, 100, 1500, 300);
     Daemon daemon(work.path());
-    pid_t container = start_quietly(in_container(daemon, work, home, "-q --limit 250M", "-j3"));  // holds one
-    three_memhogs_one_held();
-    // The container's init (memgov) dies: the kernel kills everything in its pid namespace.
+    // memgov holds one job; the container lives on after memgov, until the test kills it.
+    pid_t container = start_quietly(in_container(daemon, work, home, "-q --limit 250M", "-j3", "sleep 60"));
+    auto memhogs = three_memhogs_one_held();
     kill(client_memgov(), SIGKILL);
+    std::this_thread::sleep_for(200ms);
+    CHECK_FALSE(any_stopped(memhogs));                         // the guard continued what the client held, by host pid
+    for (pid_t memhog : memhogs) CHECK(kill(memhog, 0) == 0);  // and they live: the container does
+    // The container exits (its init killed): the kernel ends everything in it.
+    std::string init;
+    run({"pgrep", "-P", std::to_string(container)}, &init);
+    REQUIRE_FALSE(init.empty());
+    kill(std::stoi(init), SIGKILL);
     waitpid(container, nullptr, 0);
     bool gone = false;
     for (int i = 0; i < 100 && !gone; ++i) {
@@ -439,6 +448,29 @@ TEST_CASE("daemon: a container that exits while its jobs are held leaves nothing
     for (int i = 0; i < 100 && daemon.log().find("it hung up") == std::string::npos; ++i)
         std::this_thread::sleep_for(20ms);
     CHECK(daemon.log().find("it hung up") != std::string::npos);  // its build forgotten
+}
+
+// The net's stop and resume go through the daemon (hold, release): with the container's pids.
+TEST_CASE("daemon: a containerised client's emergency stops and resumes reach its own processes") {
+    ScratchDir work;
+    ScratchDir home(true);
+    write_makefile(home, 3, 300, 1500, 300);
+    Daemon daemon(work.path());
+    TestCgroup cgroup(800 * MiB);  // two fit, three do not
+    std::uint64_t before = cgroup.oom_kills();
+    std::string stats = home.path() + "/stats.json";
+    // Guessed at 100 MB each, all three start; the youngest is stopped as they grow.
+    std::string out, err;
+    int status = run(
+        cgroup.wrap(in_container(daemon, work, home,
+                                 "--stats-json " + stats + " -v --cold-estimate 100M --emergency-floor 100M", "-j3")),
+        &out, &err);
+    INFO("memgov: ", err, "\ndaemon: ", daemon.log());
+    REQUIRE(status == 0);
+    CHECK(cgroup.oom_kills() == before);
+    auto json = nlohmann::json::parse(read_file(stats));
+    CHECK(json["emergency_stops"].get<int>() >= 1);
+    CHECK(err.find("Memory is back") != std::string::npos);
 }
 
 TEST_CASE("daemon: fifty clients at once are all served") {

@@ -116,6 +116,14 @@ TEST_CASE("the Debian package: its files, and a memgov group member runs memgov 
                                 "/p -- make -s -C " + home.path() + " --version",
                             nullptr, &err) == 0,
                   err);
+    // And a client in a container (its own pid namespace): the daemon, without ptrace rights
+    // over it, still numbers its processes as the container does.
+    std::string contained = "/usr/bin/memgov -q --socket " + socket + " --profiles-dir " + home.path() +
+                            "/p -- make -s -C " + home.path() + " --version";
+    CHECK_MESSAGE(run({"unshare", "--pid", "--fork", "--mount-proc", "setpriv", "--reuid=65534", "--regid=65534",
+                       member, "sh", "-c", contained},
+                      nullptr, &err) == 0,
+                  err);
     kill(daemon, SIGTERM);
     waitpid(daemon, nullptr, 0);
 }

@@ -68,9 +68,11 @@ bool to_client(Session& session, TrackerEvent& event) {
     return std::visit(
         [&](auto& record) {
             if (!record.in_client.pid) return false;
-            if constexpr (std::is_same_v<std::decay_t<decltype(record)>, ExitEvent>)
-                session.our_pid.erase(record.in_client.pid);
-            else
+            if constexpr (std::is_same_v<std::decay_t<decltype(record)>, ExitEvent>) {
+                // Only its own entry: a number the container reused may name a newer process.
+                auto it = session.our_pid.find(record.in_client.pid);
+                if (it != session.our_pid.end() && it->second == record.pid) session.our_pid.erase(it);
+            } else
                 session.our_pid[record.in_client.pid] = record.pid;
             record.pid = record.in_client.pid;
             record.job = record.in_client.job;
@@ -86,6 +88,8 @@ bool to_client(Session& session, TrackerEvent& event) {
 constexpr std::size_t outbox_limit = 16 << 20;
 // More jobs than one build runs at once.
 constexpr std::size_t max_usage_ids = 8192;
+// MAX_PID_NS_LEVEL, include/linux/pid_namespace.h: the deepest the kernel nests.
+constexpr std::size_t max_pid_namespace_level = 32;
 
 // A turn held longer than this by a client (stopped, or hostile) is taken back: the other
 // builds on the host give up waiting for it after 200 ms anyway, every time.
@@ -486,20 +490,18 @@ std::string Daemon::keep_ledger_entry(Session& session, const DaemonRequest& req
 // to number every process of its build there too. "" or why not.
 std::string client_namespace(pid_t client, pid_t root, ClientNamespace& found) {
     // NSpid: the pid in each namespace from ours down to the process's own.
+    // (Its namespace's inode is not needed, nor readable: /proc/PID/ns needs ptrace access.)
     auto client_pids = field_numbers(process_status(client), "NSpid:");
     if (client_pids.size() <= 1) return "";  // ours
     struct stat own {};
-    struct stat theirs {};
     constexpr ino_t initial_pid_namespace = 0xEFFFFFFCU;  // PROC_PID_INIT_INO, linux/proc_ns.h
     if (stat("/proc/self/ns/pid", &own) != 0 || own.st_ino != initial_pid_namespace)
         return "this daemon runs in a container itself: run it in the host's pid namespace to serve containers";
-    if (stat(fmt::format("/proc/{}/ns/pid", client).c_str(), &theirs) != 0)
-        return fmt::format("cannot read the pid namespace of pid {}: {}", client, std::strerror(errno));
     auto root_pids = field_numbers(process_status(root), "NSpid:");
     if (root_pids.size() < client_pids.size()) return fmt::format("pid {} is not in the client's pid namespace", root);
     std::size_t level = client_pids.size() - 1;  // ours is the initial one, level 0
-    found = {.inode = static_cast<std::uint32_t>(theirs.st_ino),
-             .level = static_cast<std::uint32_t>(level),
+    if (level >= max_pid_namespace_level) return fmt::format("pid namespaces nested {} deep are not followed", level);
+    found = {.level = static_cast<std::uint32_t>(level),
              .root = static_cast<pid_t>(root_pids[level]),
              .owner = static_cast<pid_t>(client_pids[level])};
     return "";
@@ -522,12 +524,12 @@ std::string Daemon::register_build(Session& session, const DaemonRequest& reques
     for (long uid : uids)
         if (session.peer.uid != 0 && uid != static_cast<long>(session.peer.uid))
             return fmt::format("pid {} is not the client's user's (uid {})", root, session.peer.uid);
-    // The ids were read by pid: the pidfd must still name that pid (a pidfd does not hold the
-    // number; the process, stopped at its barrier, is the client's to reap).
-    if (pid_of_pidfd(pidfd) != root) return "the build's root exited while it was checked";
     ClientNamespace client_ns;
     if (std::string why = client_namespace(session.peer.pid, root, client_ns); !why.empty()) return why;
-    session.own_pid_namespace = client_ns.inode != 0;
+    // All was read by pid: the pidfd must still name that pid (a pidfd does not hold the
+    // number; the process, stopped at its barrier, is the client's to reap).
+    if (pid_of_pidfd(pidfd) != root) return "the build's root exited while it was checked";
+    session.own_pid_namespace = client_ns.level != 0;
     pid_t build = next_build_;
     try {
         tracker_->track_build(root, build, session.peer.pid, request.gate, client_ns);

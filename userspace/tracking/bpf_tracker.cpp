@@ -230,16 +230,12 @@ void BpfTracker::track_build(pid_t root, pid_t build, pid_t owner, bool gate, co
     __u32 key = static_cast<__u32>(build);
     __u32 owner_key = static_cast<__u32>(owner);
     __u32 root_key = static_cast<__u32>(root);
-    mg_build value{.owner = owner_key,
-                   .gate = gate ? 1u : 0u,
-                   .pidns_inum = client.inode,
-                   .pidns_level = client.level,
-                   .procs_live = 1,
-                   .procs_seen = 1};
+    mg_build value{
+        .owner = owner_key, .gate = gate ? 1u : 0u, .pidns_level = client.level, .procs_live = 1, .procs_seen = 1};
     mg_proc proc{};
     proc.ppid = owner_key;
     proc.build = key;
-    if (client.inode) {
+    if (client.level) {
         proc.ns_pid = static_cast<__u32>(client.root);
         proc.ns_ppid = static_cast<__u32>(client.owner);
     }
@@ -276,7 +272,7 @@ pid_t BpfTracker::pid_for_client(pid_t pid) const {
     __u32 build = proc.build;
     mg_build value{};
     if (bpf_map__lookup_elem(skeleton_->maps.builds, &build, sizeof(build), &value, sizeof(value), 0)) return 0;
-    return value.pidns_inum ? static_cast<pid_t>(proc.ns_pid) : pid;
+    return value.pidns_level ? static_cast<pid_t>(proc.ns_pid) : pid;
 }
 
 std::optional<pid_t> BpfTracker::build_of_job(pid_t job) const {

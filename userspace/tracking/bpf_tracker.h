@@ -18,8 +18,7 @@ namespace memgov {
 
 // A daemon's client's pid namespace when it is not the daemon's (BpfTracker::track_build).
 struct ClientNamespace {
-    std::uint32_t inode = 0;  // 0: the client shares ours
-    std::uint32_t level = 0;  // among nested namespaces, the initial one being 0
+    std::uint32_t level = 0;  // among nested namespaces, the initial one (ours) being 0
     pid_t root = 0;           // the root's and the client's pids in it
     pid_t owner = 0;
 };
