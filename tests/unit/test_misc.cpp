@@ -11,6 +11,18 @@
 
 using namespace memgov;
 
+TEST_CASE("field_numbers: the numbers of one /proc field, on any line, up to a unit") {
+    std::string status = "Name:\tcc1plus\nPid:\t42\nUid:\t1000\t1000\t1000\t1000\nVmHWM:\t  5120 kB\n";
+    CHECK(field_numbers(status, "Name").empty());
+    CHECK(field_numbers("Pid:\t7\n", "Pid") == std::vector<std::uint64_t>{7});  // the first line too
+    CHECK(field_numbers(status, "Uid") == std::vector<std::uint64_t>{1000, 1000, 1000, 1000});
+    CHECK(field_numbers(status, "VmHWM") == std::vector<std::uint64_t>{5120});
+    CHECK(field_numbers(status, "Vm").empty());         // a prefix of a name is not the name
+    CHECK(field_numbers("Pid:\t-1\n", "Pid").empty());  // a pidfd's exited process
+    CHECK(field_numbers("CapEff:\t000001ffffffffff\n", "CapEff", 16) == std::vector<std::uint64_t>{0x1ffffffffffull});
+    CHECK(field_numbers(status, "NSpid").empty());
+}
+
 TEST_CASE("bytes are formatted for people") {
     CHECK(format_bytes(0) == "0 B");
     CHECK(format_bytes(1023) == "1023 B");

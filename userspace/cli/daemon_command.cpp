@@ -114,26 +114,12 @@ void notify_ready() {
     close(fd);
 }
 
-// The numbers of a "Name:\t1 2 3" line of a /proc text (status, fdinfo); empty when absent.
-std::vector<long> field_numbers(const std::string& text, const std::string& name) {
-    std::vector<long> numbers;
-    auto at = text.find("\n" + name);
-    if (at == std::string::npos) return numbers;
-    const char* cursor = text.c_str() + at + 1 + name.size();
-    for (char* next = nullptr;; cursor = next) {
-        long value = std::strtol(cursor, &next, 10);
-        if (next == cursor) break;
-        numbers.push_back(value);
-        if (*next == '\n') break;
-    }
-    return numbers;
-}
-
 std::string process_status(pid_t pid) { return read_text_file(fmt::format("/proc/{}/status", pid)).value_or(""); }
 
 // The pid a pidfd refers to, in our pid namespace ("Pid:" of its fdinfo); 0 when it has exited.
 pid_t pid_of_pidfd(int pidfd) {
-    auto pid = field_numbers(read_text_file(fmt::format("/proc/self/fdinfo/{}", pidfd)).value_or(""), "Pid:");
+    // An exited process's is -1, which is no number here.
+    auto pid = field_numbers(read_text_file(fmt::format("/proc/self/fdinfo/{}", pidfd)).value_or(""), "Pid");
     return pid.size() == 1 && pid[0] > 0 ? static_cast<pid_t>(pid[0]) : 0;
 }
 
@@ -491,13 +477,13 @@ std::string Daemon::keep_ledger_entry(Session& session, const DaemonRequest& req
 std::string client_namespace(pid_t client, pid_t root, ClientNamespace& found) {
     // NSpid: the pid in each namespace from ours down to the process's own.
     // (Its namespace's inode is not needed, nor readable: /proc/PID/ns needs ptrace access.)
-    auto client_pids = field_numbers(process_status(client), "NSpid:");
+    auto client_pids = field_numbers(process_status(client), "NSpid");
     if (client_pids.size() <= 1) return "";  // ours
     struct stat own {};
     constexpr ino_t initial_pid_namespace = 0xEFFFFFFCU;  // PROC_PID_INIT_INO, linux/proc_ns.h
     if (stat("/proc/self/ns/pid", &own) != 0 || own.st_ino != initial_pid_namespace)
         return "this daemon runs in a container itself: run it in the host's pid namespace to serve containers";
-    auto root_pids = field_numbers(process_status(root), "NSpid:");
+    auto root_pids = field_numbers(process_status(root), "NSpid");
     if (root_pids.size() < client_pids.size()) return fmt::format("pid {} is not in the client's pid namespace", root);
     std::size_t level = client_pids.size() - 1;  // ours is the initial one, level 0
     if (level >= max_pid_namespace_level) return fmt::format("pid namespaces nested {} deep are not followed", level);
@@ -516,13 +502,13 @@ std::string Daemon::register_build(Session& session, const DaemonRequest& reques
     // anyone's child of its own). Its ids are read by pid; the pidfd is asked again below that
     // it still names that pid.
     std::string status = process_status(root);
-    auto parent = field_numbers(status, "PPid:");
-    if (parent.size() != 1 || parent[0] != session.peer.pid)
+    auto parent = field_numbers(status, "PPid");
+    if (parent.size() != 1 || parent[0] != static_cast<std::uint64_t>(session.peer.pid))
         return fmt::format("pid {} is not a child of the client (pid {})", root, session.peer.pid);
-    auto uids = field_numbers(status, "Uid:");
+    auto uids = field_numbers(status, "Uid");
     if (uids.size() != 4) return fmt::format("cannot read the owner of pid {}", root);
-    for (long uid : uids)
-        if (session.peer.uid != 0 && uid != static_cast<long>(session.peer.uid))
+    for (std::uint64_t uid : uids)
+        if (session.peer.uid != 0 && uid != session.peer.uid)
             return fmt::format("pid {} is not the client's user's (uid {})", root, session.peer.uid);
     ClientNamespace client_ns;
     if (std::string why = client_namespace(session.peer.pid, root, client_ns); !why.empty()) return why;

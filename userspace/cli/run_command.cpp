@@ -32,6 +32,7 @@
 #include "profiles_command.h"
 #include "remote_tracker.h"
 #include "runner.h"
+#include "text_file.h"
 
 namespace memgov {
 namespace {
@@ -130,10 +131,8 @@ rusage own_usage() {
 // The peak RSS of memgov's own address space. Not getrusage's ru_maxrss: Linux carries that
 // across execve, so it would report the peak of whatever process forked memgov.
 std::uint64_t own_peak_rss_bytes() {
-    std::ifstream status("/proc/self/status");
-    for (std::string line; std::getline(status, line);)
-        if (line.starts_with("VmHWM:")) return std::strtoull(line.c_str() + 6, nullptr, 10) * 1024;
-    return 0;
+    auto kib = field_numbers(read_text_file("/proc/self/status").value_or(""), "VmHWM");  // "VmHWM: 1234 kB"
+    return kib.empty() ? 0 : kib.front() * 1024;
 }
 
 double cpu_seconds(const rusage& usage) {
