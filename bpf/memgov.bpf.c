@@ -30,6 +30,9 @@ const volatile __u32 pidns_inum = PROC_PID_INIT_INO;
 /* That namespace's level among nested ones, found on first use (level + 1; 0: not yet). */
 __u32 pidns_level_found = 0;
 
+/* Set when the controller has exited: nobody would continue a stop of its build any more. */
+__u32 controller_gone = 0;
+
 struct mg_totals totals = {};
 struct mg_grant grant = {};
 
@@ -189,6 +192,15 @@ static __always_inline __u64 mm_rss_bytes(struct mm_struct *mm)
 static __always_inline struct mg_build *build_of(__u32 build_id)
 {
 	return build_id ? bpf_map_lookup_elem(&builds, &build_id) : NULL;
+}
+
+/* Whether whoever continues the stops of `build_id` has exited: the controller for memgov's
+ * own build, the daemon's client for one of its builds (whose entry the guard deletes). */
+static __always_inline bool owner_gone(__u32 build_id)
+{
+	if (!build_id)
+		return __sync_fetch_and_add(&controller_gone, 0) != 0;
+	return !bpf_map_lookup_elem(&builds, &build_id);
 }
 
 /* Sets a process's RSS and carries the change into its job's sum and the build's sum. */
@@ -393,9 +405,18 @@ int BPF_PROG(on_exec, struct task_struct *task, pid_t old_pid, struct linux_binp
 		/* Recorded before the stop, so the crash guard can always undo it. Queued before
 		 * the event is visible, so the controller's SIGCONT can never overtake it. */
 		struct mg_held entry = { .host_tgid = task->tgid, .owner = owner };
-		if (bpf_map_update_elem(&held, &tgid, &entry, BPF_ANY) == 0) {
+		if (!owner_gone(proc->build) &&
+		    bpf_map_update_elem(&held, &tgid, &entry, BPF_ANY) == 0) {
 			bpf_send_signal(SIGSTOP);
 			flags |= MG_EXEC_WAITING;
+			/* Its owner may have exited since: then its guard may have run before the
+			 * entry was there. Whichever comes second continues it (SIGCONT discards
+			 * the stop). */
+			if (owner_gone(proc->build)) {
+				bpf_map_delete_elem(&held, &tgid);
+				bpf_send_signal(SIGCONT);
+				flags &= ~MG_EXEC_WAITING;
+			}
 		}
 	}
 
@@ -486,13 +507,19 @@ int BPF_PROG(on_exit, struct task_struct *task, bool group_dead)
 {
 	__u32 tgid = tgid_seen(task);
 	if (group_dead && tgid == controller_tgid) {
-		/* The controller is gone (maybe SIGKILLed): nobody else would resume these. */
+		/* The controller is gone (maybe SIGKILLed): nobody else would resume these, nor
+		 * what its build starts from now on (marked first, see on_exec). */
+		__sync_fetch_and_add(&controller_gone, 1);
 		__u32 everyone = 0;
 		bpf_for_each_map_elem(&held, resume_held_pid, &everyone, 0);
 		return 0;
 	}
-	if (group_dead && bpf_map_lookup_elem(&owners, &tgid)) {
-		/* A daemon's client is gone: what it held, nobody else would resume. */
+	__u32 *client_build = group_dead ? bpf_map_lookup_elem(&owners, &tgid) : NULL;
+	if (client_build) {
+		/* A daemon's client is gone: what it held, nobody else would resume. Its build is
+		 * forgotten first, so that what it starts from now on is not stopped (on_exec). */
+		__u32 build_id = *client_build;
+		bpf_map_delete_elem(&builds, &build_id);
 		bpf_for_each_map_elem(&held, resume_held_pid, &tgid, 0);
 		return 0;
 	}
