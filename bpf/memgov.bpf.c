@@ -18,7 +18,6 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define SIGSTOP 19
 #define PEAK_CAS_TRIES 8
 #define PROC_PID_INIT_INO 0xEFFFFFFCU /* include/linux/proc_ns.h */
-#define MAX_PID_NS_LEVEL 32	      /* include/linux/pid_namespace.h */
 
 /* Settings, fixed at load time by the controller. */
 const volatile __u32 controller_tgid = 0;
@@ -118,12 +117,18 @@ extern void bpf_task_release(struct task_struct *p) __ksym;
 extern int bpf_send_signal_task(struct task_struct *task, int sig, enum pid_type type,
 				__u64 value) __ksym;
 
+/* A pid's number and namespace at `level` (not above the pid's own); false when unreadable. */
+static __always_inline bool upid_at(struct pid *pid, __u32 level, struct upid *upid)
+{
+	return bpf_probe_read_kernel(upid, sizeof(*upid),
+				     &pid->numbers[level & (MG_MAX_PID_NS_LEVEL - 1)]) == 0;
+}
+
 /* A pid's number in memgov's namespace if `level` is that namespace's level, else 0. */
 static __always_inline __u32 nr_at(struct pid *pid, __u32 level)
 {
 	struct upid upid = {};
-	if (bpf_probe_read_kernel(&upid, sizeof(upid),
-				  &pid->numbers[level & (MAX_PID_NS_LEVEL - 1)]))
+	if (!upid_at(pid, level, &upid))
 		return 0;
 	return BPF_CORE_READ(upid.ns, ns.inum) == pidns_inum ? upid.nr : 0;
 }
@@ -141,7 +146,7 @@ static __always_inline __u32 tgid_seen(struct task_struct *task)
 	__u32 found = pidns_level_found;
 	if (found)
 		return found - 1 <= level ? nr_at(pid, found - 1) : 0;
-	for (__u32 i = 0; i < MAX_PID_NS_LEVEL && i <= level; i++) {
+	for (__u32 i = 0; i < MG_MAX_PID_NS_LEVEL && i <= level; i++) {
 		__u32 nr = nr_at(pid, i);
 		if (nr) {
 			pidns_level_found = i + 1;
@@ -155,17 +160,14 @@ static __always_inline __u32 tgid_seen(struct task_struct *task)
  * build's client shares the daemon's namespace. */
 static __always_inline __u32 tgid_in_build_ns(struct task_struct *task, struct mg_build *build)
 {
-	if (!build || !build->pidns_level || build->pidns_level >= MAX_PID_NS_LEVEL)
+	if (!build || !build->pidns_level || build->pidns_level >= MG_MAX_PID_NS_LEVEL)
 		return 0;
 	struct pid *pid = BPF_CORE_READ(task, group_leader, thread_pid);
 	__u32 level = build->pidns_level;
 	if (!pid || BPF_CORE_READ(pid, level) < level)
 		return 0;
 	struct upid upid = {};
-	if (bpf_probe_read_kernel(&upid, sizeof(upid),
-				  &pid->numbers[level & (MAX_PID_NS_LEVEL - 1)]))
-		return 0;
-	return upid.nr;
+	return upid_at(pid, level, &upid) ? upid.nr : 0;
 }
 
 static __always_inline void raise_peak(__u64 *peak, __u64 value)

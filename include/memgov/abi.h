@@ -20,6 +20,8 @@
 #define MG_ARGV_MAX 30720 /* header + argv must fit a per-CPU map value (32 KiB) */
 /* Builds one daemon follows at once. */
 #define MG_MAX_BUILDS 1024
+/* The deepest pid namespace level the kernel nests (MAX_PID_NS_LEVEL, linux/pid_namespace.h). */
+#define MG_MAX_PID_NS_LEVEL 32
 
 /* Record kinds in the ring buffer; every record starts with struct mg_event_header. */
 enum mg_event_kind {

@@ -131,6 +131,20 @@ std::vector<std::string> stat_fields(pid_t pid) {
 
 }  // namespace
 
+std::vector<pid_t> pgrep(const std::vector<std::string>& args) {
+    std::vector<std::string> argv{"pgrep"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    std::string out;
+    run(argv, &out);
+    std::vector<pid_t> pids;
+    for (std::size_t at = 0; at < out.size();) {
+        std::size_t end = out.find('\n', at);
+        pids.push_back(std::stoi(out.substr(at, end - at)));
+        at = end == std::string::npos ? out.size() : end + 1;
+    }
+    return pids;
+}
+
 char process_state(pid_t pid) {
     auto fields = stat_fields(pid);
     return fields.empty() ? 0 : fields[0][0];

@@ -48,6 +48,9 @@ int run(const std::vector<std::string>& argv, std::string* out = nullptr, std::s
 // pid -> ru_maxrss in bytes, from memhog's "memhog pid=P maxrss_kb=K" lines.
 std::map<pid_t, std::uint64_t> memhog_maxrss(const std::string& out);
 
+// The pids pgrep prints for `args` (its options and pattern); none when nothing matches.
+std::vector<pid_t> pgrep(const std::vector<std::string>& args);
+
 // The state letter of /proc/PID/stat ('R', 'S', 'T' …), or 0 if gone.
 char process_state(pid_t pid);
 // utime of /proc/PID/stat in clock ticks, or -1.

@@ -155,14 +155,7 @@ std::vector<pid_t> wait_for_memhogs(std::size_t count) {
     std::vector<pid_t> memhogs;
     for (int i = 0; i < 300 && memhogs.size() < count; ++i) {
         std::this_thread::sleep_for(10ms);
-        std::string pids;
-        run({"pgrep", "-f", memhog_bin()}, &pids);
-        memhogs.clear();
-        for (std::size_t at = 0; at < pids.size();) {
-            std::size_t end = pids.find('\n', at);
-            memhogs.push_back(std::stoi(pids.substr(at, end - at)));
-            at = end + 1;
-        }
+        memhogs = pgrep({"-f", memhog_bin()});
     }
     return memhogs;
 }
@@ -184,10 +177,9 @@ std::vector<pid_t> three_memhogs_one_held() {
 
 // The client: the memgov that setpriv made user nobody.
 pid_t client_memgov() {
-    std::string pid;
-    run({"pgrep", "-u", "65534", "-x", "memgov"}, &pid);
-    REQUIRE_FALSE(pid.empty());
-    return std::stoi(pid);
+    auto pids = pgrep({"-u", "65534", "-x", "memgov"});
+    REQUIRE_FALSE(pids.empty());
+    return pids.front();
 }
 
 // Runs argv in the background, its output discarded: its pid.
@@ -434,10 +426,9 @@ TEST_CASE("daemon: a container's client killed while it holds jobs, then the con
     CHECK_FALSE(any_stopped(memhogs));                         // the guard continued what the client held, by host pid
     for (pid_t memhog : memhogs) CHECK(kill(memhog, 0) == 0);  // and they live: the container does
     // The container exits (its init killed): the kernel ends everything in it.
-    std::string init;
-    run({"pgrep", "-P", std::to_string(container)}, &init);
+    auto init = pgrep({"-P", std::to_string(container)});
     REQUIRE_FALSE(init.empty());
-    kill(std::stoi(init), SIGKILL);
+    kill(init.front(), SIGKILL);
     waitpid(container, nullptr, 0);
     bool gone = false;
     for (int i = 0; i < 100 && !gone; ++i) {

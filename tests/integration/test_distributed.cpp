@@ -103,6 +103,9 @@ int client_make(const ScratchDir& project, int port) {
                 "CXX=distcc g++"});
 }
 
+// The worker's compiles (g++ and what it runs, on distccd's temporary file), by pid.
+std::vector<pid_t> compilers() { return pgrep({"-f", "distccd_"}); }
+
 }  // namespace
 
 TEST_CASE("a distcc worker: plain distccd is OOM-killed in its cgroup, memgov's worker finishes and learns") {
@@ -146,23 +149,6 @@ TEST_CASE("a distcc worker: plain distccd is OOM-killed in its cgroup, memgov's 
     CHECK(warm.find("distccd_") == std::string::npos);
     CHECK(warm.find("u0.cpp: needs") != std::string::npos);
 }
-
-namespace {
-
-// The worker's compiles (g++ and what it runs, on distccd's temporary file), by pid.
-std::vector<pid_t> compilers() {
-    std::string out;
-    run({"pgrep", "-f", "distccd_"}, &out);
-    std::vector<pid_t> pids;
-    for (std::size_t at = 0; at < out.size();) {
-        std::size_t end = out.find('\n', at);
-        pids.push_back(std::stoi(out.substr(at, end - at)));
-        at = end + 1;
-    }
-    return pids;
-}
-
-}  // namespace
 
 TEST_CASE("a distcc worker: a client that hangs up while its compiles are held leaves none stopped") {
     ScratchDir project;

@@ -27,6 +27,7 @@
 #include "daemon_protocol.h"
 #include "gate_list.h"
 #include "host_ledger.h"
+#include "memgov/abi.h"
 #include "text_file.h"
 
 namespace memgov {
@@ -88,8 +89,6 @@ bool to_client(Session& session, TrackerEvent& event) {
 constexpr std::size_t outbox_limit = 16 << 20;
 // More jobs than one build runs at once.
 constexpr std::size_t max_usage_ids = 8192;
-// MAX_PID_NS_LEVEL, include/linux/pid_namespace.h: the deepest the kernel nests.
-constexpr std::size_t max_pid_namespace_level = 32;
 
 // A turn held longer than this by a client (stopped, or hostile) is taken back: the other
 // builds on the host give up waiting for it after 200 ms anyway, every time.
@@ -486,7 +485,7 @@ std::string client_namespace(pid_t client, pid_t root, ClientNamespace& found) {
     auto root_pids = field_numbers(process_status(root), "NSpid");
     if (root_pids.size() < client_pids.size()) return fmt::format("pid {} is not in the client's pid namespace", root);
     std::size_t level = client_pids.size() - 1;  // ours is the initial one, level 0
-    if (level >= max_pid_namespace_level) return fmt::format("pid namespaces nested {} deep are not followed", level);
+    if (level >= MG_MAX_PID_NS_LEVEL) return fmt::format("pid namespaces nested {} deep are not followed", level);
     found = {.level = static_cast<std::uint32_t>(level),
              .root = static_cast<pid_t>(root_pids[level]),
              .owner = static_cast<pid_t>(client_pids[level])};

@@ -268,11 +268,7 @@ pid_t BpfTracker::pid_for_client(pid_t pid) const {
     __u32 key = static_cast<__u32>(pid);
     mg_proc proc{};
     if (bpf_map__lookup_elem(skeleton_->maps.procs, &key, sizeof(key), &proc, sizeof(proc), 0)) return 0;
-    if (!proc.build) return 0;
-    __u32 build = proc.build;
-    mg_build value{};
-    if (bpf_map__lookup_elem(skeleton_->maps.builds, &build, sizeof(build), &value, sizeof(value), 0)) return 0;
-    return value.pidns_level ? static_cast<pid_t>(proc.ns_pid) : pid;
+    return static_cast<pid_t>(proc.ns_pid);
 }
 
 std::optional<pid_t> BpfTracker::build_of_job(pid_t job) const {

@@ -50,8 +50,8 @@ public:
     // A client in another pid namespace than ours (a container) is given its own pids in
     // the records (ClientPids), which the kernel numbers for each process as it forks.
     void track_build(pid_t root, pid_t build, pid_t owner, bool gate, const ClientNamespace& client = {});
-    // `pid` as its build's client sees it: the same pid when the client shares our
-    // namespace; 0 when it is not followed.
+    // `pid` as the client in another pid namespace whose build it is sees it; 0 when it is
+    // not followed, or has no number there.
     pid_t pid_for_client(pid_t pid) const;
     // Stops following the build: its processes are neither stopped nor reported any more.
     void forget_build(pid_t build, pid_t owner);
