@@ -205,6 +205,16 @@ static __always_inline bool owner_gone(__u32 build_id)
 	return !bpf_map_lookup_elem(&builds, &build_id);
 }
 
+/* Whether a client of uid `uid` may signal `task`, by the kernel's rule for a sender without
+ * CAP_KILL (kill_ok_by_cred in kernel/signal.c): the task's real or saved uid is the
+ * sender's. The guard's SIGCONT is sent as the exiting client, under the same rule. */
+static __always_inline bool client_may_signal(__u32 uid, struct task_struct *task)
+{
+	const struct cred *cred = BPF_CORE_READ(task, real_cred);
+	return uid == 0 || BPF_CORE_READ(cred, uid.val) == uid ||
+	       BPF_CORE_READ(cred, suid.val) == uid;
+}
+
 /* Sets a process's RSS and carries the change into its job's sum and the build's sum. */
 static __always_inline void account_rss(struct mg_proc *proc, __u64 rss)
 {
@@ -376,6 +386,7 @@ int BPF_PROG(on_exec, struct task_struct *task, pid_t old_pid, struct linux_binp
 	 * its client has no number for could never be continued by it: not stopped. */
 	bool gate = build ? build->gate && (!build->pidns_level || proc->ns_pid) : pause_job_roots;
 	__u32 owner = build ? build->owner : controller_tgid;
+	bool other_user = build && !client_may_signal(build->owner_uid, task);
 
 	struct mm_struct *mm = task->mm;
 	account_rss(proc, mm_rss_bytes(mm)); /* the new image replaces the old one */
@@ -403,6 +414,8 @@ int BPF_PROG(on_exec, struct task_struct *task, pid_t old_pid, struct linux_binp
 	/* The grant is memgov's own build's: a daemon's clients are not granted starts. */
 	if ((flags & MG_EXEC_JOB_ROOT) && gate && !build && take_grant())
 		flags |= MG_EXEC_GRANTED;
+	else if ((flags & MG_EXEC_JOB_ROOT) && gate && other_user)
+		flags |= MG_EXEC_OTHER_USER;
 	else if ((flags & MG_EXEC_JOB_ROOT) && gate) {
 		/* Recorded before the stop, so the crash guard can always undo it. Queued before
 		 * the event is visible, so the controller's SIGCONT can never overtake it. */

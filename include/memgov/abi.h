@@ -36,6 +36,7 @@ enum mg_exec_flags {
 	MG_EXEC_ARGV_TRUNCATED = 1u << 2,  /* argv longer than MG_ARGV_MAX */
 	MG_EXEC_ARGV_UNREADABLE = 1u << 3, /* bpf_probe_read_user failed */
 	MG_EXEC_GRANTED = 1u << 4,	   /* started under the controller's grant: never stopped */
+	MG_EXEC_OTHER_USER = 1u << 5,	   /* a daemon client may not signal it: never stopped */
 };
 
 struct mg_event_header {
@@ -136,7 +137,9 @@ struct mg_build {
 	 * Every process of the build descends from the root, in that namespace or below it: the
 	 * namespace at that level is the client's for each of them. */
 	__u32 pidns_level;
-	__u32 pad;
+	/* The client's uid: a job root it may not signal (a setuid step that became another
+	 * user: `sudo make install`) is not stopped, as nobody could continue it. */
+	__u32 owner_uid;
 	__s64 rss_bytes;
 	__u64 peak_bytes;
 	__u64 procs_live;

@@ -22,6 +22,7 @@ namespace harness {
 
 std::string memgov_bin() { return MEMGOV_BIN; }
 std::string memhog_bin() { return MEMHOG_BIN; }
+std::string become_root_bin() { return BECOME_ROOT_BIN; }
 
 int run(const std::vector<std::string>& argv, std::string* out, std::string* err) {
     int out_pipe[2];

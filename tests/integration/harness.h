@@ -58,6 +58,7 @@ long process_utime(pid_t pid);
 
 std::string memgov_bin();
 std::string memhog_bin();
+std::string become_root_bin();  // tests/helpers/become_root.cpp
 
 // Peaks agree within max(1 %, 2 MiB), the tracker's promise.
 bool peaks_agree(std::uint64_t tracked, std::uint64_t kernel);

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -403,6 +404,43 @@ std::vector<std::string> in_container(const Daemon& daemon, const ScratchDir& wo
                         "--inh-caps=-all {3} --socket {0}/memgov.sock --profiles-dir {4}/profiles {5} -- make -s {6} "
                         "-C {4}; {7}",
                         inside, daemon.socket(), work.path(), memgov_bin(), home.path(), memgov_args, make_args, then)};
+}
+
+// `sudo make install` in a build: its client may not signal what runs as root, so it must
+// never be stopped (nobody could continue it); `setsid` takes it out of the client's session,
+// where SIGCONT would be allowed anyway.
+TEST_CASE("daemon: a setuid step that becomes root is measured, never stopped, and the client says so") {
+    ScratchDir work;
+    ScratchDir home(true);
+    std::string sudo = home.path() + "/become_root";
+    std::filesystem::copy_file(become_root_bin(), sudo);
+    REQUIRE(chown(sudo.c_str(), 0, 0) == 0);
+    REQUIRE(chmod(sudo.c_str(), 04755) == 0);
+    std::string rule = fmt::format("\tsetsid -w {} {} --mb 200 --ramp-ms 300 --hold-ms 500\n", sudo, memhog_bin());
+    home.write("Makefile", "all: j0 j1\nj0:\n" + rule + "j1:\n" + rule + ".PHONY: all j0 j1\n");
+    Daemon daemon(work.path());
+    std::string stats = home.path() + "/stats.json";
+    std::string out, err;
+    // Under this limit one of the two would wait, were it stopped at its exec.
+    int status = run(as_nobody(daemon, home, {"--stats-json", stats, "--limit", "300M", "-v"},
+                               {"timeout", "-k", "5", "30", "make", "-s", "-j2", "-C", home.path()}),
+                     &out, &err);
+    auto stopped = pgrep({"-f", "-r", "T", memhog_bin()});
+    for (pid_t pid : pgrep({"-f", memhog_bin()})) kill(pid, SIGKILL);  // after a failure: not left for others
+    INFO("memgov: ", err, "\ndaemon: ", daemon.log());
+    CHECK(status == 0);
+    CHECK(stopped.empty());
+    CHECK(err.find("2 jobs ran as another user (a setuid step) and could not be held") != std::string::npos);
+    auto json = nlohmann::json::parse(read_file(stats));
+    REQUIRE(json["jobs"].size() == 2);
+    auto kernel = memhog_maxrss(out);
+    for (const auto& job : json["jobs"]) {
+        CHECK(job["other_user"] == true);
+        CHECK(job["waited"] == false);
+        pid_t pid = job["job"].get<pid_t>();
+        REQUIRE(kernel.contains(pid));
+        CHECK(peaks_agree(job["peak_bytes"].get<std::uint64_t>(), kernel[pid]));  // still measured exactly
+    }
 }
 
 TEST_CASE("daemon: a containerised client is governed with its own pids: gated, exact, no OOM kill") {

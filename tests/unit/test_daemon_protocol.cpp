@@ -40,6 +40,7 @@ TEST_CASE("daemon protocol: events and replies come back whole, argv bytes as th
                    .job = 10,
                    .job_root = true,
                    .waiting = true,
+                   .other_user = true,
                    .timestamp_ns = 123456789,
                    .comm = "cc1plus",
                    .filename = "/usr/bin/g++",
@@ -53,6 +54,7 @@ TEST_CASE("daemon protocol: events and replies come back whole, argv bytes as th
     CHECK(back.build == 9);
     CHECK(back.waiting);
     CHECK_FALSE(back.granted);
+    CHECK(back.other_user);
     CHECK(back.timestamp_ns == 123456789);
 
     ExitEvent exit{

@@ -79,6 +79,17 @@ TEST_CASE("an exec the kernel started under the grant is a job root, granted, no
     CHECK_FALSE(exec.waiting);
 }
 
+TEST_CASE("an exec its daemon client may not signal is a job root, marked so, not held") {
+    std::string block("cc\0", 3);
+    auto event = decode_event(exec_record(block, MG_EXEC_JOB_ROOT | MG_EXEC_OTHER_USER, block.size()));
+    REQUIRE(event);
+    auto& exec = std::get<ExecEvent>(*event);
+    CHECK(exec.job_root);
+    CHECK(exec.other_user);
+    CHECK_FALSE(exec.waiting);
+    CHECK_FALSE(exec.granted);
+}
+
 TEST_CASE("a record shorter than its claimed argv is truncated, not overread") {
     std::string block("make\0-j", 7);
     auto event = decode_event(exec_record(block, 0, 4096));

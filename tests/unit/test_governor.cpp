@@ -248,6 +248,21 @@ TEST_CASE("emergency: below the floor the youngest running job stops, it resumes
     CHECK(Scenario::admitted(later) == std::vector<pid_t>{4});  // once none is stopped
 }
 
+TEST_CASE("emergency: a job that cannot be stopped (another user's) is passed over for the next youngest") {
+    GovernorSettings settings;
+    settings.emergency_floor_bytes = 100 * MiB;
+    Scenario s(settings);
+    for (pid_t job : {1, 2, 3}) s.governor.job_running(job, {300 * MiB}, s.now);
+    s.governor.job_unstoppable(3);  // `sudo …` in the build: its owner may not signal it
+    for (pid_t job : {1, 2, 3}) s.use(job, 250, 250);
+    auto low = s.decide(50);
+    CHECK(Scenario::find(low, DecisionKind::emergency_stop, 3) == nullptr);
+    CHECK(Scenario::find(low, DecisionKind::emergency_stop, 2));
+    // Job 3 runs on whatever happens, so the build progresses: job 1 may stop too.
+    CHECK(Scenario::find(s.decide(40), DecisionKind::emergency_stop, 1));
+    CHECK(s.decide(30).empty());
+}
+
 TEST_CASE("emergency: a stopped job resumes at once when nothing else runs") {
     Scenario s = two_running_one_stopped();
     s.governor.job_exited(1, s.now);

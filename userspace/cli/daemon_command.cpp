@@ -517,7 +517,8 @@ std::string Daemon::register_build(Session& session, const DaemonRequest& reques
     session.own_pid_namespace = client_ns.level != 0;
     pid_t build = next_build_;
     try {
-        tracker_->track_build(root, build, session.peer.pid, request.gate, client_ns);
+        tracker_->track_build(
+            root, build, {.pid = session.peer.pid, .uid = session.peer.uid, .pid_namespace = client_ns}, request.gate);
     } catch (const TrackerError& error) {
         return error.what();
     }

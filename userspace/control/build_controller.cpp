@@ -357,6 +357,9 @@ void BuildController::on(const ExecEvent& event) {
         log_.write(LogCategory::debug, "exec PID={} PPID={} job={} {}{}", event.pid, event.ppid, event.job,
                    joined(event.argv), event.argv_truncated ? " …(argv truncated)" : "");
     if (!event.job_root) return;
+    if (event.other_user)
+        log_.write(LogCategory::signal, "PID={} runs as another user (a setuid step): it cannot be held, only measured",
+                   event.pid);
     JobInfo info{.key = std::move(key.key), .tool = basename_of(event.filename), .role = key.kind};
     info.prediction = predictor_.predict(info.key, info.tool, info.role);
     log_.write(LogCategory::debug, "New job PID={} {} ({} {}), predicted peak {} ({})", event.pid, info.key, info.tool,
@@ -370,6 +373,7 @@ void BuildController::on(const ExecEvent& event) {
         auto started =
             event.granted ? Clock::time_point(std::chrono::nanoseconds(event.timestamp_ns)) : environment_.now();
         governor_.job_running(event.pid, reservation_of(info.prediction), started);
+        if (event.other_user) governor_.job_unstoppable(event.pid);
         info.started_at = started;
     }
     if (admitted_at_once || event.granted) {

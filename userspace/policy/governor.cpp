@@ -34,6 +34,10 @@ void Governor::job_running(pid_t job, Reservation expected, Clock::time_point no
     admission_order_.push_back(job);
 }
 
+void Governor::job_unstoppable(pid_t job) {
+    if (auto it = running_.find(job); it != running_.end()) it->second.stoppable = false;
+}
+
 void Governor::job_used(pid_t job, std::uint64_t current_bytes, std::uint64_t peak_bytes, Clock::time_point now) {
     auto it = running_.find(job);
     if (it == running_.end()) return;
@@ -392,7 +396,7 @@ void Governor::emergency(std::uint64_t available_bytes, Clock::time_point now, s
         std::optional<pid_t> youngest;
         for (auto it = admission_order_.rbegin(); it != admission_order_.rend(); ++it) {
             const Job& job = running_.at(*it);
-            if (job.emergency_stopped) continue;
+            if (job.emergency_stopped || !job.stoppable) continue;
             if (!youngest) youngest = *it;
             if (growing(job)) return *it;
         }

@@ -175,6 +175,9 @@ public:
     void job_expected(pid_t job, Reservation expected);
     // A job that was never held (gate off, or started under the grant) but runs.
     void job_running(pid_t job, Reservation expected, Clock::time_point now);
+    // A running job that cannot be stopped (it runs as a user the build's owner may not
+    // signal): the net passes it over.
+    void job_unstoppable(pid_t job);
     // Current use of a running job, from the tracker, read at `now` (its growth rate is
     // measured between two readings).
     void job_used(pid_t job, std::uint64_t current_bytes, std::uint64_t peak_bytes, Clock::time_point now);
@@ -238,6 +241,7 @@ private:
         Clock::time_point admitted_at{};
         bool refused_once = false;
         bool emergency_stopped = false;
+        bool stoppable = true;
         bool ever_stopped = false;  // its run time says nothing of its curve's accuracy
     };
 

@@ -226,18 +226,23 @@ std::optional<pid_t> BpfTracker::held_by(pid_t pid) const {
     return static_cast<pid_t>(entry.owner);
 }
 
-void BpfTracker::track_build(pid_t root, pid_t build, pid_t owner, bool gate, const ClientNamespace& client) {
+void BpfTracker::track_build(pid_t root, pid_t build, const BuildClient& client, bool gate) {
     __u32 key = static_cast<__u32>(build);
-    __u32 owner_key = static_cast<__u32>(owner);
+    __u32 owner_key = static_cast<__u32>(client.pid);
     __u32 root_key = static_cast<__u32>(root);
-    mg_build value{
-        .owner = owner_key, .gate = gate ? 1u : 0u, .pidns_level = client.level, .procs_live = 1, .procs_seen = 1};
+    const ClientNamespace& pid_namespace = client.pid_namespace;
+    mg_build value{.owner = owner_key,
+                   .gate = gate ? 1u : 0u,
+                   .pidns_level = pid_namespace.level,
+                   .owner_uid = static_cast<__u32>(client.uid),
+                   .procs_live = 1,
+                   .procs_seen = 1};
     mg_proc proc{};
     proc.ppid = owner_key;
     proc.build = key;
-    if (client.level) {
-        proc.ns_pid = static_cast<__u32>(client.root);
-        proc.ns_ppid = static_cast<__u32>(client.owner);
+    if (pid_namespace.level) {
+        proc.ns_pid = static_cast<__u32>(pid_namespace.root);
+        proc.ns_ppid = static_cast<__u32>(pid_namespace.owner);
     }
     // Each entry is new (BPF_NOEXIST): a failure undoes only what this call inserted.
     auto insert = [](bpf_map* map, const void* map_key, const void* map_value, std::size_t size) {
@@ -248,11 +253,11 @@ void BpfTracker::track_build(pid_t root, pid_t build, pid_t owner, bool gate, co
     if (!insert(skeleton_->maps.owners, &owner_key, &key, sizeof(key))) {
         int error = errno;
         bpf_map__delete_elem(skeleton_->maps.builds, &key, sizeof(key), 0);
-        throw TrackerError(fmt::format("pid {} has a build followed already ({})", owner, std::strerror(error)));
+        throw TrackerError(fmt::format("pid {} has a build followed already ({})", client.pid, std::strerror(error)));
     }
     if (!insert(skeleton_->maps.procs, &root_key, &proc, sizeof(proc))) {
         int error = errno;
-        forget_build(build, owner);
+        forget_build(build, client.pid);
         throw TrackerError(fmt::format("cannot follow pid {}: {}", root, std::strerror(error)));
     }
 }

@@ -23,6 +23,13 @@ struct ClientNamespace {
     pid_t owner = 0;
 };
 
+// Who a daemon's build is for: its client, whose stops the crash guard undoes when it exits.
+struct BuildClient {
+    pid_t pid = 0;
+    uid_t uid = 0;  // a job root it may not signal is not stopped (a setuid step)
+    ClientNamespace pid_namespace;
+};
+
 class BpfTracker final : public Tracker {
 public:
     static std::unique_ptr<BpfTracker> open(const TrackerOptions& options);
@@ -46,10 +53,10 @@ public:
     // processes (docs/DESIGN.md §12). A build is identified by an id the daemon never reuses
     // (a pid could be: a build's leftover processes would then be another's).
     // Follows `root` (stopped before its exec) and everything it forks as `build`, for
-    // `owner`: what the gate holds of it is continued by the crash guard when the owner exits.
-    // A client in another pid namespace than ours (a container) is given its own pids in
-    // the records (ClientPids), which the kernel numbers for each process as it forks.
-    void track_build(pid_t root, pid_t build, pid_t owner, bool gate, const ClientNamespace& client = {});
+    // `client`: what the gate holds of it is continued by the crash guard when the client
+    // exits. A client in another pid namespace than ours (a container) is given its own pids
+    // in the records (ClientPids), which the kernel numbers for each process as it forks.
+    void track_build(pid_t root, pid_t build, const BuildClient& client, bool gate);
     // `pid` as the client in another pid namespace whose build it is sees it; 0 when it is
     // not followed, or has no number there.
     pid_t pid_for_client(pid_t pid) const;

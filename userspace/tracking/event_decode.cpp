@@ -34,6 +34,7 @@ std::optional<TrackerEvent> decode_exec(std::span<const std::byte> bytes) {
     event.job_root = raw->flags & MG_EXEC_JOB_ROOT;
     event.waiting = raw->flags & MG_EXEC_WAITING;
     event.granted = raw->flags & MG_EXEC_GRANTED;
+    event.other_user = raw->flags & MG_EXEC_OTHER_USER;
     event.argv_truncated = (raw->flags & MG_EXEC_ARGV_TRUNCATED) || argv_len < raw->argv_len;
     event.argv_unreadable = raw->flags & MG_EXEC_ARGV_UNREADABLE;
     event.timestamp_ns = raw->header.timestamp_ns;

@@ -224,10 +224,14 @@ void RemoteTracker::resume(pid_t pid) {
 void RemoteTracker::stop_job(pid_t job) {
     auto reply = ask({.op = DaemonRequest::Op::hold, .job = job});
     if (!reply || !reply->ok) return;  // not entered in the guard: not stopped
+    std::vector<pid_t> not_ours;       // another user's now (a setuid step): out of the guard
     for (pid_t pid : reply->pids) {
-        held_.insert(pid);
-        kill(pid, SIGSTOP);
+        if (kill(pid, SIGSTOP) == 0)
+            held_.insert(pid);
+        else
+            not_ours.push_back(pid);
     }
+    if (!not_ours.empty()) send({.op = DaemonRequest::Op::release, .ids = not_ours});
 }
 
 void RemoteTracker::resume_job(pid_t job) {

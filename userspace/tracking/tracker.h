@@ -48,6 +48,9 @@ struct ExecEvent {
     bool job_root = false;
     bool waiting = false;  // held (SIGSTOPped) at exec until Tracker::resume
     bool granted = false;  // started under Tracker::grant, never stopped
+    // A daemon's client may not signal it (a setuid step run as another user): never
+    // stopped, only measured.
+    bool other_user = false;
     bool argv_truncated = false;
     bool argv_unreadable = false;
     std::uint64_t timestamp_ns = 0;

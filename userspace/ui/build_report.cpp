@@ -70,6 +70,7 @@ void BuildReport::on_exec(const ExecEvent& event, const JobKey& key, std::uint64
         .argv = event.argv,
         .started_ns = event.timestamp_ns,
         .handled_ns = handled_ns,
+        .other_user = event.other_user,
     });
 }
 
@@ -185,6 +186,7 @@ json BuildReport::to_json(const BuildSummary& summary) const {
              record.ended_ns > record.started_ns ? (record.ended_ns - record.started_ns) / 1e9 : 0.0},
             {"oom_killed", record.oom_killed},
             {"waited", record.waited},
+            {"other_user", record.other_user},
             {"exec_at_seconds", since_origin(record.started_ns)},
             {"run_at_seconds", since_origin(record.admitted_ns ? record.admitted_ns : record.started_ns)},
         };
@@ -224,6 +226,11 @@ std::string BuildReport::summary_text(const BuildSummary& summary, std::size_t t
             "and {} jobs not tracked (maps full)\n",
             summary.totals.events_dropped, summary.totals.undecodable_records, summary.totals.procs_map_full,
             summary.totals.jobs_map_full);
+    auto other_user = std::count_if(jobs_.begin(), jobs_.end(), [](const JobRecord& job) { return job.other_user; });
+    if (other_user)
+        text += fmt::format(
+            "memgov: warning: {} jobs ran as another user (a setuid step) and could not be held, only measured\n",
+            other_user);
     auto largest = top_jobs(top);
     if (!largest.empty()) text += "memgov: largest jobs by peak memory:\n";
     for (const JobRecord* record : largest)

@@ -41,7 +41,8 @@ struct JobRecord {
     std::uint64_t peak_bytes = 0;
     std::optional<int> wait_status;
     bool oom_killed = false;
-    TaskCosts costs;  // of its processes that have exited
+    bool other_user = false;  // its client could not hold it: measured only (ExecEvent)
+    TaskCosts costs;          // of its processes that have exited
 };
 
 // An exit as --stats-json and the trace give it: exit_code (128+N for signal N, null while
