@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
@@ -441,6 +442,71 @@ TEST_CASE("daemon: a setuid step that becomes root is measured, never stopped, a
         REQUIRE(kernel.contains(pid));
         CHECK(peaks_agree(job["peak_bytes"].get<std::uint64_t>(), kernel[pid]));  // still measured exactly
     }
+}
+
+// A client that publishes what it likes: every job about to take all there is, jobs running
+// that it does not have, a job waiting since the daemon started. Its one real job sleeps.
+// The daemon holds its entry to what it sees of its build (vouched_for), and a build whose
+// running jobs change nothing holds the host's memory no longer than the stall timeout.
+TEST_CASE("daemon: a client's ledger claims cannot make another user's build wait for ever") {
+    ScratchDir work;
+    ScratchDir home(true);
+    write_makefile(home, 2, 100, 300, 300);
+    Daemon daemon(work.path());
+
+    std::string error;
+    auto hostile = memgov::RemoteTracker::connect(daemon.socket(), error, [](const std::string&) {});
+    REQUIRE_MESSAGE(hostile, error);
+    hostile->set_gate(false);
+    auto ledger = hostile->ledger({.pid = getpid(), .uid = 0, .command = "hostile"});
+    int barrier[2];
+    REQUIRE(pipe(barrier) == 0);
+    pid_t sleeper = fork();
+    if (sleeper == 0) {
+        char go;
+        close(barrier[1]);
+        if (read(barrier[0], &go, 1) != 1) _exit(1);
+        execl(memhog_bin().c_str(), "memhog", "--mb", "20", "--hold-ms", "120000", static_cast<char*>(nullptr));
+        _exit(127);
+    }
+    close(barrier[0]);
+    hostile->track(sleeper);
+    REQUIRE(write(barrier[1], "g", 1) == 1);
+    close(barrier[1]);
+    std::atomic<bool> done{false};
+    auto claims = std::async(std::launch::async, [&] {
+        while (!done) {
+            hostile->poll(0ms, [](const memgov::TrackerEvent&) {});
+            auto turn = ledger->take_turn(200ms);
+            memgov::LedgerState state;
+            state.published_at = memgov::Clock::now() + 1h;
+            state.share = {.imminent_bytes = 1ull << 40,
+                           .near_growth_bytes = 1ull << 40,
+                           .kept_bytes = 1ull << 40,
+                           .running = 64,
+                           .oldest_waiting = memgov::OtherBuilds::Waiting{memgov::Clock::time_point{}, 1ull << 40}};
+            ledger->publish(state);
+            turn.reset();
+            std::this_thread::sleep_for(100ms);
+        }
+    });
+
+    std::string stats = home.path() + "/stats.json";
+    std::string err;
+    auto started = std::chrono::steady_clock::now();
+    int status = run(as_nobody(daemon, home, {"--stats-json", stats, "-v"},
+                               {"timeout", "-k", "5", "90", "make", "-s", "-j2", "-C", home.path()}),
+                     nullptr, &err);
+    double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    done = true;
+    claims.get();
+    kill(sleeper, SIGKILL);
+    waitpid(sleeper, nullptr, 0);
+    INFO("memgov: ", err, "\ndaemon: ", daemon.log());
+    CHECK(status == 0);
+    CHECK(seconds < 60);  // two stall timeouts (10 s) and the jobs, not the sleeper's two minutes
+    CHECK(err.find("no running job changed for") != std::string::npos);
+    CHECK(nlohmann::json::parse(read_file(stats))["jobs"].size() == 2);
 }
 
 TEST_CASE("daemon: a containerised client is governed with its own pids: gated, exact, no OOM kill") {

@@ -803,13 +803,41 @@ TEST_CASE("other builds: the net counts their near growth, and stops our last jo
     CHECK(Scenario::find(s.decide(600), DecisionKind::emergency_resume, 1));
 }
 
-TEST_CASE("other builds: no stall rule while only their jobs run") {
+TEST_CASE("other builds: no stall rule while only their jobs run and make progress; it applies once they do not") {
     Scenario s;
     s.wait(1, 2000);
-    s.governor.other_builds(others_running(1));
-    CHECK(Scenario::admitted(s.decide(1000)).empty());
-    s.now += 60s;
-    CHECK(Scenario::admitted(s.decide(1000)).empty());
+    OtherBuilds others = others_running(1);
+    for (int reading = 0; reading < 600; ++reading) {  // a minute: their memory changes
+        others.build_bytes = (500 + reading % 7) * MiB;
+        s.governor.other_builds(others);
+        REQUIRE(Scenario::admitted(s.decide(1000)).empty());
+        s.now += 100ms;
+    }
+    // A build whose running jobs change nothing (a client that claims jobs that sleep, or two
+    // builds' jobs waiting on each other) holds the host's memory no longer than the timeout.
+    std::vector<Decision> decisions;
+    for (int reading = 0; reading <= 100 && decisions.empty(); ++reading) {
+        decisions = s.decide(1000);
+        s.now += 100ms;
+    }
+    REQUIRE(Scenario::admitted(decisions) == std::vector<pid_t>{1});
+    CHECK(decisions.front().stalled);
+    CHECK(s.now >= Clock::time_point(60s) + GovernorSettings{}.stall_timeout);
+    // Nor can they have it stopped by the net: an idle build's claimed growth is not counted,
+    // and its jobs do not keep the host going in our job's place.
+    others.near_growth_bytes = 100'000 * MiB;
+    s.governor.other_builds(others);
+    s.use(1, 50, 50);
+    s.now += 100ms;
+    s.use(1, 100, 100);
+    CHECK(Scenario::find(s.decide(1000), DecisionKind::emergency_stop, 1) == nullptr);
+    CHECK(Scenario::find(s.decide(10), DecisionKind::emergency_stop, 1) == nullptr);  // below the floor too
+    // Once their memory moves again, their growth counts.
+    others.build_bytes += MiB;
+    s.governor.other_builds(others);
+    s.now += 100ms;
+    s.use(1, 150, 150);
+    CHECK(Scenario::find(s.decide(1000), DecisionKind::emergency_stop, 1));
 }
 
 TEST_CASE("share: what this build shows the others") {

@@ -97,8 +97,45 @@ TEST_CASE("competing: builds in the bounding cgroup or below it, or all of them 
     CHECK(two.running == 6);
     CHECK(two.oldest_waiting.size() == 2);
     CHECK(two.granted_bytes == 200 * MiB);
+    CHECK(two.build_bytes == 1800 * MiB);
     // A memgov that has not published for ledger_entry_lifetime is stopped or hung: not counted.
     CHECK(competing({sample_entry()}, std::nullopt, Clock::time_point(10s) + ledger_entry_lifetime).running == 0);
+}
+
+TEST_CASE("vouched_for: a daemon's client's entry is held to what the daemon sees of its build") {
+    LedgerState claimed = sample_entry().state;  // 3 running, 700 MiB imminent, a job waiting since 5 s
+    ObservedBuild seen{.now = Clock::time_point(60s),
+                       .build_bytes = 123 * MiB,
+                       .running_jobs = 2,
+                       .oldest_held_since = Clock::time_point(8s),
+                       .memory_bytes = 4096 * MiB};
+    LedgerState vouched = vouched_for(claimed, seen);
+    CHECK(vouched.published_at == seen.now);  // a date in the future would never lapse
+    CHECK(vouched.build_bytes == 123 * MiB);
+    CHECK(vouched.grant_bytes == 0);
+    CHECK(vouched.share.running == 2);
+    CHECK(vouched.share.imminent_bytes == 700 * MiB);  // how much its jobs will take: its word
+    REQUIRE(vouched.share.oldest_waiting);
+    CHECK(vouched.share.oldest_waiting->queued_at == Clock::time_point(8s));  // not before its exec
+    CHECK(vouched.share.oldest_waiting->needed_bytes == 800 * MiB);
+    CHECK(vouched.jobs_waited == claimed.jobs_waited);  // counters for metrics: its own
+
+    // Nothing running, nothing held: nothing about to be taken, nobody waiting.
+    LedgerState idle = vouched_for(claimed, {.now = Clock::time_point(60s), .memory_bytes = 4096 * MiB});
+    CHECK(idle.share.running == 0);
+    CHECK(idle.share.imminent_bytes == 0);
+    CHECK(idle.share.near_growth_bytes == 0);
+    CHECK(idle.share.kept_bytes == 0);
+    CHECK_FALSE(idle.share.oldest_waiting);
+
+    // Figures beyond all there is are cut to it; a claimed waiting need too.
+    claimed.share.imminent_bytes = claimed.share.kept_bytes = claimed.share.near_growth_bytes = ~0ull;
+    claimed.share.oldest_waiting->needed_bytes = ~0ull;
+    LedgerState huge = vouched_for(claimed, seen);
+    CHECK(huge.share.imminent_bytes == 4096 * MiB);
+    CHECK(huge.share.kept_bytes == 4096 * MiB);
+    CHECK(huge.share.near_growth_bytes == 4096 * MiB);
+    CHECK(huge.share.oldest_waiting->needed_bytes == 4096 * MiB);
 }
 
 TEST_CASE("host ledger: each memgov reads the others' entries, not its own, and a gone memgov's entry is removed") {

@@ -55,6 +55,9 @@ struct Session {
     // (its number -> ours), learned from those records and from the pids it is given.
     bool own_pid_namespace = false;
     std::unordered_map<pid_t, pid_t> our_pid;
+    // Its build's job roots (ours) and when each was exec'd: what its ledger entry is checked
+    // against (vouched_for).
+    std::unordered_map<pid_t, Clock::time_point> jobs;
 };
 
 // The pid `session`'s client means by `pid`; 0 when it names none of its build's.
@@ -179,6 +182,8 @@ private:
     void pass_turn();
     void take_back_long_turns();
     void forward(const TrackerEvent& event);
+    // What we see of the session's build now, for its ledger entry.
+    ObservedBuild observe(Session& session);
     void watch(int fd);
 
     const DaemonOptions& options_;
@@ -190,6 +195,7 @@ private:
     pid_t next_build_ = 1;             // build ids are never reused
     int ledger_lock_fd_ = -1;          // the host ledger's lock file, shared by every client's entry
     int turn_holder_ = -1;             // the client holding the ledger's turn
+    std::uint64_t memory_bytes_ = static_cast<std::uint64_t>(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGESIZE);
     struct TurnAsked {
         int fd;
         std::chrono::steady_clock::time_point until;
@@ -599,7 +605,7 @@ void Daemon::handle(Session& session, const DaemonRequest& request, int passed_f
                     drop(session.fd, "it published a malformed ledger entry");
                     return;
                 }
-                session.ledger->publish(entry->state);
+                session.ledger->publish(vouched_for(std::move(entry->state), observe(session)));
             }
             return;  // no reply
         case Op::end_turn:
@@ -611,11 +617,33 @@ void Daemon::handle(Session& session, const DaemonRequest& request, int passed_f
     reply(session, answer);
 }
 
+ObservedBuild Daemon::observe(Session& session) {
+    ObservedBuild seen{.now = Clock::now(), .memory_bytes = memory_bytes_};
+    if (auto totals = tracker_->build_totals(session.build)) seen.build_bytes = totals->rss_bytes;
+    for (auto it = session.jobs.begin(); it != session.jobs.end();) {
+        auto [job, exec_at] = *it;
+        if (!tracker_->job_usage(job)) {  // gone (its exit record lost, or not read yet)
+            it = session.jobs.erase(it);
+            continue;
+        }
+        if (tracker_->held_by(job) == session.peer.pid)
+            seen.oldest_held_since = std::min(seen.oldest_held_since.value_or(exec_at), exec_at);
+        else
+            ++seen.running_jobs;
+        ++it;
+    }
+    return seen;
+}
+
 void Daemon::forward(const TrackerEvent& event) {
     pid_t build = std::visit([](const auto& e) { return e.build; }, event);
     auto it = build_fds_.find(build);
     if (it == build_fds_.end()) return;  // memgov's own (none here), or a build whose client left
     Session& session = sessions_.at(it->second);
+    if (const auto* exec = std::get_if<ExecEvent>(&event); exec && exec->job_root)
+        session.jobs[exec->pid] = Clock::time_point(std::chrono::nanoseconds(exec->timestamp_ns));
+    else if (const auto* exit = std::get_if<ExitEvent>(&event))
+        session.jobs.erase(exit->pid);
     if (!session.own_pid_namespace) {
         deliver(session, encode_event(event));
         return;

@@ -128,6 +128,10 @@ struct OtherBuilds {
     // Of it, the grants': jobs may start that those builds have not heard of yet.
     std::uint64_t granted_bytes = 0;
     std::size_t running = 0;  // their jobs running (not stopped)
+    // Σ their builds' RSS: while it changes, their running jobs make progress. (Through a
+    // daemon, its own reading: a client that claims running jobs that do nothing cannot hold
+    // the host's memory for ever; see Governor::decide's stall rule.)
+    std::uint64_t build_bytes = 0;
     struct Waiting {
         Clock::time_point queued_at;  // CLOCK_MONOTONIC, the same in every process
         std::uint64_t needed_bytes = 0;
@@ -305,6 +309,11 @@ private:
     // grant can start jobs before that build hears of them. (Their room for a surprise does
     // not count: a build whose guessed jobs are all stopped keeps it, and two such builds
     // would then wait for each other forever.)
+    // Whether the other builds run jobs whose memory has not changed for the stall timeout: they
+    // make no progress (or a client claims jobs that do nothing), so they cannot hold the host.
+    bool others_idle(Clock::time_point now) const {
+        return others_.running > 0 && now - others_progressed_at_ >= settings_.stall_timeout;
+    }
     bool host_idle() const { return active_count() == 0 && others_.running == 0 && others_.granted_bytes == 0; }
     Decision admit(pid_t job, std::int64_t effective_free, Clock::time_point now);
 
@@ -317,7 +326,10 @@ private:
     std::deque<double> run_time_ratios_;  // recent jobs' run time ÷ their curve's duration
     double curve_later_ = 1;              // from run_time_ratios_ (or the setting)
     Clock::time_point last_progress_{};
-    bool progressed_ = true;               // since the last decide()
+    bool progressed_ = true;  // since the last decide()
+    // When the other builds' memory last changed (others_.build_bytes), as decide() saw it.
+    Clock::time_point others_progressed_at_{};
+    std::uint64_t others_bytes_seen_ = 0;
     std::vector<Decision> repredictions_;  // since the last decide()
 };
 

@@ -128,6 +128,27 @@ std::string serialize_ledger_entry(const LedgerEntry& entry) {
     return json.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }
 
+LedgerState vouched_for(LedgerState claimed, const ObservedBuild& seen) {
+    LedgerState state = std::move(claimed);
+    auto at_most_memory = [&](std::uint64_t& bytes) { bytes = std::min(bytes, seen.memory_bytes); };
+    state.published_at = seen.now;
+    state.build_bytes = seen.build_bytes;
+    state.grant_bytes = 0;
+    BuildShare& share = state.share;
+    share.running = std::min(share.running, seen.running_jobs);
+    if (share.running == 0) share.imminent_bytes = share.near_growth_bytes = share.kept_bytes = 0;
+    at_most_memory(share.imminent_bytes);
+    at_most_memory(share.near_growth_bytes);
+    at_most_memory(share.kept_bytes);
+    if (!seen.oldest_held_since) {
+        share.oldest_waiting.reset();
+    } else if (share.oldest_waiting) {
+        share.oldest_waiting->queued_at = std::max(share.oldest_waiting->queued_at, *seen.oldest_held_since);
+        at_most_memory(share.oldest_waiting->needed_bytes);
+    }
+    return state;
+}
+
 std::optional<LedgerEntry> parse_ledger_entry(const std::string& text) {
     auto json = nlohmann::json::parse(text, nullptr, false);
     if (!json.is_object()) return std::nullopt;
@@ -201,6 +222,7 @@ OtherBuilds competing(const std::vector<LedgerEntry>& others, const std::optiona
         competitors.kept_bytes += share.kept_bytes + other.state.grant_bytes;
         competitors.granted_bytes += other.state.grant_bytes;
         competitors.running += share.running;
+        competitors.build_bytes += other.state.build_bytes;
         if (share.oldest_waiting) competitors.oldest_waiting.push_back(*share.oldest_waiting);
     }
     return competitors;
