@@ -315,6 +315,30 @@ TEST_CASE("daemon: a client may register only its own child, of its own user") {
     CHECK(ask_as(nobody, daemon.socket(), request, -1).find("no pidfd") != std::string::npos);  // still serving
 }
 
+TEST_CASE("daemon: only root may put its build ahead of other users' (--nice below 0)") {
+    ScratchDir work;
+    ScratchDir home(true);
+    write_makefile(home, 1, 10, 0, 0);
+    Daemon daemon(work.path());
+    // The client refuses itself; a client that does not is refused by the daemon.
+    std::string err;
+    CHECK(run(as_nobody(daemon, home, {"--nice", "-1"}, {"make", "-s", "-C", home.path()}), nullptr, &err) == 2);
+    CHECK(err.find("--nice -1 puts this build's jobs ahead of other users': only root may") != std::string::npos);
+    auto ahead = memgov::encode_request({.op = memgov::DaemonRequest::Op::register_build, .nice = -1});
+    pid_t child = fork();
+    if (child == 0) {
+        pause();
+        _exit(0);
+    }
+    int pidfd = static_cast<int>(syscall(SYS_pidfd_open, child, 0));
+    CHECK(ask_as(nobody, daemon.socket(), ahead, pidfd).find("only root may") != std::string::npos);
+    close(pidfd);
+    kill(child, SIGKILL);
+    waitpid(child, nullptr, 0);
+    // Nicer is anyone's to choose.
+    CHECK(run(as_nobody(daemon, home, {"--nice", "10"}, {"make", "-s", "-C", home.path()})) == 0);
+}
+
 TEST_CASE("daemon: killed mid-build, its clients say so and their builds finish, nothing left stopped") {
     ScratchDir work;
     ScratchDir home(true);

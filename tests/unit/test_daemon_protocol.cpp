@@ -14,6 +14,7 @@ TEST_CASE("daemon protocol: requests come back as they were sent") {
                                       DaemonRequest{.op = DaemonRequest::Op::processes},
                                       DaemonRequest{.op = DaemonRequest::Op::register_build,
                                       .ledger = true,
+                                      .nice = -5,
                                       .text = "make -j8",
                                       .cgroup = "/sys/fs/cgroup/ci"},
                                       DaemonRequest{.op = DaemonRequest::Op::turn, .patience_ms = 200},
@@ -27,6 +28,7 @@ TEST_CASE("daemon protocol: requests come back as they were sent") {
         CHECK(read->job == sent.job);
         CHECK(read->ids == sent.ids);
         CHECK(read->ledger == sent.ledger);
+        CHECK(read->nice == sent.nice);
         CHECK(read->text == sent.text);
         CHECK(read->cgroup == sent.cgroup);
         CHECK(read->patience_ms == sent.patience_ms);

@@ -769,6 +769,30 @@ TEST_CASE("other builds: ours older than theirs owes them nothing") {
     CHECK(Scenario::admitted(s.decide(500)) == std::vector<pid_t>{2});
 }
 
+TEST_CASE("other builds: a nicer build's jobs count as queued later among builds, its own order unchanged") {
+    GovernorSettings settings;
+    settings.queue_offset = 50s;  // --nice 5
+    Scenario s(settings);
+    s.wait(1, 100);
+    REQUIRE(Scenario::admitted(s.decide(2000)) == std::vector<pid_t>{1});
+    s.wait(2, 300);
+    s.now += 30s;
+    s.use(1, 100, 100);  // ours progresses: no stall
+    // The same scene as "ours older than theirs owes them nothing": now theirs goes first.
+    OtherBuilds others = others_running(1);
+    others.oldest_waiting.push_back({s.now - 11s, 500 * MiB});
+    s.governor.other_builds(others);
+    CHECK(Scenario::admitted(s.decide(500)).empty());
+    BuildShare share = s.governor.share(s.now);
+    REQUIRE(share.oldest_waiting);
+    CHECK(share.oldest_waiting->queued_at == s.now - 30s + 50s);  // what the others compare with
+    // It only waits longer: once theirs has started, ours goes.
+    s.governor.other_builds(others_running(2));
+    s.now += 100ms;
+    s.use(1, 101, 101);
+    CHECK(Scenario::admitted(s.decide(500)) == std::vector<pid_t>{2});
+}
+
 TEST_CASE("other builds: the kernel grant gives no start while one of theirs waits, and leaves them theirs") {
     Scenario s;
     CHECK(s.governor.startable_at_once(100 * MiB, 0, 0, 1000 * MiB) == 10);

@@ -136,6 +136,13 @@ TEST_CASE("vouched_for: a daemon's client's entry is held to what the daemon see
     CHECK(huge.share.kept_bytes == 4096 * MiB);
     CHECK(huge.share.near_growth_bytes == 4096 * MiB);
     CHECK(huge.share.oldest_waiting->needed_bytes == 4096 * MiB);
+
+    // Its --nice moves the earliest queue time it may claim: root's -1 gains a step, +2 loses two.
+    claimed.share.oldest_waiting->queued_at = Clock::time_point(8s) - 100s;
+    seen.queue_offset = -nice_step;
+    CHECK(vouched_for(claimed, seen).share.oldest_waiting->queued_at == Clock::time_point(8s) - nice_step);
+    seen.queue_offset = 2 * nice_step;
+    CHECK(vouched_for(claimed, seen).share.oldest_waiting->queued_at == Clock::time_point(8s) + 2 * nice_step);
 }
 
 TEST_CASE("host ledger: each memgov reads the others' entries, not its own, and a gone memgov's entry is removed") {

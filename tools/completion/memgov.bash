@@ -22,7 +22,7 @@ _memgov() {
         --bar) COMPREPLY=($(compgen -W "auto always never" -- "$cur")); return ;;
         --backend) COMPREPLY=($(compgen -W "bpf procfs" -- "$cur")); return ;;
         --gate) COMPREPLY=($(compgen -c -- "$cur")); return ;;
-        --limit|--headroom|--emergency-floor|--cold-estimate|--jobs|--backfill-window|--poll-interval|--top|--max-procs|--cpus|--max-clients|--max-builds-per-user) return ;;
+        --limit|--headroom|--emergency-floor|--cold-estimate|--jobs|--nice|--backfill-window|--poll-interval|--top|--max-procs|--cpus|--max-clients|--max-builds-per-user) return ;;
         --sort) COMPREPLY=($(compgen -W "peak key last-seen" -- "$cur")); return ;;
         profiles) COMPREPLY=($(compgen -W "list show forget export import" -- "$cur")); return ;;
         status) COMPREPLY=($(compgen -W "--json --prometheus --metrics-file --watch --ledger" -- "$cur")); return ;;
@@ -33,7 +33,7 @@ _memgov() {
         COMPREPLY=($(compgen -W "--json --top --html --limit --jobs --cpus" -- "$cur"))
     elif [[ $cur == -* ]]; then
         COMPREPLY=($(compgen -W "--help --version --limit --headroom --emergency-floor --cold-estimate
-            --profiles-dir --ledger --socket --jobs --backfill-window --no-curves --gate --no-gate --always-stop --stats-json --trace --log --verbose --bar
+            --profiles-dir --ledger --socket --jobs --nice --backfill-window --no-curves --gate --no-gate --always-stop --stats-json --trace --log --verbose --bar
             --quiet --top --max-procs --backend --poll-interval --" -- "$cur"))
     elif ((cword == 1)); then
         COMPREPLY=($(compgen -W "check status report daemon profiles version" -- "$cur") $(compgen -c -- "$cur"))

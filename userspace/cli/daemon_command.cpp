@@ -58,6 +58,7 @@ struct Session {
     // Its build's job roots (ours) and when each was exec'd: what its ledger entry is checked
     // against (vouched_for).
     std::unordered_map<pid_t, Clock::time_point> jobs;
+    std::chrono::milliseconds queue_offset{0};  // its --nice
 };
 
 // The pid `session`'s client means by `pid`; 0 when it names none of its build's.
@@ -501,6 +502,9 @@ std::string client_namespace(pid_t client, pid_t root, ClientNamespace& found) {
 std::string Daemon::register_build(Session& session, const DaemonRequest& request, int pidfd, std::string& note) {
     if (session.build) return "this connection has a build already";
     if (pidfd < 0) return "no pidfd of the build's root came with the request";
+    if (request.nice < -20 || request.nice > 19) return fmt::format("--nice {}: expected -20 to 19", request.nice);
+    if (request.nice < 0 && session.peer.uid != 0)
+        return "--nice below 0 puts this build's jobs ahead of other users': only root may";
     pid_t root = pid_of_pidfd(pidfd);
     if (root <= 0) return "the build's root has exited";
     // Only a process tree the client owns: its own child, of its own user (root may register
@@ -521,6 +525,7 @@ std::string Daemon::register_build(Session& session, const DaemonRequest& reques
     // number; the process, stopped at its barrier, is the client's to reap).
     if (pid_of_pidfd(pidfd) != root) return "the build's root exited while it was checked";
     session.own_pid_namespace = client_ns.level != 0;
+    session.queue_offset = request.nice * nice_step;
     pid_t build = next_build_;
     try {
         tracker_->track_build(
@@ -618,7 +623,7 @@ void Daemon::handle(Session& session, const DaemonRequest& request, int passed_f
 }
 
 ObservedBuild Daemon::observe(Session& session) {
-    ObservedBuild seen{.now = Clock::now(), .memory_bytes = memory_bytes_};
+    ObservedBuild seen{.now = Clock::now(), .memory_bytes = memory_bytes_, .queue_offset = session.queue_offset};
     if (auto totals = tracker_->build_totals(session.build)) seen.build_bytes = totals->rss_bytes;
     for (auto it = session.jobs.begin(); it != session.jobs.end();) {
         auto [job, exec_at] = *it;

@@ -121,6 +121,12 @@ int main(int argc, char** argv) {
         ->envname("MEMGOV_BACKFILL_WINDOW")
         ->check(CLI::Range(std::int64_t{0}, std::int64_t{86'400'000}))
         ->capture_default_str();
+    app.add_option("--nice", run.nice,
+                   "Priority among builds governed on the same memory, as nice(1) counts: each step makes this "
+                   "build's waiting jobs queue 10 s later than other builds' (negative: sooner; root only)")
+        ->envname("MEMGOV_NICE")
+        ->check(CLI::Range(-20, 19))
+        ->capture_default_str();
     std::map<std::string, memgov::Backend> backends{{"bpf", memgov::Backend::bpf}, {"procfs", memgov::Backend::procfs}};
     app.add_option("--backend", run.backend,
                    "bpf (exact, needs root or CAP_BPF+CAP_PERFMON) or procfs (polls /proc: no privilege, "

@@ -168,6 +168,7 @@ ControllerSettings resolve_settings(const RunOptions& options, const MemoryReadi
     settings.budget.headroom_bytes = size("--headroom", options.headroom);
     settings.governor.emergency_floor_bytes = size("--emergency-floor", options.emergency_floor);
     settings.governor.backfill_window = options.backfill_window;
+    settings.governor.queue_offset = options.nice * nice_step;
     settings.governor.max_running = options.max_running;
     settings.cold_estimate = size("--cold-estimate", options.cold_estimate);
     // A plan that comes true, or a reading that moves a little, must not make the net act.
@@ -187,6 +188,7 @@ std::unique_ptr<RemoteTracker> through_daemon(const RunOptions& options, LineSin
         throw std::runtime_error(fmt::format("cannot reach the memgov daemon at {}: is it running?", error));
     if (!remote) return nullptr;
     remote->set_gate(options.gate);
+    remote->set_nice(options.nice);
     if (!options.extra_gates.empty())
         say.write_line(
             "memgov: warning: --gate is ignored through the daemon: its gate list is its own "
@@ -234,6 +236,10 @@ int run_command(const RunOptions& options) {
     ProfileStore store(resolve_profiles_dir(options.profiles_dir), identity ? identity->uid : geteuid());
     try {
         settings = resolve_settings(options, probe.read());
+        // (A daemon checks it again for its clients: it cannot take their word.)
+        if (options.nice < 0 && getuid() != 0)
+            throw std::invalid_argument(
+                fmt::format("--nice {} puts this build's jobs ahead of other users': only root may", options.nice));
         terminal.emplace(STDERR_FILENO, choose_terminal(probe_terminal(STDERR_FILENO), options.bar));
         if (options.log_file) {
             FilesystemIdentity as_user(identity);

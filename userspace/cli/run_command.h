@@ -34,6 +34,10 @@ struct RunOptions {
     bool follow_growth_curves = true;
     bool always_stop = false;  // no kernel grant: every gated job waits for the controller
     std::chrono::milliseconds backfill_window{10'000};
+    // This build's priority among the builds governed on the same memory, as nice(1) counts
+    // it: each step makes its waiting jobs count as queued nice_step later (below 0: sooner,
+    // root only).
+    int nice = 0;
     std::optional<std::string> stats_json;
     std::optional<std::string> trace_file;  // --trace: Chrome Trace Event JSON, for Perfetto
     std::optional<std::string> log_file;

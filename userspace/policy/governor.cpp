@@ -292,7 +292,7 @@ BuildShare Governor::share(Clock::time_point now) const {
         if (!job.emergency_stopped) share.imminent_bytes += still_to_take(job);
     if (!queue_.empty()) {
         const Job& oldest = waiting_.at(queue_.front());
-        share.oldest_waiting = OtherBuilds::Waiting{oldest.queued_at, oldest.reserved_bytes};
+        share.oldest_waiting = OtherBuilds::Waiting{queued_among_builds(oldest), oldest.reserved_bytes};
     }
     return share;
 }
@@ -311,14 +311,14 @@ std::vector<JobView> Governor::jobs() const {
 std::uint64_t Governor::owed_to_other_builds(const Job& job, Clock::time_point now) const {
     std::uint64_t owed = 0;
     for (const auto& other : others_.oldest_waiting)
-        if (other.queued_at < job.queued_at && now - other.queued_at >= settings_.backfill_window)
+        if (other.queued_at < queued_among_builds(job) && now - other.queued_at >= settings_.backfill_window)
             owed += other.needed_bytes;
     return owed;
 }
 
 bool Governor::older_waiting_elsewhere(const Job& job) const {
     return std::any_of(others_.oldest_waiting.begin(), others_.oldest_waiting.end(),
-                       [&](const OtherBuilds::Waiting& other) { return other.queued_at < job.queued_at; });
+                       [&](const OtherBuilds::Waiting& other) { return other.queued_at < queued_among_builds(job); });
 }
 
 std::vector<pid_t> Governor::running_jobs() const { return admission_order_; }
@@ -563,8 +563,10 @@ void Governor::admit_waiting(std::uint64_t available_bytes, Clock::time_point no
 std::vector<Decision> Governor::decide(std::uint64_t available_bytes, Clock::time_point now) {
     std::vector<Decision> decisions = std::move(repredictions_);
     repredictions_.clear();
-    if (others_.build_bytes != others_bytes_seen_ || others_.running == 0) {
+    // Their jobs starting or ending, or their memory changing, is progress.
+    if (others_.build_bytes != others_bytes_seen_ || others_.running != others_running_seen_) {
         others_bytes_seen_ = others_.build_bytes;
+        others_running_seen_ = others_.running;
         others_progressed_at_ = now;
     }
     if (progressed_ || queue_.empty()) {

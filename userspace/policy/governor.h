@@ -19,12 +19,20 @@ namespace memgov {
 
 using Clock = std::chrono::steady_clock;
 
+// One step of a build's --nice: its waiting jobs count as queued this much later among other
+// builds' (GovernorSettings::queue_offset), a backfill window a step.
+constexpr std::chrono::milliseconds nice_step{10'000};
+
 struct GovernorSettings {
     // Below this much available memory the youngest running job is stopped (never killed).
     std::uint64_t emergency_floor_bytes = 64ull << 20;
     // A job that does not fit may be passed by smaller ones only while it has waited less
     // than this; after it, it blocks the queue until it fits (no starvation).
     std::chrono::milliseconds backfill_window{10'000};
+    // Between builds governed on the same memory, this build's waiting jobs count as queued
+    // this much later (negative: sooner) than they were: a build's priority (--nice) as a
+    // head start or handicap in the host's one queue, so no build starves for it.
+    std::chrono::milliseconds queue_offset{0};
     // At most this many jobs admitted at once (0: no limit besides memory). When set, waiting
     // jobs start biggest first (the build tool's -j can then be much larger: a deep queue).
     std::size_t max_running = 0;
@@ -305,6 +313,8 @@ private:
     std::uint64_t owed_to_other_builds(const Job& job, Clock::time_point now) const;
     // Whether another build's job has waited longer than `job`.
     bool older_waiting_elsewhere(const Job& job) const;
+    // When `job` counts as queued among the other builds' jobs (queue_offset).
+    Clock::time_point queued_among_builds(const Job& job) const { return job.queued_at + settings_.queue_offset; }
     // Whether nothing runs anywhere on the host, nor may start unseen: another build's kernel
     // grant can start jobs before that build hears of them. (Their room for a surprise does
     // not count: a build whose guessed jobs are all stopped keeps it, and two such builds
@@ -327,9 +337,11 @@ private:
     double curve_later_ = 1;              // from run_time_ratios_ (or the setting)
     Clock::time_point last_progress_{};
     bool progressed_ = true;  // since the last decide()
-    // When the other builds' memory last changed (others_.build_bytes), as decide() saw it.
+    // When the other builds' memory (others_.build_bytes) or number of running jobs last
+    // changed, as decide() saw them.
     Clock::time_point others_progressed_at_{};
     std::uint64_t others_bytes_seen_ = 0;
+    std::size_t others_running_seen_ = 0;
     std::vector<Decision> repredictions_;  // since the last decide()
 };
 

@@ -143,7 +143,8 @@ LedgerState vouched_for(LedgerState claimed, const ObservedBuild& seen) {
     if (!seen.oldest_held_since) {
         share.oldest_waiting.reset();
     } else if (share.oldest_waiting) {
-        share.oldest_waiting->queued_at = std::max(share.oldest_waiting->queued_at, *seen.oldest_held_since);
+        share.oldest_waiting->queued_at =
+            std::max(share.oldest_waiting->queued_at, *seen.oldest_held_since + seen.queue_offset);
         at_most_memory(share.oldest_waiting->needed_bytes);
     }
     return state;

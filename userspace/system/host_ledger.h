@@ -77,14 +77,15 @@ struct ObservedBuild {
     std::size_t running_jobs = 0;   // its job roots alive and not held (at the gate or stopped)
     // When the oldest of its job roots held at the gate or stopped was exec'd; nullopt: none is.
     std::optional<Clock::time_point> oldest_held_since;
-    std::uint64_t memory_bytes = 0;  // the host's: no claim is larger
+    std::uint64_t memory_bytes = 0;             // the host's: no claim is larger
+    std::chrono::milliseconds queue_offset{0};  // its --nice, as registered (GovernorSettings)
 };
 
 // The entry as the daemon vouches for it: dated on arrival; its RSS the daemon's reading; no
 // more jobs running than it has; with none running, nothing about to be taken or kept for a
 // surprise; no grant (a daemon's clients have none); a waiting job only if one is held, not
-// queued before it was exec'd; each figure at most the host's memory. What cannot be checked
-// (how much a running job will still take) stays the client's word, within those bounds.
+// queued before it was exec'd (less a head start its --nice gives it); each figure at most the host's memory. What
+// cannot be checked (how much a running job will still take) stays the client's word, within those bounds.
 LedgerState vouched_for(LedgerState claimed, const ObservedBuild& seen);
 
 // A memgov publishes at least every tick (100 ms); an entry older than this belongs to one

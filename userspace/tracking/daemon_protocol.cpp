@@ -156,6 +156,7 @@ std::vector<std::uint8_t> encode_request(const DaemonRequest& request) {
     if (request.op == DaemonRequest::Op::register_build) {
         out["gate"] = request.gate;
         out["ledger"] = request.ledger;
+        if (request.nice) out["nice"] = request.nice;
     }
     if (request.job) out["job"] = *request.job;
     if (!request.ids.empty()) out["ids"] = request.ids;
@@ -179,6 +180,7 @@ std::optional<DaemonRequest> parse_request(std::span<const std::uint8_t> bytes, 
         request.op = static_cast<DaemonRequest::Op>(known - std::begin(op_names));
         if (in->contains("gate")) request.gate = in->at("gate").get<bool>();
         if (in->contains("ledger")) request.ledger = in->at("ledger").get<bool>();
+        if (in->contains("nice")) request.nice = in->at("nice").get<std::int32_t>();
         if (in->contains("job")) request.job = pid_from(in->at("job"));
         if (in->contains("ids")) request.ids = pids_from(in->at("ids"));
         if (in->contains("text")) request.text = in->at("text").get<std::string>();

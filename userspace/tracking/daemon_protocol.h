@@ -29,7 +29,7 @@ constexpr std::size_t max_daemon_text = 4096;
 
 struct DaemonRequest {
     enum class Op {
-        register_build,  // the root's pidfd rides along (SCM_RIGHTS); `gate`; with `ledger`,
+        register_build,  // the root's pidfd rides along (SCM_RIGHTS); `gate`, `nice`; with `ledger`,
                          // the daemon keeps the build's host-ledger entry (`text`: its
                          // command, `cgroup`: its memory cgroup directory)
         usage,           // `ids`: jobs whose use to report, with the build's totals
@@ -43,6 +43,7 @@ struct DaemonRequest {
     Op op = Op::usage;
     bool gate = true;
     bool ledger = false;
+    std::int32_t nice = 0;  // register_build: the build's --nice
     std::optional<pid_t> job;
     std::vector<pid_t> ids;
     std::string text;

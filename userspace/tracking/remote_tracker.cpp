@@ -121,7 +121,8 @@ void RemoteTracker::lose(const std::string& why) const {
 void RemoteTracker::track(pid_t pid) {
     int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
     if (pidfd < 0) throw TrackerError(fmt::format("pidfd_open({}): {}", pid, std::strerror(errno)));
-    DaemonRequest request{.op = DaemonRequest::Op::register_build, .gate = gate_, .ledger = ledger_build_.has_value()};
+    DaemonRequest request{
+        .op = DaemonRequest::Op::register_build, .gate = gate_, .ledger = ledger_build_.has_value(), .nice = nice_};
     if (ledger_build_) {
         request.text = ledger_build_->command.substr(0, max_daemon_text);
         request.cgroup = ledger_build_->cgroup;

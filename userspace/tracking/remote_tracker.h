@@ -46,6 +46,8 @@ public:
 
     // Whether jobs are stopped at exec (as --no-gate says); before track().
     void set_gate(bool gate) { gate_ = gate; }
+    // The build's --nice, for the daemon to hold its ledger entry to (negative: root only).
+    void set_nice(int nice) { nice_ = nice; }
     // This build's place in the host ledger, kept by the daemon (which may write the ledger
     // where the user may not); asked for when the build registers, so before track(). Until
     // then, and if the daemon keeps none (it says why, in one line), the build is alone.
@@ -73,6 +75,7 @@ private:
     int fd_;
     std::function<void(const std::string&)> say_;
     bool gate_ = true;
+    int nice_ = 0;
     mutable bool lost_ = false;
     mutable std::deque<TrackerEvent> pending_;
     mutable std::set<pid_t> held_;        // stopped by us (at exec by the gate, or a job by stop_job)
