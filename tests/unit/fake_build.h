@@ -87,6 +87,9 @@ struct Build {
         : settings(std::move(settings_in)), ledger(ledger_in), memory(std::move(memory_in)) {}
 
     void exec(pid_t pid, const std::string& source, bool granted = false) {
+        exec_command(pid, {"cc", "-c", source, "-o", source + ".o"}, granted);
+    }
+    void exec_command(pid_t pid, std::vector<std::string> argv, bool granted = false) {
         ExecEvent event{.pid = pid,
                         .ppid = 1,
                         .job = pid,
@@ -97,7 +100,7 @@ struct Build {
                             std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch()).count()),
                         .comm = "cc",
                         .filename = "/usr/bin/cc",
-                        .argv = {"cc", "-c", source, "-o", source + ".o"}};
+                        .argv = std::move(argv)};
         tracker.usage[pid] = JobUsage{0, 0, 1};
         controller.handle(event);
     }
@@ -136,22 +139,24 @@ struct Build {
     Ledger* ledger;
     std::function<MemoryReading()> memory;
     std::function<std::string(pid_t)> cwd_of = [](pid_t) { return std::string("/src"); };
+    std::function<std::string(const std::string&)> file_head = [](const std::string&) { return std::string(); };
     FakeTracker tracker;
     TempDir dir;
     ProfileStore store{dir.path()};
     CapturedLines log_lines;
     Log log{2, log_lines};
     Clock::time_point now = Clock::time_point(1000s);
-    BuildController controller{settings,
-                               {.tracker = tracker,
-                                .store = store,
-                                .log = log,
-                                .environment = {.now = [this] { return now; },
-                                                .read_memory = [this] { return memory(); },
-                                                .process_cwd = [this](pid_t pid) { return cwd_of(pid); },
-                                                .file_head = [](const std::string&) { return std::string(); },
-                                                .wall_time = [] { return std::time_t(1'800'000'000); }},
-                                .ledger = ledger}};
+    BuildController controller{
+        settings,
+        {.tracker = tracker,
+         .store = store,
+         .log = log,
+         .environment = {.now = [this] { return now; },
+                         .read_memory = [this] { return memory(); },
+                         .process_cwd = [this](pid_t pid) { return cwd_of(pid); },
+                         .file_head = [this](const std::string& path) { return file_head(path); },
+                         .wall_time = [] { return std::time_t(1'800'000'000); }},
+         .ledger = ledger}};
 };
 
 }  // namespace fake_build

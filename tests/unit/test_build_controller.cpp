@@ -39,6 +39,37 @@ TEST_CASE("controller: a job that does not fit is held at exec, admitted when a 
     CHECK(learned.last_seen == 1'800'000'000);
 }
 
+TEST_CASE("controller: an icecream worker's compile waits for its pipe to name its source, and is learned by it") {
+    Build build(settings_for(4096, 512));
+    std::vector<std::string> icecream{"g++", "-x", "c++", "-O2", "-c", "-fpreprocessed", "-", "-o", "icecc-1_a.o"};
+    std::string pipe;  // what the compiler's standard input holds
+    build.file_head = [&](const std::string& path) { return path == "/proc/100/fd/0" ? pipe : std::string(); };
+    build.exec_command(100, icecream);
+    CHECK_FALSE(build.resumed(100));  // room for it, but its source is still on its way
+    build.run_for(100ms);
+    CHECK_FALSE(build.resumed(100));
+    pipe = "# 0 \"src/util.cpp\"\n# 0 \"<built-in>\"\n";
+    build.run_for(20ms);
+    CHECK(build.resumed(100));
+    CHECK(build.log_lines.has("its standard input names src/util.cpp"));
+    build.use(100, 300);
+    build.run_for(20ms);
+    build.exit(100);
+    CHECK(build.store.profiles().contains("src/util.cpp"));
+
+    // A pipe that never shows its source (the kernel's grant started it): measured, not learned.
+    build.exec_command(101, icecream);
+    build.run_for(480ms);
+    CHECK_FALSE(build.resumed(101));
+    build.run_for(40ms);
+    CHECK(build.resumed(101));  // after pending_key_patience
+    build.use(101, 200);
+    build.run_for(20ms);
+    build.exit(101);
+    CHECK(build.log_lines.has("its source was never named, nothing learned"));
+    CHECK(build.store.profiles().size() == 1);
+}
+
 TEST_CASE("controller: a job gone before its exec is handled is keyed in its parent's directory") {
     Build build(settings_for(4096, 512));
     build.cwd_of = [](pid_t pid) { return pid == 1 ? std::string("/src/lib") : std::string(); };

@@ -195,6 +195,25 @@ TEST_CASE("backfill never starves the big job: small jobs stop passing it when t
     CHECK(Scenario::admitted(s.decide(1000)).front() == 1);
 }
 
+TEST_CASE("hold: a job held until an instant neither starts nor blocks others before it, then starts") {
+    Scenario s;
+    s.wait(1, 100);
+    s.governor.hold_until(1, s.now + 500ms);
+    s.wait(2, 100);
+    CHECK(Scenario::admitted(s.decide(1000)) == std::vector<pid_t>{2});  // room for both: 2 passes it
+    s.now += 100ms;
+    s.governor.job_expected(1, {200 * MiB});  // a new prediction keeps the hold
+    CHECK(Scenario::admitted(s.decide(1000)).empty());
+    s.now += 400ms;
+    CHECK(Scenario::admitted(s.decide(1000)) == std::vector<pid_t>{1});
+    // Lifted early: it starts at once.
+    s.wait(3, 100);
+    s.governor.hold_until(3, s.now + 10s);
+    CHECK(Scenario::admitted(s.decide(1000)).empty());
+    s.governor.hold_until(3, {});
+    CHECK(Scenario::admitted(s.decide(1000)) == std::vector<pid_t>{3});
+}
+
 TEST_CASE("stall: when nothing running changes for the timeout, the oldest waiting job starts") {
     GovernorSettings settings;
     settings.stall_timeout = 10s;

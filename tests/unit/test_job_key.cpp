@@ -84,6 +84,36 @@ TEST_CASE("roles: compiles, links and LTO links are told apart") {
     CHECK_FALSE(memgov::kind_from_name("jit"));
 }
 
+TEST_CASE("a compile of its standard input (an icecream worker) is keyed by what its pipe names, else pending") {
+    std::vector<std::string> icecream_worker{"/usr/bin/g++",      "-x", "c++", "-O2", "-c", "-fpreprocessed", "-", "-o",
+                                             "icecc-1_19a80409.o"};
+    std::string asked_for;
+    auto pipe_with = [&](std::string text) {
+        return [&asked_for, text](const std::string& path) {
+            asked_for = path;
+            return text;
+        };
+    };
+    auto named = job_key(icecream_worker, "/tmp/env/tmp", pipe_with("# 0 \"src/util.cpp\"\n# 0 \"<built-in>\"\n"));
+    CHECK(asked_for == "-");  // the job's standard input, which the caller opens
+    CHECK(named.key == "src/util.cpp");
+    CHECK(named.kind == JobKind::compile);
+    CHECK_FALSE(named.pending);
+    // Nothing there yet: a compile keyed by how it compiles, never by its temporary output.
+    auto pending = job_key(icecream_worker, "/tmp/env/tmp", pipe_with(""));
+    CHECK(pending.pending);
+    CHECK(pending.kind == JobKind::compile);
+    CHECK(pending.key == "g++ -x c++ -O2 -c -fpreprocessed -");
+    CHECK(job_key(icecream_worker, "/tmp").pending);  // no reader at all
+    // A plain source piped in (a configure check) will name nothing: keyed as it compiles, now.
+    auto plain = job_key(icecream_worker, "/tmp", pipe_with("int main() { return 0; }\n"));
+    CHECK_FALSE(plain.pending);
+    CHECK(plain.key == pending.key);
+    // Without -c or -S, "-" is not a compile's input (a link reading a list, a tool's argument).
+    CHECK_FALSE(job_key({"g++", "-", "-o", "app"}, "/p").pending);
+    CHECK(job_key({"g++", "-", "-o", "app"}, "/p").kind == JobKind::link);
+}
+
 TEST_CASE("a preprocessed file is keyed by the source its line markers name") {
     auto head = [](std::string text) { return [text](const std::string&) { return text; }; };
     std::vector<std::string> distcc_worker{"g++", "-O2", "-c", "/tmp/distccd_19c88314.ii", "-o", "/tmp/distccd_a.o"};

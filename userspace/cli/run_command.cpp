@@ -84,8 +84,26 @@ void install_signal_handlers() {
     sigaction(SIGCONT, &resumed, nullptr);
 }
 
-// The first bytes of a regular file, read as the build's user: a path in the build's argv must
-// not make memgov read what that user cannot.
+// What a pipe holds now, up to `bytes`, left in it for its reader: tee(2) copies without
+// consuming, into a pipe of our own; nothing (never a wait) when it is empty.
+std::string peek_pipe(int fd, std::size_t bytes) {
+    int copy[2];
+    if (pipe2(copy, O_CLOEXEC | O_NONBLOCK) != 0) return {};
+    std::string head;
+    ssize_t copied = tee(fd, copy[1], bytes, SPLICE_F_NONBLOCK);
+    if (copied > 0) {
+        head.resize(static_cast<std::size_t>(copied));
+        ssize_t got = read(copy[0], head.data(), head.size());
+        head.resize(got > 0 ? static_cast<std::size_t>(got) : 0);
+    }
+    close(copy[0]);
+    close(copy[1]);
+    return head;
+}
+
+// The first bytes of a regular file, or of what a pipe holds (a job's standard input), read
+// as the build's user: a path in the build's argv must not make memgov read what that user
+// cannot.
 std::string file_head(const std::string& path, const std::optional<Identity>& build_user) {
     constexpr std::size_t head_bytes = 4096;
     FilesystemIdentity as_user(build_user);
@@ -97,6 +115,8 @@ std::string file_head(const std::string& path, const std::optional<Identity>& bu
         head.resize(head_bytes);
         ssize_t got = read(fd, head.data(), head.size());
         head.resize(got > 0 ? static_cast<std::size_t>(got) : 0);
+    } else if (S_ISFIFO(st.st_mode)) {
+        head = peek_pipe(fd, head_bytes);
     }
     close(fd);
     return head;

@@ -92,11 +92,34 @@ void BuildController::tick() {
             refresh();
         else
             sample_jobs(false);
+        find_pending_keys();
         decide();
         regrant();
         publish();
     }
     save_store_if_due(environment_.now());
+}
+
+// An icecream worker's compiler is exec'd before the source reaches its pipe; while it waits
+// at the gate the pipe fills, and its line markers name the source.
+void BuildController::find_pending_keys() {
+    for (auto& [pid, info] : jobs_) {
+        if (!info.key_pending) continue;
+        std::string head = environment_.file_head(fmt::format("/proc/{}/fd/0", pid));
+        if (head.empty()) continue;
+        // Something came: the source it names, or a plain one (then the key stays as it is).
+        info.key_pending = false;
+        if (auto origin = preprocessed_origin(head)) {
+            log_.write(LogCategory::predict, "PID={} {}: its standard input names {}", pid, info.key, *origin);
+            info.key = *origin;
+            report_.on_key_found(pid, info.key);
+        }
+        auto waiting = governor_.waiting_jobs();
+        if (std::find(waiting.begin(), waiting.end(), pid) == waiting.end()) continue;
+        info.prediction = predictor_.predict(info.key, info.tool, info.role);
+        governor_.job_expected(pid, reservation_of(info.prediction));
+        governor_.hold_until(pid, {});
+    }
 }
 
 std::optional<LedgerTurn> BuildController::take_turn() {
@@ -328,7 +351,11 @@ std::string BuildController::working_directory(const ExecEvent& event) const {
 
 void BuildController::on(const ExecEvent& event) {
     auto handled = environment_.now();
-    JobKey key = event.job_root ? job_key(event.argv, working_directory(event), environment_.file_head) : JobKey{};
+    // "-": the job's standard input (an icecream worker pipes the source to its compiler).
+    auto head_of = [&](const std::string& path) {
+        return environment_.file_head(path == "-" ? fmt::format("/proc/{}/fd/0", event.pid) : path);
+    };
+    JobKey key = event.job_root ? job_key(event.argv, working_directory(event), head_of) : JobKey{};
     auto turn = event.job_root ? take_turn() : std::nullopt;  // after the file reads the key needed
     report_.on_exec(event, key, monotonic_ns_at(handled));
     // The gate's fast paths: with room for the largest job known (and nobody queued
@@ -340,7 +367,10 @@ void BuildController::on(const ExecEvent& event) {
         ++granted_seen_;
         report_.on_admitted(event.pid, event.timestamp_ns, false);
     }
-    bool admitted_at_once = event.job_root && event.waiting && !draining_ &&
+    // A compile whose source is still on its way to its pipe (JobKey::pending) waits until the
+    // pipe names it (read every tick), or pending_key_patience: a key the next build knows.
+    bool key_pending = key.pending;
+    bool admitted_at_once = event.job_root && event.waiting && !draining_ && !key_pending &&
                             environment_.now() - read_at_ <= reading_interval() &&
                             governor_.startable_at_once(predictor_.largest(), settings_.governor.emergency_floor_bytes,
                                                         take_back_grant(), governed_available()) > 0;
@@ -360,7 +390,8 @@ void BuildController::on(const ExecEvent& event) {
     if (event.other_user)
         log_.write(LogCategory::signal, "PID={} runs as another user (a setuid step): it cannot be held, only measured",
                    event.pid);
-    JobInfo info{.key = std::move(key.key), .tool = basename_of(event.filename), .role = key.kind};
+    JobInfo info{
+        .key = std::move(key.key), .tool = basename_of(event.filename), .role = key.kind, .key_pending = key.pending};
     info.prediction = predictor_.predict(info.key, info.tool, info.role);
     log_.write(LogCategory::debug, "New job PID={} {} ({} {}), predicted peak {} ({})", event.pid, info.key, info.tool,
                kind_name(info.role), format_mb(info.prediction.bytes), describe(info.prediction.source));
@@ -368,6 +399,7 @@ void BuildController::on(const ExecEvent& event) {
     if (trace_) trace_->job_started(event.pid, info.key, event.waiting && !draining_ && !admitted_at_once, exec_at);
     if (event.waiting && !draining_ && !admitted_at_once) {
         governor_.job_waiting(event.pid, reservation_of(info.prediction), environment_.now());
+        if (key_pending) governor_.hold_until(event.pid, environment_.now() + pending_key_patience);
     } else {
         // A granted job started at its exec (the tracker's clock is CLOCK_MONOTONIC, as is ours).
         auto started =
@@ -384,7 +416,7 @@ void BuildController::on(const ExecEvent& event) {
         log_reserved(event.pid, info.key, info.prediction.bytes);
     }
     jobs_[event.pid] = std::move(info);
-    if (event.waiting && !admitted_at_once) {
+    if (event.waiting && !admitted_at_once && !key_pending) {
         // Admit at once when it fits. A reading younger than a tight tick is as good as a
         // new one (what was admitted since counts as imminent), and costs no file reads.
         if (environment_.now() - read_at_ > tight_reading) refresh();
@@ -434,12 +466,19 @@ void BuildController::on(const ExitEvent& event) {
     Observation seen{.tool = info.tool, .role = info.role, .peak_bytes = event.job_peak_bytes, .complete = complete};
     if (info.started_at && !info.ever_stopped)
         seen.curve = info.growth.finish(milliseconds_since(*info.started_at, now), event.job_peak_bytes);
-    store_.record(info.key, seen, environment_.wall_time());
-    predictor_.learn(info.key, store_.profiles().at(info.key));
-    repredict_waiting();
-    log_.write(LogCategory::memory, "PID={} job exited, final peak for {}: {} -> {}{}", event.pid, info.key,
-               format_mb(old_peak), format_mb(event.job_peak_bytes),
-               complete ? "" : " (did not finish: kept as a lower bound)");
+    if (info.key_pending) {
+        // Its pipe never showed what it compiled (its compiler read it first): its key, how it
+        // compiles, is every such job's, and would teach them one peak.
+        log_.write(LogCategory::memory, "PID={} job exited, peak {}: its source was never named, nothing learned",
+                   event.pid, format_mb(event.job_peak_bytes));
+    } else {
+        store_.record(info.key, seen, environment_.wall_time());
+        predictor_.learn(info.key, store_.profiles().at(info.key));
+        repredict_waiting();
+        log_.write(LogCategory::memory, "PID={} job exited, final peak for {}: {} -> {}{}", event.pid, info.key,
+                   format_mb(old_peak), format_mb(event.job_peak_bytes),
+                   complete ? "" : " (did not finish: kept as a lower bound)");
+    }
     if (governor_.waited(event.job, now))
         log_.write(LogCategory::memory, "Released {} reservation for {} (job completed) (PID={})",
                    format_mb(std::max(info.prediction.bytes, event.job_peak_bytes)), info.key, event.pid);

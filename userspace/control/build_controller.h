@@ -115,12 +115,17 @@ private:
         GrowthRecorder growth;
         bool ever_stopped = false;  // or suspended: its timing says nothing about the next run
         bool oom_killed = false;    // one of its processes was
+        bool key_pending = false;   // JobKey::pending: its source is read again every tick
     };
 
     std::string working_directory(const ExecEvent& event) const;
     void on(const ExecEvent& event);
     void on(const ExitEvent& event);
     void on(const OomKillEvent& event);
+    // Jobs whose key is pending: their standard input's head, read again.
+    void find_pending_keys();
+    // How long such a job waits at its exec for its source to show, with room to start.
+    static constexpr std::chrono::milliseconds pending_key_patience{500};
     // Jobs' use and memory read together: growth since a memory reading must not leave the
     // governor's imminent while that reading still counts it as free.
     void refresh();

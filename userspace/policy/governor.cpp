@@ -24,7 +24,12 @@ void Governor::job_expected(pid_t job, Reservation expected) {
     if (it == waiting_.end()) return;
     Job updated = expecting(std::move(expected), it->second.queued_at);
     updated.refused_once = it->second.refused_once;
+    updated.held_until = it->second.held_until;
     it->second = std::move(updated);
+}
+
+void Governor::hold_until(pid_t job, Clock::time_point until) {
+    if (auto it = waiting_.find(job); it != waiting_.end()) it->second.held_until = until;
 }
 
 void Governor::job_running(pid_t job, Reservation expected, Clock::time_point now) {
@@ -509,6 +514,7 @@ void Governor::admit_waiting(std::uint64_t available_bytes, Clock::time_point no
     for (pid_t pid : order) {
         if (settings_.max_running && running_.size() >= settings_.max_running) return;
         const Job& job = waiting_.at(pid);
+        if (now < job.held_until) continue;
         auto needed = static_cast<std::int64_t>(job.reserved_bytes);
         auto available = available_to_all - static_cast<std::int64_t>(owed_to_other_builds(job, now));
         // The peak rule: free memory minus what running jobs are about to take (their
@@ -580,7 +586,8 @@ std::vector<Decision> Governor::decide(std::uint64_t available_bytes, Clock::tim
     // A stall is ours only while jobs of ours run: with none, we wait for other builds' jobs,
     // as long as they make progress.
     bool ours = active_count() > 0 || others_.running == 0 || others_idle(now);
-    if (!admitted && !queue_.empty() && ours && now - last_progress_ >= settings_.stall_timeout) {
+    if (!admitted && !queue_.empty() && ours && now - last_progress_ >= settings_.stall_timeout &&
+        now >= waiting_.at(queue_.front()).held_until) {
         auto effective_free = static_cast<std::int64_t>(available_bytes) - static_cast<std::int64_t>(imminent_bytes());
         Decision decision = admit(queue_.front(), effective_free, now);
         decision.forced = true;

@@ -185,6 +185,10 @@ public:
     void job_waiting(pid_t job, Reservation expected, Clock::time_point now);
     // A waiting job's prediction changed (its peers taught the predictor more meanwhile).
     void job_expected(pid_t job, Reservation expected);
+    // A waiting job that is not to start before `until`, however much room there is (its
+    // identity may still come: a compile whose source is on its way to its pipe); it blocks
+    // no other job meanwhile. `until` in the past lifts the hold.
+    void hold_until(pid_t job, Clock::time_point until);
     // A job that was never held (gate off, or started under the grant) but runs.
     void job_running(pid_t job, Reservation expected, Clock::time_point now);
     // A running job that cannot be stopped (it runs as a user the build's owner may not
@@ -250,6 +254,7 @@ private:
         double steady_growth_bytes_per_ms = 0;  // over the last steady_window or more
         std::uint32_t readings = 0;
         Clock::time_point queued_at{};
+        Clock::time_point held_until{};  // see hold_until()
         Clock::time_point admitted_at{};
         bool refused_once = false;
         bool emergency_stopped = false;

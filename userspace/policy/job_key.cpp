@@ -200,9 +200,15 @@ JobKey job_key(const std::vector<std::string>& argv, const std::string& cwd, con
 
     std::vector<std::string> sources;
     std::string output;
+    bool from_stdin = false;
+    bool compile_only = false;  // -c or -S: no link, whatever the program
     for (std::size_t i = 1; i < argv.size(); ++i) {
         std::string_view arg = argv[i];
-        if (arg == "-o" && i + 1 < argv.size()) {
+        if (arg == "-") {
+            from_stdin = true;
+        } else if (arg == "-c" || arg == "-S") {
+            compile_only = true;
+        } else if (arg == "-o" && i + 1 < argv.size()) {
             output = argv[++i];
         } else if (arg.starts_with("-o") && arg.size() > 2 && !arg.starts_with("-o=")) {
             output = arg.substr(2);
@@ -225,6 +231,19 @@ JobKey job_key(const std::vector<std::string>& argv, const std::string& cwd, con
 
     std::string program = basename_of(argv.front());
     if (program.empty()) program = argv.front().empty() ? "(unnamed program)" : argv.front();  // "", "dir/"
+    if (from_stdin && compile_only) {
+        std::string head = head_of ? head_of("-") : std::string();
+        if (auto origin = preprocessed_origin(head)) return {JobKind::compile, *origin};
+        std::string key = program;
+        for (std::size_t i = 1; i < argv.size(); ++i) {
+            if (argv[i] == "-o") {
+                ++i;  // a temporary name
+                continue;
+            }
+            key += " " + argv[i];
+        }
+        return {JobKind::compile, key, head.empty()};
+    }
     if (is_linker_or_driver(program) || program == "lto-wrapper")
         return {is_lto(argv, program) ? JobKind::lto : JobKind::link,
                 absolute_path(output.empty() ? "a.out" : output, cwd)};

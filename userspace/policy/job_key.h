@@ -23,6 +23,9 @@ std::optional<JobKind> kind_from_name(std::string_view name);
 struct JobKey {
     JobKind kind = JobKind::other;
     std::string key;
+    // A compile of its standard input whose pipe held nothing yet: the key says only how it
+    // compiles; ask again (BuildController does, while it lives).
+    bool pending = false;
 };
 
 // The first bytes of a file, or "" when it cannot be read.
@@ -30,7 +33,11 @@ using FileHead = std::function<std::string(const std::string& path)>;
 
 // A compile of one preprocessed file (.i, .ii, .mi, .mii: a distcc worker compiles
 // /tmp/distccd_XXXX.ii, named anew every time) is keyed by the source it was made from, read
-// from the file's head with `head_of` (see preprocessed_origin), when given and found.
+// from the file's head with `head_of` (see preprocessed_origin), when given and found. So is
+// a compile of its standard input (`-c … -`: an icecream worker pipes the preprocessed source
+// to `g++ -x c++ -c - -o icecc-N_XXXX.o`), whose head `head_of("-")` gives; when it names no
+// source, the compile is keyed by its program and options alone, never by a temporary name,
+// and when it holds nothing yet, that key is pending.
 JobKey job_key(const std::vector<std::string>& argv, const std::string& cwd, const FileHead& head_of = {});
 
 // The source a preprocessed file was made from: its first line marker (`# 0 "src/a.cpp"`),

@@ -46,6 +46,10 @@ JobRecord* BuildReport::live_job(pid_t job_id) {
     return it == live_jobs_.end() ? nullptr : &jobs_[it->second];
 }
 
+void BuildReport::on_key_found(pid_t job, const std::string& key) {
+    if (auto it = live_jobs_.find(job); it != live_jobs_.end()) jobs_[it->second].key.key = key;
+}
+
 const JobRecord* BuildReport::job(pid_t job_id) const {
     auto it = live_jobs_.find(job_id);
     if (it != live_jobs_.end()) return &jobs_[it->second];

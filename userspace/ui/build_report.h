@@ -79,6 +79,8 @@ public:
     void on_exit(const ExitEvent& event);
     void on_oom_kill(const OomKillEvent& event);
     void on_admitted(pid_t job, std::uint64_t monotonic_ns, bool waited);
+    // A job's source, found after its exec (JobKey::pending).
+    void on_key_found(pid_t job, const std::string& key);
 
     const std::vector<ProcessRecord>& processes() const { return processes_; }
     const std::vector<JobRecord>& jobs() const { return jobs_; }
