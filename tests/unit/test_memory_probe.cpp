@@ -202,6 +202,21 @@ TEST_CASE("mountinfo: a hierarchy mounted with the container's own cgroup as its
     CHECK(reading.cgroup->limit_bytes == 2 * GiB);
 }
 
+TEST_CASE("mountinfo: in a cgroup but no hierarchy mounted (ip netns exec's fresh sysfs): said, not guessed") {
+    TempDir root;
+    write_meminfo(root, 16 * 1024 * 1024, 12 * 1024 * 1024);
+    root.write("proc/self/cgroup", "4:memory:/ci/job1\n");
+    root.write("proc/self/mountinfo", "22 1 0:21 / /sys rw,relatime - sysfs sysfs rw\n");
+    auto probe = probe_in(root);
+    REQUIRE(probe.problem());
+    CHECK(probe.problem()->find("/ci/job1 is in no memory cgroup hierarchy mounted here") != std::string::npos);
+    CHECK(probe.cgroup_dirs().empty());
+    CHECK_FALSE(probe.read().cgroup);
+    // In the root cgroup there is no limit to miss: nothing to say.
+    root.write("proc/self/cgroup", "4:memory:/\n");
+    CHECK_FALSE(probe_in(root).problem());
+}
+
 TEST_CASE("mountinfo: in a cgroup namespace, the host's hierarchy is searched for the cgroup that lists us") {
     TempDir root;
     write_meminfo(root, 16 * 1024 * 1024, 12 * 1024 * 1024);

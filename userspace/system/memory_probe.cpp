@@ -121,7 +121,16 @@ MemoryProbe::MemoryProbe(Paths paths) : paths_(std::move(paths)) {
     }
     std::string dir = root + (path == "/" ? "" : path);
     if (auto mountinfo = read_text_file(paths_.proc + "/self/mountinfo")) {
-        if (auto mount = memory_mount(*mountinfo, v2_)) {
+        auto mount = memory_mount(*mountinfo, v2_);
+        if (!mount && path != "/") {
+            // A limit set above us that we cannot read: say so rather than take MemAvailable.
+            problem_ = fmt::format(
+                "memgov's memory cgroup {} is in no {} hierarchy mounted here (a sysfs mounted "
+                "anew, as `ip netns exec` mounts one, has none)",
+                path, v2_ ? "cgroup2" : "memory cgroup");
+            return;
+        }
+        if (mount) {
             root = local(mount->point);
             auto found = cgroup_dir(root, mount->root, path);
             if (!found) {
