@@ -21,6 +21,7 @@ packages=(
   python3               # the benchmark driver (tools/bench/bench.py)
   libcap2-bin           # setcap: the file-capabilities test runs memgov without root
   distcc                # a distributed-compile worker (distccd) the integration tests govern
+  icecc iproute2        # icecream's scheduler and daemons; a network namespace for its worker (tests)
   chromium              # renders memgov report --html in a test (headless screenshot)
 )
 

@@ -1,5 +1,7 @@
-// A distcc worker governed by memgov: `memgov -- distccd …` in a memory cgroup on the worker's
-// side, driven over loopback by a client `make -j16` that sends it every compile.
+// Distributed workers governed by memgov: `memgov -- distccd …` in a memory cgroup on the
+// worker's side, driven over loopback by a client `make -j16` that sends it every compile; and
+// `memgov -- iceccd …` as an icecream worker in a network namespace of its own, sent every
+// compile of a client through icecream's scheduler.
 #include <arpa/inet.h>
 #include <doctest/doctest.h>
 #include <fcntl.h>
@@ -14,6 +16,7 @@
 #include <filesystem>
 #include <fstream>
 #include <thread>
+#include <utility>
 
 #include "harness.h"
 #include "test_cgroup.h"
@@ -189,4 +192,168 @@ TEST_CASE("a distcc worker: a client that hangs up while its compiles are held l
     CHECK(client_make(project, port) == 0);
     for (int i = 0; i < heavy_units; ++i) CHECK(std::filesystem::exists(fmt::format("{}/u{}.o", project.path(), i)));
     governed.stop();
+}
+
+namespace {
+
+// An icecream network on this host: a scheduler, a worker (`prefix` iceccd, in the cgroup) in
+// a network namespace of its own (icecream tells nodes apart by address) and a mount
+// namespace (its daemon socket directory), and a client daemon that compiles nothing itself.
+// Their own netname, so that an icecream already on the host neither joins nor is joined.
+class Icecream {
+public:
+    // Its logs are `work`/`name`-{scheduler,worker,client}.log.
+    Icecream(const TestCgroup& cgroup, const std::vector<std::string>& prefix, const ScratchDir& work,
+             const std::string& name)
+        : logs_(work.path() + "/" + name), work_(work.path()), namespace_(fmt::format("memgov-ice-{}", getpid())) {
+        std::filesystem::create_directories("/run/icecc");
+        std::string host_end = fmt::format("mgi{}a", getpid() % 100000),
+                    worker_end = fmt::format("mgi{}b", getpid() % 100000);
+        for (auto command : std::vector<std::vector<std::string>>{
+                 {"ip", "netns", "add", namespace_},
+                 {"ip", "link", "add", host_end, "type", "veth", "peer", "name", worker_end},
+                 {"ip", "link", "set", worker_end, "netns", namespace_},
+                 {"ip", "addr", "add", "10.77.0.1/24", "dev", host_end},
+                 {"ip", "link", "set", host_end, "up"},
+                 {"ip", "netns", "exec", namespace_, "ip", "addr", "add", "10.77.0.2/24", "dev", worker_end},
+                 {"ip", "netns", "exec", namespace_, "ip", "link", "set", worker_end, "up"},
+                 {"ip", "netns", "exec", namespace_, "ip", "link", "set", "lo", "up"}})
+            REQUIRE_MESSAGE(run(command) == 0, "cannot set up a network namespace for the worker: ", command[1]);
+        host_end_ = host_end;
+        scheduler_ = fmt::format("10.77.0.1:{}", free_port());
+        scheduler_pid_ = spawn({"icecc-scheduler", "-n", netname, "-p", scheduler_.substr(scheduler_.find(':') + 1),
+                                "-l", logs_ + "-scheduler.log", "-vv"});
+        // nsenter, not `ip netns exec`: that mounts a sysfs of its own, without the cgroup
+        // hierarchies, and memgov would not see the cgroup's limit.
+        std::vector<std::string> worker{"nsenter",
+                                        "--net=/run/netns/" + namespace_,
+                                        "unshare",
+                                        "-m",
+                                        "sh",
+                                        "-c",
+                                        "mount -t tmpfs tmpfs /run/icecc && exec \"$@\"",
+                                        "sh"};
+        worker.insert(worker.end(), prefix.begin(), prefix.end());
+        worker.insert(worker.end(), {"iceccd", "-n", netname, "-s", scheduler_, "-N", "worker", "-m", "8", "-b",
+                                     work_ + "/worker-envs", "-l", logs_ + "-worker.log", "-vv"});
+        worker_pid_ = spawn(cgroup.wrap(worker));
+    }
+    ~Icecream() {
+        for (pid_t pid : {worker_pid_, scheduler_pid_}) stop(pid);
+        run({"ip", "link", "del", host_end_});
+        run({"ip", "netns", "del", namespace_});
+    }
+    // Stops the worker (memgov passes SIGTERM on); its exit status.
+    int stop_worker() { return stop(std::exchange(worker_pid_, 0)); }
+    // `make -j6` of `project` on the client: its own daemon (own socket directory, no local
+    // jobs), once both daemons have logged in to the scheduler. The make's status (124: it
+    // did not end within `seconds`).
+    int client_make(const ScratchDir& project, int seconds) const {
+        std::string script = fmt::format(
+            "mount -t tmpfs tmpfs /run/icecc || exit 90\n"
+            "iceccd -n {0} -s {1} -N client -m 0 --no-remote -p {2} -b {3}/client-envs -l {6}-client.log -vv &\n"
+            "daemon=$!\n"
+            "for i in $(seq 300); do\n"
+            "  [ $(grep -l 'Connected to scheduler' {6}-client.log {6}-worker.log 2>/dev/null | wc -l) = 2 ] && break\n"
+            "  sleep 0.1\n"
+            "done\n"
+            "make -s -C {4} clean\n"
+            "PATH=/usr/lib/icecc/bin:$PATH timeout {5} make -s -j6 -C {4} CXX=g++\n"
+            "status=$?\n"
+            "kill $daemon; wait $daemon\n"
+            "exit $status\n",
+            netname, scheduler_, free_port(), work_, project.path(), seconds, logs_);
+        return run({"unshare", "-m", "sh", "-c", script});
+    }
+    std::string log(const std::string& name) const {
+        std::ifstream in(logs_ + "-" + name + ".log");
+        return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+    }
+
+private:
+    static constexpr const char* netname = "memgov-test";
+    // SIGTERM to one we started, then SIGKILL to whatever its process group left behind.
+    // Never for pid 0 (already stopped): kill(0 or -1, …) would reach far more than ours.
+    static int stop(pid_t pid) {
+        if (pid <= 0) return 0;
+        kill(pid, SIGTERM);
+        int status = 0;
+        waitpid(pid, &status, 0);
+        kill(-pid, SIGKILL);
+        return status;
+    }
+    static pid_t spawn(const std::vector<std::string>& argv) {
+        pid_t pid = fork();
+        if (pid == 0) {
+            setpgid(0, 0);
+            int null = open("/dev/null", O_WRONLY);
+            dup2(null, STDOUT_FILENO);
+            dup2(null, STDERR_FILENO);
+            std::vector<char*> args;
+            for (const auto& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
+            args.push_back(nullptr);
+            execvp(args[0], args.data());
+            _exit(127);
+        }
+        return pid;
+    }
+
+    std::string logs_;
+    std::string work_;
+    std::string namespace_;
+    std::string host_end_;
+    std::string scheduler_;
+    pid_t scheduler_pid_ = 0;
+    pid_t worker_pid_ = 0;
+};
+
+}  // namespace
+
+TEST_CASE("an icecream worker: plain iceccd fails in its cgroup, memgov's worker finishes in time and learns") {
+    REQUIRE_MESSAGE(run({"sh", "-c", "command -v iceccd && command -v icecc-scheduler && command -v ip"}) == 0,
+                    "icecream (package icecc) and iproute2 are needed: tools/install-deps.sh installs them");
+    ScratchDir project;
+    ScratchDir work(true);  // iceccd compiles as user icecc in environments unpacked here
+    write_project(project);
+    TestCgroup cgroup(1100 * MiB);
+
+    // Six compiles of ~500 MB at once in 1100 MiB: the kernel OOM-kills some, or (no swap) the
+    // cgroup thrashes at its limit for minutes. Either way not done within the minute that
+    // memgov's worker needs a fraction of. (icecream compiles a failed remote job again on the
+    // client, so the client's make alone does not show an OOM kill.)
+    std::uint64_t before = cgroup.oom_kills();
+    {
+        Icecream plain(cgroup, {}, work, "plain");
+        int status = plain.client_make(project, 60);
+        REQUIRE_MESSAGE((status == 124 || cgroup.oom_kills() > before),
+                        "plain iceccd neither was OOM-killed nor ran out of time: the test would prove nothing");
+    }
+
+    std::string profiles = work.path() + "/profiles";
+    for (const char* pass : {"cold", "warm"}) {
+        CAPTURE(pass);
+        std::uint64_t oom_before = cgroup.oom_kills();
+        std::string stats = work.path() + fmt::format("/{}.json", pass);
+        Icecream governed(cgroup,
+                          {memgov_bin(), "-q", "--ledger", "off", "--always-stop", "--profiles-dir", profiles,
+                           "--stats-json", stats, "-v", "--log", work.path() + fmt::format("/{}-memgov.log", pass)},
+                          work, pass);
+        int client = governed.client_make(project, 60);
+        governed.stop_worker();
+        INFO("worker: ", governed.log("worker"), "\nclient: ", governed.log("client"));
+        CHECK(client == 0);
+        CHECK(cgroup.oom_kills() == oom_before);
+        // Every compile ran on the worker, under memgov: none was sent back to the client.
+        auto jobs = nlohmann::json::parse(std::ifstream(stats))["jobs"];
+        CHECK(jobs.size() == heavy_units);
+        for (int i = 0; i < heavy_units; ++i)
+            CHECK(std::filesystem::exists(fmt::format("{}/u{}.o", project.path(), i)));
+    }
+    // Each unit was learned under the source its pipe named, so the warm run knew them all.
+    auto learned = nlohmann::json::parse(std::ifstream(profiles + "/profiles.json"))["profiles"];
+    for (int i = 0; i < heavy_units; ++i) CHECK(learned.contains(fmt::format("u{}.cpp", i)));
+    std::ifstream warm_log(work.path() + "/warm-memgov.log");
+    std::string warm((std::istreambuf_iterator<char>(warm_log)), std::istreambuf_iterator<char>());
+    CHECK(warm.find("never named") == std::string::npos);
+    CHECK(warm.find("u0.cpp: needs") != std::string::npos);
 }
