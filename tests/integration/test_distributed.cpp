@@ -50,6 +50,36 @@ bool listening(int port) {
     return connected;
 }
 
+// `argv` in the background, in a process group of its own (its output dropped): the test stops
+// the whole of it at once.
+pid_t start_in_group(const std::vector<std::string>& argv) {
+    pid_t pid = fork();
+    if (pid == 0) {
+        setpgid(0, 0);
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, STDOUT_FILENO);
+        dup2(null, STDERR_FILENO);
+        std::vector<char*> args;
+        for (const auto& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
+        args.push_back(nullptr);
+        execvp(args[0], args.data());
+        _exit(127);
+    }
+    return pid;
+}
+
+// SIGTERM to what start_in_group started (memgov passes it on to its build), then SIGKILL to
+// whatever its group left behind; its exit status. Never for pid 0 or less (not started, or
+// stopped already): kill(0 or -1, …) would reach far more than ours.
+int stop_group(pid_t pid) {
+    if (pid <= 0) return 0;
+    kill(pid, SIGTERM);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    kill(-pid, SIGKILL);
+    return status;
+}
+
 // A worker (argv, in the cgroup) in the background until stopped.
 class Worker {
 public:
@@ -57,29 +87,17 @@ public:
         std::vector<std::string> argv = std::move(prefix);
         argv.insert(argv.end(), {"distccd", "--no-detach", "--daemon", "--allow", "127.0.0.1", "--listen", "127.0.0.1",
                                  "--port", std::to_string(port), "--jobs", "16", "--log-file", log});
-        argv = cgroup.wrap(argv);
-        pid_ = fork();
-        if (pid_ == 0) {
-            setpgid(0, 0);  // its own group: the test stops the whole worker at once
-            std::vector<char*> args;
-            for (auto& arg : argv) args.push_back(arg.data());
-            args.push_back(nullptr);
-            execvp(args[0], args.data());
-            _exit(127);
-        }
+        pid_ = start_in_group(cgroup.wrap(argv));
         for (int i = 0; i < 100 && !listening(port); ++i) std::this_thread::sleep_for(50ms);
     }
-    // Stops the worker (memgov passes SIGTERM on to distccd); returns its exit status.
-    int stop() {
-        kill(pid_, SIGTERM);
-        int status = 0;
-        waitpid(pid_, &status, 0);
-        kill(-pid_, SIGKILL);  // whatever distccd left behind
-        return status;
-    }
+    ~Worker() { stop_group(pid_); }  // a test that failed half-way leaves none behind
+    Worker(const Worker&) = delete;
+    Worker& operator=(const Worker&) = delete;
+    // Stops the worker; returns its exit status.
+    int stop() { return stop_group(std::exchange(pid_, 0)); }
 
 private:
-    pid_t pid_;
+    pid_t pid_ = 0;
 };
 
 // Six heavy translation units (the demo project's parser.cpp, ~480 MB each under g++ -O2).
@@ -162,17 +180,9 @@ TEST_CASE("a distcc worker: a client that hangs up while its compiles are held l
     // Room for one compile at a time: the client's others are held at their exec.
     Worker governed(cgroup, {memgov_bin(), "-q", "--ledger", "off", "--limit", "600M", "--cold-estimate", "500M"}, port,
                     work.path() + "/governed.log");
-    pid_t client = fork();
-    if (client == 0) {
-        setpgid(0, 0);
-        int null = open("/dev/null", O_WRONLY);
-        dup2(null, STDOUT_FILENO);
-        dup2(null, STDERR_FILENO);
-        std::string hosts = fmt::format("127.0.0.1:{}/16", port);
-        execlp("env", "env", ("DISTCC_HOSTS=" + hosts).c_str(), "DISTCC_FALLBACK=0", "make", "-s", "-j3", "-C",
-               project.path().c_str(), "CXX=distcc g++", "u0.o", "u1.o", "u2.o", nullptr);
-        _exit(127);
-    }
+    pid_t client =
+        start_in_group({"env", fmt::format("DISTCC_HOSTS=127.0.0.1:{}/16", port), "DISTCC_FALLBACK=0", "make", "-s",
+                        "-j3", "-C", project.path(), "CXX=distcc g++", "u0.o", "u1.o", "u2.o"});
     bool held = false;
     for (int i = 0; i < 600 && !held; ++i) {
         std::this_thread::sleep_for(50ms);
@@ -221,8 +231,9 @@ public:
             REQUIRE_MESSAGE(run(command) == 0, "cannot set up a network namespace for the worker: ", command[1]);
         host_end_ = host_end;
         scheduler_ = fmt::format("10.77.0.1:{}", free_port());
-        scheduler_pid_ = spawn({"icecc-scheduler", "-n", netname, "-p", scheduler_.substr(scheduler_.find(':') + 1),
-                                "-l", logs_ + "-scheduler.log", "-vv"});
+        scheduler_pid_ =
+            start_in_group({"icecc-scheduler", "-n", netname, "-p", scheduler_.substr(scheduler_.find(':') + 1), "-l",
+                            logs_ + "-scheduler.log", "-vv"});
         // nsenter, not `ip netns exec`: that mounts a sysfs of its own, without the cgroup
         // hierarchies, and memgov would not see the cgroup's limit.
         std::vector<std::string> worker{"nsenter",
@@ -236,15 +247,15 @@ public:
         worker.insert(worker.end(), prefix.begin(), prefix.end());
         worker.insert(worker.end(), {"iceccd", "-n", netname, "-s", scheduler_, "-N", "worker", "-m", "8", "-b",
                                      work_ + "/worker-envs", "-l", logs_ + "-worker.log", "-vv"});
-        worker_pid_ = spawn(cgroup.wrap(worker));
+        worker_pid_ = start_in_group(cgroup.wrap(worker));
     }
     ~Icecream() {
-        for (pid_t pid : {worker_pid_, scheduler_pid_}) stop(pid);
+        for (pid_t pid : {worker_pid_, scheduler_pid_}) stop_group(pid);
         run({"ip", "link", "del", host_end_});
         run({"ip", "netns", "del", namespace_});
     }
     // Stops the worker (memgov passes SIGTERM on); its exit status.
-    int stop_worker() { return stop(std::exchange(worker_pid_, 0)); }
+    int stop_worker() { return stop_group(std::exchange(worker_pid_, 0)); }
     // `make -j6` of `project` on the client: its own daemon (own socket directory, no local
     // jobs), once both daemons have logged in to the scheduler. The make's status (124: it
     // did not end within `seconds`).
@@ -272,32 +283,6 @@ public:
 
 private:
     static constexpr const char* netname = "memgov-test";
-    // SIGTERM to one we started, then SIGKILL to whatever its process group left behind.
-    // Never for pid 0 (already stopped): kill(0 or -1, …) would reach far more than ours.
-    static int stop(pid_t pid) {
-        if (pid <= 0) return 0;
-        kill(pid, SIGTERM);
-        int status = 0;
-        waitpid(pid, &status, 0);
-        kill(-pid, SIGKILL);
-        return status;
-    }
-    static pid_t spawn(const std::vector<std::string>& argv) {
-        pid_t pid = fork();
-        if (pid == 0) {
-            setpgid(0, 0);
-            int null = open("/dev/null", O_WRONLY);
-            dup2(null, STDOUT_FILENO);
-            dup2(null, STDERR_FILENO);
-            std::vector<char*> args;
-            for (const auto& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
-            args.push_back(nullptr);
-            execvp(args[0], args.data());
-            _exit(127);
-        }
-        return pid;
-    }
-
     std::string logs_;
     std::string work_;
     std::string namespace_;

@@ -69,25 +69,23 @@ TEST_CASE("records of a daemon's client in a container carry its own pids beside
     CHECK(exit.in_client.job == 7);
 }
 
-TEST_CASE("an exec the kernel started under the grant is a job root, granted, not held") {
-    std::string block("cc\0", 3);
-    auto event = decode_event(exec_record(block, MG_EXEC_JOB_ROOT | MG_EXEC_GRANTED, block.size()));
-    REQUIRE(event);
-    auto& exec = std::get<ExecEvent>(*event);
-    CHECK(exec.job_root);
-    CHECK(exec.granted);
-    CHECK_FALSE(exec.waiting);
-}
-
-TEST_CASE("an exec its daemon client may not signal is a job root, marked so, not held") {
-    std::string block("cc\0", 3);
-    auto event = decode_event(exec_record(block, MG_EXEC_JOB_ROOT | MG_EXEC_OTHER_USER, block.size()));
-    REQUIRE(event);
-    auto& exec = std::get<ExecEvent>(*event);
-    CHECK(exec.job_root);
-    CHECK(exec.other_user);
-    CHECK_FALSE(exec.waiting);
-    CHECK_FALSE(exec.granted);
+TEST_CASE("an exec the kernel started under the grant, or one its daemon client may not signal: a job root, not held") {
+    auto decoded = [](std::uint32_t flags) {
+        std::string block("cc\0", 3);
+        auto event = decode_event(exec_record(block, MG_EXEC_JOB_ROOT | flags, block.size()));
+        REQUIRE(event);
+        return std::get<ExecEvent>(*event);
+    };
+    auto granted = decoded(MG_EXEC_GRANTED);
+    CHECK(granted.job_root);
+    CHECK(granted.granted);
+    CHECK_FALSE(granted.waiting);
+    CHECK_FALSE(granted.other_user);
+    auto other_user = decoded(MG_EXEC_OTHER_USER);
+    CHECK(other_user.job_root);
+    CHECK(other_user.other_user);
+    CHECK_FALSE(other_user.waiting);
+    CHECK_FALSE(other_user.granted);
 }
 
 TEST_CASE("a record shorter than its claimed argv is truncated, not overread") {

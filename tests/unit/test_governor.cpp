@@ -846,7 +846,7 @@ TEST_CASE("other builds: the net counts their near growth, and stops our last jo
     CHECK(Scenario::find(s.decide(600), DecisionKind::emergency_resume, 1));
 }
 
-TEST_CASE("other builds: no stall rule while only their jobs run and make progress; it applies once they do not") {
+TEST_CASE("other builds: no stall rule while only their jobs run and make progress, it applies once they do not") {
     Scenario s;
     s.wait(1, 2000);
     OtherBuilds others = others_running(1);
