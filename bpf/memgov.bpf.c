@@ -207,7 +207,8 @@ static __always_inline bool owner_gone(__u32 build_id)
 
 /* Whether a client of uid `uid` may signal `task`, by the kernel's rule for a sender without
  * CAP_KILL (kill_ok_by_cred in kernel/signal.c): the task's real or saved uid is the
- * sender's. The guard's SIGCONT is sent as the exiting client, under the same rule. */
+ * sender's. (SIGCONT within the sender's session is allowed too, but a build step may leave
+ * it with setsid; and no SIGSTOP at an emergency would reach such a task.) */
 static __always_inline bool client_may_signal(__u32 uid, struct task_struct *task)
 {
 	const struct cred *cred = BPF_CORE_READ(task, real_cred);
@@ -412,11 +413,12 @@ int BPF_PROG(on_exec, struct task_struct *task, pid_t old_pid, struct linux_binp
 	}
 
 	/* The grant is memgov's own build's: a daemon's clients are not granted starts. */
+	if ((flags & MG_EXEC_JOB_ROOT) && other_user)
+		flags |= MG_EXEC_OTHER_USER; /* whatever the gate: the net must not count on
+						stopping it */
 	if ((flags & MG_EXEC_JOB_ROOT) && gate && !build && take_grant())
 		flags |= MG_EXEC_GRANTED;
-	else if ((flags & MG_EXEC_JOB_ROOT) && gate && other_user)
-		flags |= MG_EXEC_OTHER_USER;
-	else if ((flags & MG_EXEC_JOB_ROOT) && gate) {
+	else if ((flags & MG_EXEC_JOB_ROOT) && gate && !other_user) {
 		/* Recorded before the stop, so the crash guard can always undo it. Queued before
 		 * the event is visible, so the controller's SIGCONT can never overtake it. */
 		struct mg_held entry = { .host_tgid = task->tgid, .owner = owner };

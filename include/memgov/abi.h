@@ -138,7 +138,7 @@ struct mg_build {
 	 * namespace at that level is the client's for each of them. */
 	__u32 pidns_level;
 	/* The client's uid: a job root it may not signal (a setuid step that became another
-	 * user: `sudo make install`) is not stopped, as nobody could continue it. */
+	 * user: `sudo make install`) is not stopped, as the client could not continue it. */
 	__u32 owner_uid;
 	__s64 rss_bytes;
 	__u64 peak_bytes;

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -327,6 +328,7 @@ TEST_CASE("daemon: only root may put its build ahead of other users' (--nice bel
     auto ahead = memgov::encode_request({.op = memgov::DaemonRequest::Op::register_build, .nice = -1});
     pid_t child = fork();
     if (child == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);  // not left behind by a test that throws
         pause();
         _exit(0);
     }
@@ -431,16 +433,19 @@ std::vector<std::string> in_container(const Daemon& daemon, const ScratchDir& wo
                         inside, daemon.socket(), work.path(), memgov_bin(), home.path(), memgov_args, make_args, then)};
 }
 
-// `sudo make install` in a build: its client may not signal what runs as root, so it must
-// never be stopped (nobody could continue it); `setsid` takes it out of the client's session,
-// where SIGCONT would be allowed anyway.
+// `sudo make install` in a build: its client may not signal what runs as root from outside its
+// session (`setsid`), so it must never be stopped at its exec: the client could not continue it.
 TEST_CASE("daemon: a setuid step that becomes root is measured, never stopped, and the client says so") {
-    ScratchDir work;
+    ScratchDir work;  // root's, 0755: nobody else can put anything in it
     ScratchDir home(true);
-    std::string sudo = home.path() + "/become_root";
+    // A setuid-root helper that only nobody's group may run, set up on the open file.
+    std::string sudo = work.path() + "/become_root";
     std::filesystem::copy_file(become_root_bin(), sudo);
-    REQUIRE(chown(sudo.c_str(), 0, 0) == 0);
-    REQUIRE(chmod(sudo.c_str(), 04755) == 0);
+    int helper = open(sudo.c_str(), O_RDONLY | O_CLOEXEC);
+    REQUIRE(helper >= 0);
+    REQUIRE(fchown(helper, 0, nobody) == 0);
+    REQUIRE(fchmod(helper, 04710) == 0);
+    close(helper);
     std::string rule = fmt::format("\tsetsid -w {} {} --mb 200 --ramp-ms 300 --hold-ms 500\n", sudo, memhog_bin());
     home.write("Makefile", "all: j0 j1\nj0:\n" + rule + "j1:\n" + rule + ".PHONY: all j0 j1\n");
     Daemon daemon(work.path());

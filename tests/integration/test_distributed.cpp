@@ -68,15 +68,16 @@ pid_t start_in_group(const std::vector<std::string>& argv) {
     return pid;
 }
 
-// SIGTERM to what start_in_group started (memgov passes it on to its build), then SIGKILL to
-// whatever its group left behind; its exit status. Never for pid 0 or less (not started, or
+// SIGTERM to what start_in_group started (memgov passes it on to its build), then after at
+// most 10 s SIGKILL to whatever its group left behind; its exit status. Never for pid 0 or less (not started, or
 // stopped already): kill(0 or -1, …) would reach far more than ours.
 int stop_group(pid_t pid) {
     if (pid <= 0) return 0;
     kill(pid, SIGTERM);
     int status = 0;
-    waitpid(pid, &status, 0);
+    for (int i = 0; i < 200 && waitpid(pid, &status, WNOHANG) == 0; ++i) std::this_thread::sleep_for(50ms);
     kill(-pid, SIGKILL);
+    waitpid(pid, &status, 0);  // at once if it was reaped above (ECHILD), else after SIGKILL
     return status;
 }
 
@@ -210,40 +211,68 @@ namespace {
 // a network namespace of its own (icecream tells nodes apart by address) and a mount
 // namespace (its daemon socket directory), and a client daemon that compiles nothing itself.
 // Their own netname, so that an icecream already on the host neither joins nor is joined.
+// A network namespace for a worker, joined to ours by a veth pair: HOST (ours) and WORKER
+// (its) in 198.18.77.0/24, a range kept for benchmarking networks (RFC 2544), not routed.
+// Removed with its links when it goes, however the test ends.
+class WorkerNetwork {
+public:
+    static constexpr const char* host_address = "198.18.77.1";
+    static constexpr const char* worker_address = "198.18.77.2";
+
+    WorkerNetwork()
+        : name_(fmt::format("memgov-ice-{}", getpid())), host_end_(fmt::format("mgi{}a", getpid() % 100000)) {
+        std::string worker_end = fmt::format("mgi{}b", getpid() % 100000);
+        std::string in_use;
+        run({"ip", "-o", "addr", "show"}, &in_use);
+        REQUIRE_MESSAGE(in_use.find(" 198.18.77.") == std::string::npos, "198.18.77.0/24 is in use on this host");
+        for (const auto& command : std::vector<std::vector<std::string>>{
+                 {"ip", "netns", "add", name_},
+                 {"ip", "link", "add", host_end_, "type", "veth", "peer", "name", worker_end},
+                 {"ip", "link", "set", worker_end, "netns", name_},
+                 {"ip", "addr", "add", std::string(host_address) + "/24", "dev", host_end_},
+                 {"ip", "link", "set", host_end_, "up"},
+                 {"ip", "netns", "exec", name_, "ip", "addr", "add", std::string(worker_address) + "/24", "dev",
+                  worker_end},
+                 {"ip", "netns", "exec", name_, "ip", "link", "set", worker_end, "up"},
+                 {"ip", "netns", "exec", name_, "ip", "link", "set", "lo", "up"}})
+            if (run(command) != 0) {
+                remove();
+                FAIL("cannot set up a network namespace for the worker: ip ", command[1], " ", command[2]);
+            }
+    }
+    ~WorkerNetwork() { remove(); }
+    WorkerNetwork(const WorkerNetwork&) = delete;
+    WorkerNetwork& operator=(const WorkerNetwork&) = delete;
+    // Runs what follows in the namespace. nsenter, not `ip netns exec`: that mounts a sysfs of
+    // its own, without the cgroup hierarchies, and memgov would not see the cgroup's limit.
+    std::vector<std::string> enter() const { return {"nsenter", "--net=/run/netns/" + name_}; }
+
+private:
+    void remove() const {
+        run({"ip", "link", "del", host_end_});
+        run({"ip", "netns", "del", name_});
+    }
+    std::string name_;
+    std::string host_end_;
+};
+
+// An icecream network on this host: a scheduler, a worker (`prefix` iceccd, in the cgroup) in
+// a network namespace of its own (icecream tells nodes apart by address) and a mount
+// namespace (its daemon socket directory), and a client daemon that compiles nothing itself.
+// Their own netname, so that an icecream already on the host neither joins nor is joined.
 class Icecream {
 public:
     // Its logs are `work`/`name`-{scheduler,worker,client}.log.
     Icecream(const TestCgroup& cgroup, const std::vector<std::string>& prefix, const ScratchDir& work,
              const std::string& name)
-        : logs_(work.path() + "/" + name), work_(work.path()), namespace_(fmt::format("memgov-ice-{}", getpid())) {
-        std::filesystem::create_directories("/run/icecc");
-        std::string host_end = fmt::format("mgi{}a", getpid() % 100000),
-                    worker_end = fmt::format("mgi{}b", getpid() % 100000);
-        for (auto command : std::vector<std::vector<std::string>>{
-                 {"ip", "netns", "add", namespace_},
-                 {"ip", "link", "add", host_end, "type", "veth", "peer", "name", worker_end},
-                 {"ip", "link", "set", worker_end, "netns", namespace_},
-                 {"ip", "addr", "add", "10.77.0.1/24", "dev", host_end},
-                 {"ip", "link", "set", host_end, "up"},
-                 {"ip", "netns", "exec", namespace_, "ip", "addr", "add", "10.77.0.2/24", "dev", worker_end},
-                 {"ip", "netns", "exec", namespace_, "ip", "link", "set", worker_end, "up"},
-                 {"ip", "netns", "exec", namespace_, "ip", "link", "set", "lo", "up"}})
-            REQUIRE_MESSAGE(run(command) == 0, "cannot set up a network namespace for the worker: ", command[1]);
-        host_end_ = host_end;
-        scheduler_ = fmt::format("10.77.0.1:{}", free_port());
+        : logs_(work.path() + "/" + name), work_(work.path()) {
+        scheduler_ = fmt::format("{}:{}", WorkerNetwork::host_address, free_port());
         scheduler_pid_ =
             start_in_group({"icecc-scheduler", "-n", netname, "-p", scheduler_.substr(scheduler_.find(':') + 1), "-l",
                             logs_ + "-scheduler.log", "-vv"});
-        // nsenter, not `ip netns exec`: that mounts a sysfs of its own, without the cgroup
-        // hierarchies, and memgov would not see the cgroup's limit.
-        std::vector<std::string> worker{"nsenter",
-                                        "--net=/run/netns/" + namespace_,
-                                        "unshare",
-                                        "-m",
-                                        "sh",
-                                        "-c",
-                                        "mount -t tmpfs tmpfs /run/icecc && exec \"$@\"",
-                                        "sh"};
+        std::vector<std::string> worker = network_.enter();
+        worker.insert(worker.end(), {"unshare", "-m", "sh", "-c",
+                                     "mount -t tmpfs tmpfs /run && mkdir /run/icecc && exec \"$@\"", "sh"});
         worker.insert(worker.end(), prefix.begin(), prefix.end());
         worker.insert(worker.end(), {"iceccd", "-n", netname, "-s", scheduler_, "-N", "worker", "-m", "8", "-b",
                                      work_ + "/worker-envs", "-l", logs_ + "-worker.log", "-vv"});
@@ -251,8 +280,6 @@ public:
     }
     ~Icecream() {
         for (pid_t pid : {worker_pid_, scheduler_pid_}) stop_group(pid);
-        run({"ip", "link", "del", host_end_});
-        run({"ip", "netns", "del", namespace_});
     }
     // Stops the worker (memgov passes SIGTERM on); its exit status.
     int stop_worker() { return stop_group(std::exchange(worker_pid_, 0)); }
@@ -261,7 +288,7 @@ public:
     // did not end within `seconds`).
     int client_make(const ScratchDir& project, int seconds) const {
         std::string script = fmt::format(
-            "mount -t tmpfs tmpfs /run/icecc || exit 90\n"
+            "mount -t tmpfs tmpfs /run && mkdir /run/icecc || exit 90\n"
             "iceccd -n {0} -s {1} -N client -m 0 --no-remote -p {2} -b {3}/client-envs -l {6}-client.log -vv &\n"
             "daemon=$!\n"
             "for i in $(seq 300); do\n"
@@ -283,10 +310,9 @@ public:
 
 private:
     static constexpr const char* netname = "memgov-test";
+    WorkerNetwork network_;  // first: gone last
     std::string logs_;
     std::string work_;
-    std::string namespace_;
-    std::string host_end_;
     std::string scheduler_;
     pid_t scheduler_pid_ = 0;
     pid_t worker_pid_ = 0;

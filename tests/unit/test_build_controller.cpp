@@ -57,7 +57,7 @@ TEST_CASE("controller: an icecream worker's compile waits for its pipe to name i
     build.exit(100);
     CHECK(build.store.profiles().contains("src/util.cpp"));
 
-    // A pipe that never shows its source (the kernel's grant started it): measured, not learned.
+    // A pipe that never shows its source in time: started after the patience, measured, not learned.
     build.exec_command(101, icecream);
     build.run_for(480ms);
     CHECK_FALSE(build.resumed(101));

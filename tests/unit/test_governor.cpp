@@ -195,22 +195,22 @@ TEST_CASE("backfill never starves the big job: small jobs stop passing it when t
     CHECK(Scenario::admitted(s.decide(1000)).front() == 1);
 }
 
-TEST_CASE("hold: a job held until an instant neither starts nor blocks others before it, then starts") {
+TEST_CASE("defer: a job deferred until an instant neither starts nor blocks others before it, then starts") {
     Scenario s;
     s.wait(1, 100);
-    s.governor.hold_until(1, s.now + 500ms);
+    s.governor.defer_until(1, s.now + 500ms);
     s.wait(2, 100);
     CHECK(Scenario::admitted(s.decide(1000)) == std::vector<pid_t>{2});  // room for both: 2 passes it
     s.now += 100ms;
-    s.governor.job_expected(1, {200 * MiB});  // a new prediction keeps the hold
+    s.governor.job_expected(1, {200 * MiB});  // a new prediction keeps it deferred
     CHECK(Scenario::admitted(s.decide(1000)).empty());
     s.now += 400ms;
     CHECK(Scenario::admitted(s.decide(1000)) == std::vector<pid_t>{1});
     // Lifted early: it starts at once.
     s.wait(3, 100);
-    s.governor.hold_until(3, s.now + 10s);
+    s.governor.defer_until(3, s.now + 10s);
     CHECK(Scenario::admitted(s.decide(1000)).empty());
-    s.governor.hold_until(3, {});
+    s.governor.defer_until(3, {});
     CHECK(Scenario::admitted(s.decide(1000)) == std::vector<pid_t>{3});
 }
 
@@ -846,41 +846,24 @@ TEST_CASE("other builds: the net counts their near growth, and stops our last jo
     CHECK(Scenario::find(s.decide(600), DecisionKind::emergency_resume, 1));
 }
 
-TEST_CASE("other builds: no stall rule while only their jobs run and make progress, it applies once they do not") {
+TEST_CASE("other builds: no stall rule while only their jobs run") {
     Scenario s;
     s.wait(1, 2000);
-    OtherBuilds others = others_running(1);
-    for (int reading = 0; reading < 600; ++reading) {  // a minute: their memory changes
-        others.build_bytes = (500 + reading % 7) * MiB;
-        s.governor.other_builds(others);
-        REQUIRE(Scenario::admitted(s.decide(1000)).empty());
-        s.now += 100ms;
-    }
-    // A build whose running jobs change nothing (a client that claims jobs that sleep, or two
-    // builds' jobs waiting on each other) holds the host's memory no longer than the timeout.
-    std::vector<Decision> decisions;
-    for (int reading = 0; reading <= 100 && decisions.empty(); ++reading) {
-        decisions = s.decide(1000);
-        s.now += 100ms;
-    }
+    s.governor.other_builds(others_running(1));
+    CHECK(Scenario::admitted(s.decide(1000)).empty());
+    s.now += 60s;
+    CHECK(Scenario::admitted(s.decide(1000)).empty());
+    // Once they are resting (ProgressWatch: their jobs changed nothing for the stall
+    // timeout), nothing runs on the host as far as progress goes: ours starts whatever it
+    // needs (not into what they claim), and the net keeps it running.
+    s.governor.other_builds(others_running(0, 100'000));
+    auto decisions = s.decide(1000);
     REQUIRE(Scenario::admitted(decisions) == std::vector<pid_t>{1});
-    CHECK(decisions.front().stalled);
-    CHECK(s.now >= Clock::time_point(60s) + GovernorSettings{}.stall_timeout);
-    // Nor can they have it stopped by the net: an idle build's claimed growth is not counted,
-    // and its jobs do not keep the host going in our job's place.
-    others.near_growth_bytes = 100'000 * MiB;
-    s.governor.other_builds(others);
+    CHECK(decisions.front().forced);
     s.use(1, 50, 50);
     s.now += 100ms;
     s.use(1, 100, 100);
-    CHECK(Scenario::find(s.decide(1000), DecisionKind::emergency_stop, 1) == nullptr);
-    CHECK(Scenario::find(s.decide(10), DecisionKind::emergency_stop, 1) == nullptr);  // below the floor too
-    // Once their memory moves again, their growth counts.
-    others.build_bytes += MiB;
-    s.governor.other_builds(others);
-    s.now += 100ms;
-    s.use(1, 150, 150);
-    CHECK(Scenario::find(s.decide(1000), DecisionKind::emergency_stop, 1));
+    CHECK(Scenario::find(s.decide(10), DecisionKind::emergency_stop, 1) == nullptr);  // the host's last job
 }
 
 TEST_CASE("share: what this build shows the others") {

@@ -97,9 +97,36 @@ TEST_CASE("competing: builds in the bounding cgroup or below it, or all of them 
     CHECK(two.running == 6);
     CHECK(two.oldest_waiting.size() == 2);
     CHECK(two.granted_bytes == 200 * MiB);
-    CHECK(two.build_bytes == 1800 * MiB);
     // A memgov that has not published for ledger_entry_lifetime is stopped or hung: not counted.
     CHECK(competing({sample_entry()}, std::nullopt, Clock::time_point(10s) + ledger_entry_lifetime).running == 0);
+}
+
+TEST_CASE("progress watch: an entry whose memory and running jobs stand still for the timeout is resting") {
+    ProgressWatch watch;
+    auto entry = [](pid_t pid, std::uint64_t build_mib, std::size_t running) {
+        LedgerEntry e = sample_entry();
+        e.build.pid = pid;
+        e.state.build_bytes = build_mib * MiB;
+        e.state.share.running = running;
+        return e;
+    };
+    auto at = [](int ms) { return Clock::time_point(std::chrono::milliseconds(ms)); };
+    auto first = watch.rest_idle({entry(1, 100, 3), entry(2, 500, 1)}, at(0), 10s);
+    CHECK(first[0].state.share.running == 3);
+    // 2 stands still, 1 moves: only 2 rests, and keeps what it is about to take.
+    watch.rest_idle({entry(1, 120, 3), entry(2, 500, 1)}, at(5000), 10s);
+    auto later = watch.rest_idle({entry(1, 130, 3), entry(2, 500, 1)}, at(10'000), 10s);
+    CHECK(later[0].state.share.running == 3);
+    CHECK(later[0].state.share.near_growth_bytes == 50 * MiB);
+    CHECK(later[1].state.share.running == 0);
+    CHECK(later[1].state.share.near_growth_bytes == 0);
+    CHECK(later[1].state.share.imminent_bytes == 700 * MiB);
+    // A job of 2's starts or ends: it moves again.
+    auto moved = watch.rest_idle({entry(1, 130, 3), entry(2, 500, 2)}, at(10'100), 10s);
+    CHECK(moved[1].state.share.running == 2);
+    // An entry gone and back (a new memgov with the same pid) starts afresh.
+    watch.rest_idle({entry(1, 130, 3)}, at(30'000), 10s);
+    CHECK(watch.rest_idle({entry(1, 130, 3), entry(2, 500, 2)}, at(30'100), 10s)[1].state.share.running == 2);
 }
 
 TEST_CASE("vouched_for: a daemon's client's entry is held to what the daemon sees of its build") {

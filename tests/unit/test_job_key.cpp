@@ -105,10 +105,16 @@ TEST_CASE("a compile of its standard input (an icecream worker) is keyed by what
     CHECK(pending.kind == JobKind::compile);
     CHECK(pending.key == "g++ -x c++ -O2 -c -fpreprocessed -");
     CHECK(job_key(icecream_worker, "/tmp").pending);  // no reader at all
-    // A plain source piped in (a configure check) will name nothing: keyed as it compiles, now.
+    // A pipe with a plain source (a configure check) names nothing: keyed as it compiles, now,
+    // and a compile without -fpreprocessed is not even asked.
     auto plain = job_key(icecream_worker, "/tmp", pipe_with("int main() { return 0; }\n"));
     CHECK_FALSE(plain.pending);
     CHECK(plain.key == pending.key);
+    asked_for.clear();
+    auto probe = job_key({"cc", "-c", "-x", "c", "-", "-oconftest.o"}, "/tmp", pipe_with(""));
+    CHECK(asked_for.empty());
+    CHECK_FALSE(probe.pending);
+    CHECK(probe.key == "cc -c -x c -");  // -o and its name, joined or not, left out
     // Without -c or -S, "-" is not a compile's input (a link reading a list, a tool's argument).
     CHECK_FALSE(job_key({"g++", "-", "-o", "app"}, "/p").pending);
     CHECK(job_key({"g++", "-", "-o", "app"}, "/p").kind == JobKind::link);

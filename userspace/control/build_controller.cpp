@@ -86,13 +86,13 @@ void BuildController::handle(const TrackerEvent& event) {
 }
 
 void BuildController::tick() {
+    find_pending_keys();  // file reads: outside the turn
     {
         auto turn = take_turn();  // held for the decision only: the store's fsync comes after
         if (environment_.now() - read_at_ >= reading_interval())
             refresh();
         else
             sample_jobs(false);
-        find_pending_keys();
         decide();
         regrant();
         publish();
@@ -101,24 +101,27 @@ void BuildController::tick() {
 }
 
 // An icecream worker's compiler is exec'd before the source reaches its pipe; while it waits
-// at the gate the pipe fills, and its line markers name the source.
+// at the gate the pipe fills, and its line markers name the source. Only while it waits: once
+// it runs, its compiler reads the pipe, and what is left there starts anywhere (a header's
+// marker, or none): it stays pending, never learned.
 void BuildController::find_pending_keys() {
-    for (auto& [pid, info] : jobs_) {
-        if (!info.key_pending) continue;
+    auto waiting = governor_.waiting_jobs();
+    for (pid_t pid : waiting) {
+        auto it = jobs_.find(pid);
+        if (it == jobs_.end() || !it->second.key_pending) continue;
+        JobInfo& info = it->second;
         std::string head = environment_.file_head(fmt::format("/proc/{}/fd/0", pid));
         if (head.empty()) continue;
-        // Something came: the source it names, or a plain one (then the key stays as it is).
-        info.key_pending = false;
+        // Something came: the source it names, or nothing that ever will (then it stays pending).
         if (auto origin = preprocessed_origin(head)) {
             log_.write(LogCategory::predict, "PID={} {}: its standard input names {}", pid, info.key, *origin);
             info.key = *origin;
+            info.key_pending = false;
             report_.on_key_found(pid, info.key);
         }
-        auto waiting = governor_.waiting_jobs();
-        if (std::find(waiting.begin(), waiting.end(), pid) == waiting.end()) continue;
         info.prediction = predictor_.predict(info.key, info.tool, info.role);
         governor_.job_expected(pid, reservation_of(info.prediction));
-        governor_.hold_until(pid, {});
+        governor_.defer_until(pid, {});
     }
 }
 
@@ -130,7 +133,7 @@ std::optional<LedgerTurn> BuildController::take_turn() {
         log_.write(LogCategory::memory, "host ledger {}: its lock was held over {} ms, deciding without it (once said)",
                    ledger_->where(), ledger_patience.count());
     }
-    turn_entries_ = ledger_->others();
+    turn_entries_ = progress_.rest_idle(ledger_->others(), environment_.now(), settings_.governor.stall_timeout);
     // Another build's jobs may have grown since our reading: decide on a fresh one.
     if (!turn_entries_.empty() && environment_.now() - read_at_ > tight_reading) refresh();
     return turn;
@@ -399,7 +402,7 @@ void BuildController::on(const ExecEvent& event) {
     if (trace_) trace_->job_started(event.pid, info.key, event.waiting && !draining_ && !admitted_at_once, exec_at);
     if (event.waiting && !draining_ && !admitted_at_once) {
         governor_.job_waiting(event.pid, reservation_of(info.prediction), environment_.now());
-        if (key_pending) governor_.hold_until(event.pid, environment_.now() + pending_key_patience);
+        if (key_pending) governor_.defer_until(event.pid, environment_.now() + pending_key_patience);
     } else {
         // A granted job started at its exec (the tracker's clock is CLOCK_MONOTONIC, as is ours).
         auto started =

@@ -175,6 +175,7 @@ private:
     std::uint64_t dropped_traced_ = 0;
     Clock::time_point jobs_published_at_{};
     std::vector<LedgerEntry> turn_entries_;  // the other builds, as this turn read them
+    ProgressWatch progress_;                 // of those builds
     std::uint64_t machine_available_ = 0;    // MemAvailable less --headroom, at the last reading
     unsigned bar_frame_ = 0;
 };

@@ -24,12 +24,12 @@ void Governor::job_expected(pid_t job, Reservation expected) {
     if (it == waiting_.end()) return;
     Job updated = expecting(std::move(expected), it->second.queued_at);
     updated.refused_once = it->second.refused_once;
-    updated.held_until = it->second.held_until;
+    updated.deferred_until = it->second.deferred_until;
     it->second = std::move(updated);
 }
 
-void Governor::hold_until(pid_t job, Clock::time_point until) {
-    if (auto it = waiting_.find(job); it != waiting_.end()) it->second.held_until = until;
+void Governor::defer_until(pid_t job, Clock::time_point until) {
+    if (auto it = waiting_.find(job); it != waiting_.end()) it->second.deferred_until = until;
 }
 
 void Governor::job_running(pid_t job, Reservation expected, Clock::time_point now) {
@@ -388,11 +388,7 @@ void Governor::stop(pid_t pid, std::uint64_t available_bytes, std::int64_t need,
 void Governor::emergency(std::uint64_t available_bytes, Clock::time_point now, std::vector<Decision>& decisions) {
     // Other builds' jobs grow into the same memory: the plans leave them what they are
     // expected to take within the net's horizon (each build's net stops only its own jobs).
-    // Idle builds' jobs take nothing, whatever they say, and do not keep the host going.
-    bool idle = others_idle(now);
-    std::uint64_t others_growth = idle ? 0 : others_.near_growth_bytes;
-    std::size_t others_running = idle ? 0 : others_.running;
-    auto available = static_cast<std::int64_t>(available_bytes) - static_cast<std::int64_t>(others_growth);
+    auto available = static_cast<std::int64_t>(available_bytes) - static_cast<std::int64_t>(others_.near_growth_bytes);
     // Youngest first: it has done the least work and, stopped early, holds the least memory;
     // the older ones are closest to ending and freeing theirs. A job that is not growing (by
     // its rates) is passed over where one that is can be stopped: stopping it saves nothing,
@@ -401,7 +397,7 @@ void Governor::emergency(std::uint64_t available_bytes, Clock::time_point now, s
     auto stoppable = [&](bool growing_only) -> std::optional<pid_t> {
         // The host's last running job always runs (other builds' jobs count: the ledger
         // serialises decisions, so two builds never stop their last jobs at once).
-        if (active_count() + others_running <= 1) return std::nullopt;
+        if (active_count() + others_.running <= 1) return std::nullopt;
         std::optional<pid_t> youngest;
         for (auto it = admission_order_.rbegin(); it != admission_order_.rend(); ++it) {
             const Job& job = running_.at(*it);
@@ -514,7 +510,7 @@ void Governor::admit_waiting(std::uint64_t available_bytes, Clock::time_point no
     for (pid_t pid : order) {
         if (settings_.max_running && running_.size() >= settings_.max_running) return;
         const Job& job = waiting_.at(pid);
-        if (now < job.held_until) continue;
+        if (now < job.deferred_until) continue;
         auto needed = static_cast<std::int64_t>(job.reserved_bytes);
         auto available = available_to_all - static_cast<std::int64_t>(owed_to_other_builds(job, now));
         // The peak rule: free memory minus what running jobs are about to take (their
@@ -569,12 +565,6 @@ void Governor::admit_waiting(std::uint64_t available_bytes, Clock::time_point no
 std::vector<Decision> Governor::decide(std::uint64_t available_bytes, Clock::time_point now) {
     std::vector<Decision> decisions = std::move(repredictions_);
     repredictions_.clear();
-    // Their jobs starting or ending, or their memory changing, is progress.
-    if (others_.build_bytes != others_bytes_seen_ || others_.running != others_running_seen_) {
-        others_bytes_seen_ = others_.build_bytes;
-        others_running_seen_ = others_.running;
-        others_progressed_at_ = now;
-    }
     if (progressed_ || queue_.empty()) {
         last_progress_ = now;
         progressed_ = false;
@@ -583,11 +573,11 @@ std::vector<Decision> Governor::decide(std::uint64_t available_bytes, Clock::tim
     admit_waiting(available_bytes, now, decisions);
     bool admitted = std::any_of(decisions.begin(), decisions.end(),
                                 [](const Decision& d) { return d.kind == DecisionKind::admit; });
-    // A stall is ours only while jobs of ours run: with none, we wait for other builds' jobs,
-    // as long as they make progress.
-    bool ours = active_count() > 0 || others_.running == 0 || others_idle(now);
+    // A stall is ours only while jobs of ours run: with none, we wait for other builds' jobs
+    // (those that make progress: see ProgressWatch).
+    bool ours = active_count() > 0 || others_.running == 0;
     if (!admitted && !queue_.empty() && ours && now - last_progress_ >= settings_.stall_timeout &&
-        now >= waiting_.at(queue_.front()).held_until) {
+        now >= waiting_.at(queue_.front()).deferred_until) {
         auto effective_free = static_cast<std::int64_t>(available_bytes) - static_cast<std::int64_t>(imminent_bytes());
         Decision decision = admit(queue_.front(), effective_free, now);
         decision.forced = true;

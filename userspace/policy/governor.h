@@ -136,10 +136,6 @@ struct OtherBuilds {
     // Of it, the grants': jobs may start that those builds have not heard of yet.
     std::uint64_t granted_bytes = 0;
     std::size_t running = 0;  // their jobs running (not stopped)
-    // Σ their builds' RSS: while it changes, their running jobs make progress. (Through a
-    // daemon, its own reading: a client that claims running jobs that do nothing cannot hold
-    // the host's memory for ever; see Governor::decide's stall rule.)
-    std::uint64_t build_bytes = 0;
     struct Waiting {
         Clock::time_point queued_at;  // CLOCK_MONOTONIC, the same in every process
         std::uint64_t needed_bytes = 0;
@@ -187,8 +183,8 @@ public:
     void job_expected(pid_t job, Reservation expected);
     // A waiting job that is not to start before `until`, however much room there is (its
     // identity may still come: a compile whose source is on its way to its pipe); it blocks
-    // no other job meanwhile. `until` in the past lifts the hold.
-    void hold_until(pid_t job, Clock::time_point until);
+    // no other job meanwhile. `until` in the past lifts it.
+    void defer_until(pid_t job, Clock::time_point until);
     // A job that was never held (gate off, or started under the grant) but runs.
     void job_running(pid_t job, Reservation expected, Clock::time_point now);
     // A running job that cannot be stopped (it runs as a user the build's owner may not
@@ -254,7 +250,7 @@ private:
         double steady_growth_bytes_per_ms = 0;  // over the last steady_window or more
         std::uint32_t readings = 0;
         Clock::time_point queued_at{};
-        Clock::time_point held_until{};  // see hold_until()
+        Clock::time_point deferred_until{};  // see defer_until()
         Clock::time_point admitted_at{};
         bool refused_once = false;
         bool emergency_stopped = false;
@@ -324,11 +320,6 @@ private:
     // grant can start jobs before that build hears of them. (Their room for a surprise does
     // not count: a build whose guessed jobs are all stopped keeps it, and two such builds
     // would then wait for each other forever.)
-    // Whether the other builds run jobs whose memory has not changed for the stall timeout: they
-    // make no progress (or a client claims jobs that do nothing), so they cannot hold the host.
-    bool others_idle(Clock::time_point now) const {
-        return others_.running > 0 && now - others_progressed_at_ >= settings_.stall_timeout;
-    }
     bool host_idle() const { return active_count() == 0 && others_.running == 0 && others_.granted_bytes == 0; }
     Decision admit(pid_t job, std::int64_t effective_free, Clock::time_point now);
 
@@ -341,12 +332,7 @@ private:
     std::deque<double> run_time_ratios_;  // recent jobs' run time ÷ their curve's duration
     double curve_later_ = 1;              // from run_time_ratios_ (or the setting)
     Clock::time_point last_progress_{};
-    bool progressed_ = true;  // since the last decide()
-    // When the other builds' memory (others_.build_bytes) or number of running jobs last
-    // changed, as decide() saw them.
-    Clock::time_point others_progressed_at_{};
-    std::uint64_t others_bytes_seen_ = 0;
-    std::size_t others_running_seen_ = 0;
+    bool progressed_ = true;               // since the last decide()
     std::vector<Decision> repredictions_;  // since the last decide()
 };
 

@@ -202,12 +202,15 @@ JobKey job_key(const std::vector<std::string>& argv, const std::string& cwd, con
     std::string output;
     bool from_stdin = false;
     bool compile_only = false;  // -c or -S: no link, whatever the program
+    bool preprocessed = false;  // -fpreprocessed: its input has line markers (icecream's)
     for (std::size_t i = 1; i < argv.size(); ++i) {
         std::string_view arg = argv[i];
         if (arg == "-") {
             from_stdin = true;
         } else if (arg == "-c" || arg == "-S") {
             compile_only = true;
+        } else if (arg == "-fpreprocessed") {
+            preprocessed = true;
         } else if (arg == "-o" && i + 1 < argv.size()) {
             output = argv[++i];
         } else if (arg.starts_with("-o") && arg.size() > 2 && !arg.starts_with("-o=")) {
@@ -232,17 +235,19 @@ JobKey job_key(const std::vector<std::string>& argv, const std::string& cwd, con
     std::string program = basename_of(argv.front());
     if (program.empty()) program = argv.front().empty() ? "(unnamed program)" : argv.front();  // "", "dir/"
     if (from_stdin && compile_only) {
-        std::string head = head_of ? head_of("-") : std::string();
+        std::string head = head_of && preprocessed ? head_of("-") : std::string();
         if (auto origin = preprocessed_origin(head)) return {JobKind::compile, *origin};
         std::string key = program;
-        for (std::size_t i = 1; i < argv.size(); ++i) {
-            if (argv[i] == "-o") {
-                ++i;  // a temporary name
+        for (std::size_t i = 1; i < argv.size() && key.size() < 512; ++i) {
+            if (argv[i].starts_with("-o")) {
+                i += argv[i] == "-o" ? 1 : 0;  // a temporary name
                 continue;
             }
             key += " " + argv[i];
         }
-        return {JobKind::compile, key, head.empty()};
+        // Only preprocessed input will name its source: a plain one piped in (a configure
+        // check) is keyed by how it compiles at once.
+        return {JobKind::compile, key, preprocessed && head.empty()};
     }
     if (is_linker_or_driver(program) || program == "lto-wrapper")
         return {is_lto(argv, program) ? JobKind::lto : JobKind::link,

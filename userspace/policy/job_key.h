@@ -37,7 +37,8 @@ using FileHead = std::function<std::string(const std::string& path)>;
 // a compile of its standard input (`-c … -`: an icecream worker pipes the preprocessed source
 // to `g++ -x c++ -c - -o icecc-N_XXXX.o`), whose head `head_of("-")` gives; when it names no
 // source, the compile is keyed by its program and options alone, never by a temporary name,
-// and when it holds nothing yet, that key is pending.
+// and when it holds nothing yet and is preprocessed (-fpreprocessed: it will), that key is
+// pending.
 JobKey job_key(const std::vector<std::string>& argv, const std::string& cwd, const FileHead& head_of = {});
 
 // The source a preprocessed file was made from: its first line marker (`# 0 "src/a.cpp"`),

@@ -128,6 +128,25 @@ std::string serialize_ledger_entry(const LedgerEntry& entry) {
     return json.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }
 
+std::vector<LedgerEntry> ProgressWatch::rest_idle(std::vector<LedgerEntry> entries, Clock::time_point now,
+                                                  std::chrono::milliseconds patience) {
+    std::map<pid_t, Seen> seen;
+    for (LedgerEntry& entry : entries) {
+        BuildShare& share = entry.state.share;
+        Seen now_seen{entry.state.build_bytes, share.running, now};
+        if (auto it = seen_.find(entry.build.pid);
+            it != seen_.end() && it->second.build_bytes == now_seen.build_bytes && it->second.running == share.running)
+            now_seen.changed_at = it->second.changed_at;
+        seen[entry.build.pid] = now_seen;
+        if (now - now_seen.changed_at >= patience) {
+            share.running = 0;
+            share.near_growth_bytes = 0;
+        }
+    }
+    seen_ = std::move(seen);  // entries gone are forgotten
+    return entries;
+}
+
 LedgerState vouched_for(LedgerState claimed, const ObservedBuild& seen) {
     LedgerState state = std::move(claimed);
     auto at_most_memory = [&](std::uint64_t& bytes) { bytes = std::min(bytes, seen.memory_bytes); };
@@ -223,7 +242,6 @@ OtherBuilds competing(const std::vector<LedgerEntry>& others, const std::optiona
         competitors.kept_bytes += share.kept_bytes + other.state.grant_bytes;
         competitors.granted_bytes += other.state.grant_bytes;
         competitors.running += share.running;
-        competitors.build_bytes += other.state.build_bytes;
         if (share.oldest_waiting) competitors.oldest_waiting.push_back(*share.oldest_waiting);
     }
     return competitors;

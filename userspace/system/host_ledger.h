@@ -88,6 +88,27 @@ struct ObservedBuild {
 // cannot be checked (how much a running job will still take) stays the client's word, within those bounds.
 LedgerState vouched_for(LedgerState claimed, const ObservedBuild& seen);
 
+// Which of the other builds make progress. An entry whose build's memory and running jobs have
+// not changed for `patience` (the stall timeout) is resting: its running jobs are counted as
+// none and its near growth as nothing, so that the stall rule and the net apply as if only
+// we ran (Governor::decide), while what it is about to take and keep still counts. A client
+// that claims jobs that do nothing (or a build whose jobs wait on each other) then delays
+// another build by one stall timeout a start, never for ever; each entry on its own, so a
+// busy build does not hide a resting one.
+class ProgressWatch {
+public:
+    std::vector<LedgerEntry> rest_idle(std::vector<LedgerEntry> entries, Clock::time_point now,
+                                       std::chrono::milliseconds patience);
+
+private:
+    struct Seen {
+        std::uint64_t build_bytes = 0;
+        std::size_t running = 0;
+        Clock::time_point changed_at{};
+    };
+    std::map<pid_t, Seen> seen_;  // by the entry's memgov
+};
+
 // A memgov publishes at least every tick (100 ms); an entry older than this belongs to one
 // that is stopped (Ctrl-Z stops its build with it) or hung: it is not counted.
 constexpr std::chrono::seconds ledger_entry_lifetime{2};

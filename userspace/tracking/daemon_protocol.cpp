@@ -71,12 +71,14 @@ json event_json(const TrackerEvent& event) {
             using Event = std::decay_t<decltype(e)>;
             json out{{"pid", e.pid}, {"build", e.build}, {"job", e.job}, {"at", e.timestamp_ns}, {"comm", e.comm}};
             if constexpr (std::is_same_v<Event, ExecEvent>) {
-                out.update({{"kind", "exec"},
-                            {"ppid", e.ppid},
-                            {"flags", json::array({e.job_root, e.waiting, e.granted, e.argv_truncated,
-                                                   e.argv_unreadable, e.other_user})},
-                            {"filename", e.filename},
-                            {"argv", e.argv}});
+                out.update(
+                    {{"kind", "exec"},
+                     {"ppid", e.ppid},
+                     {"flags", json::array({e.job_root, e.waiting, e.granted, e.argv_truncated, e.argv_unreadable})},
+                     {"filename", e.filename},
+                     {"argv", e.argv}});
+                // A key of its own, only when set: a client older than it reads the rest.
+                if (e.other_user) out["other_user"] = true;
             } else if constexpr (std::is_same_v<Event, ExitEvent>) {
                 out.update({{"kind", "exit"},
                             {"ppid", e.ppid},
@@ -109,9 +111,7 @@ TrackerEvent event_from(const json& in) {
     std::string comm = in.at("comm").get<std::string>();
     if (kind == "exec") {
         const auto& flags = in.at("flags");
-        // Five from a daemon older than other_user.
-        if (!flags.is_array() || flags.size() < 5 || flags.size() > 6)
-            throw json::other_error::create(501, "bad flags", &flags);
+        if (!flags.is_array() || flags.size() != 5) throw json::other_error::create(501, "bad flags", &flags);
         return ExecEvent{.pid = pid,
                          .build = build,
                          .ppid = any_pid(in.at("ppid")),
@@ -119,7 +119,7 @@ TrackerEvent event_from(const json& in) {
                          .job_root = flags[0].get<bool>(),
                          .waiting = flags[1].get<bool>(),
                          .granted = flags[2].get<bool>(),
-                         .other_user = flags.size() > 5 && flags[5].get<bool>(),
+                         .other_user = in.contains("other_user") && in.at("other_user").get<bool>(),
                          .argv_truncated = flags[3].get<bool>(),
                          .argv_unreadable = flags[4].get<bool>(),
                          .timestamp_ns = at,
