@@ -22,6 +22,9 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 /* Settings, fixed at load time by the controller. */
 const volatile __u32 controller_tgid = 0;
 const volatile __u32 pause_job_roots = 0;
+/* Set when memgov may signal only its own user's processes (no CAP_KILL): its uid. */
+const volatile __u32 controller_uid_only = 0;
+const volatile __u32 controller_uid = 0;
 const volatile __u64 page_size = 4096;
 /* memgov's pid namespace, by inode: every pid in the maps and records is the one memgov sees
  * there, so that it follows and signals the right processes from inside a container. */
@@ -387,7 +390,8 @@ int BPF_PROG(on_exec, struct task_struct *task, pid_t old_pid, struct linux_binp
 	 * its client has no number for could never be continued by it: not stopped. */
 	bool gate = build ? build->gate && (!build->pidns_level || proc->ns_pid) : pause_job_roots;
 	__u32 owner = build ? build->owner : controller_tgid;
-	bool other_user = build && !client_may_signal(build->owner_uid, task);
+	bool other_user = build ? !client_may_signal(build->owner_uid, task)
+				: controller_uid_only && !client_may_signal(controller_uid, task);
 
 	struct mm_struct *mm = task->mm;
 	account_rss(proc, mm_rss_bytes(mm)); /* the new image replaces the old one */

@@ -7,8 +7,10 @@
 
 #include <sys/stat.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <regex>
@@ -23,6 +25,16 @@ namespace harness {
 std::string memgov_bin() { return MEMGOV_BIN; }
 std::string memhog_bin() { return MEMHOG_BIN; }
 std::string become_root_bin() { return BECOME_ROOT_BIN; }
+
+std::string install_become_root(const std::string& dir) {
+    std::string path = dir + "/become_root";
+    std::filesystem::copy_file(become_root_bin(), path);
+    int helper = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (helper < 0 || fchown(helper, 0, 65534) != 0 || fchmod(helper, 04710) != 0)
+        throw std::runtime_error("cannot make " + path + " setuid root: " + std::strerror(errno));
+    close(helper);
+    return path;
+}
 
 int run(const std::vector<std::string>& argv, std::string* out, std::string* err) {
     int out_pipe[2];

@@ -59,6 +59,9 @@ long process_utime(pid_t pid);
 std::string memgov_bin();
 std::string memhog_bin();
 std::string become_root_bin();  // tests/helpers/become_root.cpp
+// A copy of become_root in `dir` (root's, not writable by others), setuid root and runnable by
+// nobody's group only (04710 root:nogroup), set up on the open file: a build step's `sudo`.
+std::string install_become_root(const std::string& dir);
 
 // Peaks agree within max(1 %, 2 MiB), the tracker's promise.
 bool peaks_agree(std::uint64_t tracked, std::uint64_t kernel);

@@ -438,14 +438,7 @@ std::vector<std::string> in_container(const Daemon& daemon, const ScratchDir& wo
 TEST_CASE("daemon: a setuid step that becomes root is measured, never stopped, and the client says so") {
     ScratchDir work;  // root's, 0755: nobody else can put anything in it
     ScratchDir home(true);
-    // A setuid-root helper that only nobody's group may run, set up on the open file.
-    std::string sudo = work.path() + "/become_root";
-    std::filesystem::copy_file(become_root_bin(), sudo);
-    int helper = open(sudo.c_str(), O_RDONLY | O_CLOEXEC);
-    REQUIRE(helper >= 0);
-    REQUIRE(fchown(helper, 0, nobody) == 0);
-    REQUIRE(fchmod(helper, 04710) == 0);
-    close(helper);
+    std::string sudo = install_become_root(work.path());
     std::string rule = fmt::format("\tsetsid -w {} {} --mb 200 --ramp-ms 300 --hold-ms 500\n", sudo, memhog_bin());
     home.write("Makefile", "all: j0 j1\nj0:\n" + rule + "j1:\n" + rule + ".PHONY: all j0 j1\n");
     Daemon daemon(work.path());

@@ -280,6 +280,7 @@ int run_command(const RunOptions& options) {
         tracker_options.gate_names.insert(tracker_options.gate_names.end(), options.extra_gates.begin(),
                                           options.extra_gates.end());
         tracker_options.pause_job_roots = options.gate;
+        if (!may_signal_anyone()) tracker_options.signals_as = getuid();
         tracker_options.max_procs = options.max_procs;
         tracker_options.verbose_libbpf = options.verbosity >= 1;
         if (options.backend == Backend::procfs)

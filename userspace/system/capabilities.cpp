@@ -15,6 +15,8 @@ std::optional<std::uint64_t> process_capabilities(const std::string& pid, std::s
     return text ? capability_mask(*text, field) : std::nullopt;
 }
 
+bool may_signal_anyone() { return (process_capabilities("self", "CapEff").value_or(0) >> cap_kill) & 1u; }
+
 bool has_bpf_privilege() {
     auto effective = process_capabilities("self", "CapEff").value_or(0);
     auto has = [&](int cap) { return (effective >> cap) & 1u; };

@@ -8,6 +8,7 @@
 
 namespace memgov {
 
+constexpr int cap_kill = 5;
 constexpr int cap_sys_admin = 21;
 constexpr int cap_perfmon = 38;
 constexpr int cap_bpf = 39;
@@ -20,5 +21,7 @@ std::optional<std::uint64_t> process_capabilities(const std::string& pid, std::s
 
 // CAP_BPF+CAP_PERFMON, or CAP_SYS_ADMIN, in the effective set.
 bool has_bpf_privilege();
+// CAP_KILL in the effective set: signals reach any process, not only our own user's.
+bool may_signal_anyone();
 
 }  // namespace memgov

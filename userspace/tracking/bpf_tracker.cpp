@@ -100,6 +100,8 @@ std::unique_ptr<BpfTracker> BpfTracker::open(const TrackerOptions& options) {
 
     skel->rodata->controller_tgid = static_cast<__u32>(getpid());
     skel->rodata->pause_job_roots = options.pause_job_roots ? 1 : 0;
+    skel->rodata->controller_uid_only = options.signals_as ? 1 : 0;
+    skel->rodata->controller_uid = static_cast<__u32>(options.signals_as.value_or(0));
     skel->rodata->page_size = static_cast<__u64>(sysconf(_SC_PAGESIZE));
     skel->rodata->pidns_inum = static_cast<__u32>(pid_namespace.st_ino);
     bpf_map__set_max_entries(skel->maps.procs, options.max_procs);
@@ -198,7 +200,8 @@ void BpfTracker::resume(pid_t pid) {
 }
 
 void BpfTracker::stop_job(pid_t job) {
-    for (pid_t pid : hold_job(job, getpid())) kill(pid, SIGSTOP);
+    for (pid_t pid : hold_job(job, getpid()))
+        if (kill(pid, SIGSTOP) != 0) release(pid);  // another user's now (a setuid step): out of the guard
 }
 
 std::vector<pid_t> BpfTracker::hold_job(pid_t job, pid_t owner) {

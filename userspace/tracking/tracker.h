@@ -129,6 +129,9 @@ struct TrackerTotals {
 struct TrackerOptions {
     std::vector<std::string> gate_names;
     bool pause_job_roots = true;  // false: jobs are still recognised, never stopped
+    // The uid memgov signals as when it may signal only its own user's processes (no CAP_KILL:
+    // file capabilities): a job root it could not continue (a setuid step) is never stopped.
+    std::optional<uid_t> signals_as;
     std::uint32_t max_procs = 32768;
     std::uint32_t max_jobs = 8192;
     bool verbose_libbpf = false;
