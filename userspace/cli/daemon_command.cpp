@@ -502,7 +502,8 @@ std::string client_namespace(pid_t client, pid_t root, ClientNamespace& found) {
 std::string Daemon::register_build(Session& session, const DaemonRequest& request, int pidfd, std::string& note) {
     if (session.build) return "this connection has a build already";
     if (pidfd < 0) return "no pidfd of the build's root came with the request";
-    if (request.nice < -20 || request.nice > 19) return fmt::format("--nice {}: expected -20 to 19", request.nice);
+    if (request.nice < lowest_nice || request.nice > highest_nice)
+        return fmt::format("--nice {}: expected {} to {}", request.nice, lowest_nice, highest_nice);
     if (request.nice < 0 && session.peer.uid != 0)
         return "--nice below 0 puts this build's jobs ahead of other users': only root may";
     pid_t root = pid_of_pidfd(pidfd);

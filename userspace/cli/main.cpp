@@ -125,7 +125,7 @@ int main(int argc, char** argv) {
                    "Priority among builds governed on the same memory, as nice(1) counts: each step makes this "
                    "build's waiting jobs queue 10 s later than other builds' (negative: sooner; root only)")
         ->envname("MEMGOV_NICE")
-        ->check(CLI::Range(-20, 19))
+        ->check(CLI::Range(memgov::lowest_nice, memgov::highest_nice))
         ->capture_default_str();
     std::map<std::string, memgov::Backend> backends{{"bpf", memgov::Backend::bpf}, {"procfs", memgov::Backend::procfs}};
     app.add_option("--backend", run.backend,

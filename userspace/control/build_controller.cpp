@@ -108,21 +108,26 @@ void BuildController::find_pending_keys() {
     auto waiting = governor_.waiting_jobs();
     for (pid_t pid : waiting) {
         auto it = jobs_.find(pid);
-        if (it == jobs_.end() || !it->second.key_pending) continue;
+        if (it == jobs_.end() || it->second.source != JobInfo::Source::awaited) continue;
         JobInfo& info = it->second;
-        std::string head = environment_.file_head(fmt::format("/proc/{}/fd/0", pid));
+        std::string head = stdin_head(pid);
         if (head.empty()) continue;
-        // Something came: the source it names, or nothing that ever will (then it stays pending).
+        // Something came: the source it names, or nothing that ever will.
+        info.source = JobInfo::Source::unnamed;
         if (auto origin = preprocessed_origin(head)) {
             log_.write(LogCategory::predict, "PID={} {}: its standard input names {}", pid, info.key, *origin);
             info.key = *origin;
-            info.key_pending = false;
+            info.source = JobInfo::Source::named;
             report_.on_key_found(pid, info.key);
         }
         info.prediction = predictor_.predict(info.key, info.tool, info.role);
         governor_.job_expected(pid, reservation_of(info.prediction));
         governor_.defer_until(pid, {});
     }
+}
+
+std::string BuildController::stdin_head(pid_t job) const {
+    return environment_.file_head(fmt::format("/proc/{}/fd/0", job));
 }
 
 std::optional<LedgerTurn> BuildController::take_turn() {
@@ -356,7 +361,7 @@ void BuildController::on(const ExecEvent& event) {
     auto handled = environment_.now();
     // "-": the job's standard input (an icecream worker pipes the source to its compiler).
     auto head_of = [&](const std::string& path) {
-        return environment_.file_head(path == "-" ? fmt::format("/proc/{}/fd/0", event.pid) : path);
+        return path == "-" ? stdin_head(event.pid) : environment_.file_head(path);
     };
     JobKey key = event.job_root ? job_key(event.argv, working_directory(event), head_of) : JobKey{};
     auto turn = event.job_root ? take_turn() : std::nullopt;  // after the file reads the key needed
@@ -393,8 +398,10 @@ void BuildController::on(const ExecEvent& event) {
     if (event.other_user)
         log_.write(LogCategory::signal, "PID={} runs as another user (a setuid step): it cannot be held, only measured",
                    event.pid);
-    JobInfo info{
-        .key = std::move(key.key), .tool = basename_of(event.filename), .role = key.kind, .key_pending = key.pending};
+    JobInfo info{.key = std::move(key.key),
+                 .tool = basename_of(event.filename),
+                 .role = key.kind,
+                 .source = key.pending ? JobInfo::Source::awaited : JobInfo::Source::named};
     info.prediction = predictor_.predict(info.key, info.tool, info.role);
     log_.write(LogCategory::debug, "New job PID={} {} ({} {}), predicted peak {} ({})", event.pid, info.key, info.tool,
                kind_name(info.role), format_mb(info.prediction.bytes), describe(info.prediction.source));
@@ -469,7 +476,7 @@ void BuildController::on(const ExitEvent& event) {
     Observation seen{.tool = info.tool, .role = info.role, .peak_bytes = event.job_peak_bytes, .complete = complete};
     if (info.started_at && !info.ever_stopped)
         seen.curve = info.growth.finish(milliseconds_since(*info.started_at, now), event.job_peak_bytes);
-    if (info.key_pending) {
+    if (info.source != JobInfo::Source::named) {
         // Its pipe never showed what it compiled (its compiler read it first): its key, how it
         // compiles, is every such job's, and would teach them one peak.
         log_.write(LogCategory::memory, "PID={} job exited, peak {}: its source was never named, nothing learned",

@@ -115,15 +115,20 @@ private:
         GrowthRecorder growth;
         bool ever_stopped = false;  // or suspended: its timing says nothing about the next run
         bool oom_killed = false;    // one of its processes was
-        bool key_pending = false;   // JobKey::pending: its source is read again every tick
+        // JobKey::pending: its source is awaited (read from its pipe every tick while it
+        // waits), or known never to come (its pipe held no line marker); either way its key
+        // names no file, and nothing is learned from it.
+        enum class Source { named, awaited, unnamed } source = Source::named;
     };
 
     std::string working_directory(const ExecEvent& event) const;
     void on(const ExecEvent& event);
     void on(const ExitEvent& event);
     void on(const OomKillEvent& event);
-    // Jobs whose key is pending: their standard input's head, read again.
+    // Jobs whose source is awaited: their standard input's head, read again.
     void find_pending_keys();
+    // The head of a job's standard input (a pipe: left unread for the job).
+    std::string stdin_head(pid_t job) const;
     // How long such a job waits at its exec for its source to show, with room to start.
     static constexpr std::chrono::milliseconds pending_key_patience{500};
     // Jobs' use and memory read together: growth since a memory reading must not leave the

@@ -22,6 +22,7 @@ using Clock = std::chrono::steady_clock;
 // One step of a build's --nice: its waiting jobs count as queued this much later among other
 // builds' (GovernorSettings::queue_offset), a backfill window a step.
 constexpr std::chrono::milliseconds nice_step{10'000};
+constexpr int lowest_nice = -20, highest_nice = 19;  // as nice(1) counts
 
 struct GovernorSettings {
     // Below this much available memory the youngest running job is stopped (never killed).
