@@ -496,6 +496,7 @@ TEST_CASE("daemon: a client's ledger claims cannot make another user's build wai
     REQUIRE(write(barrier[1], "g", 1) == 1);
     close(barrier[1]);
     std::atomic<bool> done{false};
+    std::atomic<int> published{0};
     auto claims = std::async(std::launch::async, [&] {
         while (!done) {
             hostile->poll(0ms, [](const memgov::TrackerEvent&) {});
@@ -509,9 +510,14 @@ TEST_CASE("daemon: a client's ledger claims cannot make another user's build wai
                            .oldest_waiting = memgov::OtherBuilds::Waiting{memgov::Clock::time_point{}, 1ull << 40}};
             ledger->publish(state);
             turn.reset();
+            ++published;
             std::this_thread::sleep_for(100ms);
         }
     });
+    // The other build starts once the claims stand in the ledger (a slow host, under ASan,
+    // started it before them once: its jobs were admitted at once, then stopped by its net).
+    for (int i = 0; i < 100 && published < 3; ++i) std::this_thread::sleep_for(50ms);
+    REQUIRE(published >= 3);
 
     std::string stats = home.path() + "/stats.json";
     std::string err;
