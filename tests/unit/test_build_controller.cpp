@@ -108,7 +108,7 @@ TEST_CASE("controller: a job held at exec gets no grant while another waits") {
     CHECK(build.tracker.granted == 0);
 }
 
-TEST_CASE("controller: below the floor the youngest growing job is stopped, and resumed when memory returns") {
+TEST_CASE("controller: below the floor the smaller growing job is stopped, and resumed when memory returns") {
     Build build(settings_for(1024, 256));
     build.exec(100, "a.c");
     build.exec(101, "b.c");
@@ -263,13 +263,13 @@ TEST_CASE("decision text: each kind of decision in the log's words") {
     floor_stop.current_bytes = 120 * MiB;
     CHECK(decision_text(floor_stop, facts) ==
           "EMERGENCY: only 300MB available (floor 64MB): stopped PID=7 /src/a.c "
-          "at 120MB (youngest growing job) until memory returns");
+          "at 120MB (the growing job holding least) until memory returns");
     Decision plan_stop{DecisionKind::emergency_stop, 7, 400 * MiB, -100 * static_cast<std::int64_t>(MiB), 0};
     plan_stop.current_bytes = 120 * MiB;
     CHECK(decision_text(plan_stop, facts) ==
           "EMERGENCY: running jobs still need 400MB more, 300MB available: "
-          "stopped PID=7 /src/a.c at 120MB (youngest growing job) so the older "
-          "ones can finish");
+          "stopped PID=7 /src/a.c at 120MB (the growing job holding least) so the "
+          "others can finish");
 
     Decision resumed{DecisionKind::emergency_resume, 7, 100 * MiB, 250 * MiB, 0};
     CHECK(decision_text(resumed, facts) == "Memory is back (250MB free after imminent): resumed PID=7 /src/a.c");

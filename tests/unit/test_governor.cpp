@@ -657,6 +657,58 @@ TEST_CASE("emergency net: a job that breaks its guess counts as large as its lar
     CHECK(most_used <= total - 64);
 }
 
+// The robustness benchmark, seed 5 at 1.3x (896 MB): a 693 MB giant and jobs of 141 and 62 MB,
+// all guessed at 129 MB (largest peer 529), started together. The small ones jumped to their
+// peaks at once while the giant was still at 62 MB; all three broke their guesses. Stopping
+// the youngest growing jobs stopped the two small ones, and the giant grew into the 209 MB
+// they held: OOM-killed in 2 of 3 runs. Stopped, the giant holds the least; the small ones end.
+TEST_CASE("emergency net: of jobs that break their guesses together, the one holding least is stopped first") {
+    GovernorSettings settings;
+    settings.kept_free_bytes = settings.emergency_floor_bytes;
+    Scenario s(settings);
+    const std::uint64_t total = 896;
+    for (pid_t job : {1, 2, 3}) s.governor.job_waiting(job, {129 * MiB, std::nullopt, false, 529 * MiB}, s.now);
+    REQUIRE(Scenario::admitted(s.decide(total)) == std::vector<pid_t>{1, 2, 3});
+    // Each job's use at its first readings (20 ms apart), then the giant grows 43 MB a reading;
+    // a job ends this many readings after reaching its peak (the giant's hold, 213 ms).
+    std::map<pid_t, std::vector<std::uint64_t>> first{{1, {21, 62}}, {2, {50, 144}}, {3, {30, 65}}};
+    const std::map<pid_t, std::uint64_t> truth{{1, 693}, {2, 144}, {3, 65}};
+    const std::map<pid_t, int> hold{{1, 11}, {2, 16}, {3, 23}};
+    std::map<pid_t, std::uint64_t> used{{1, 0}, {2, 0}, {3, 0}};
+    std::map<pid_t, int> readings, at_peak;
+    std::set<pid_t> stopped, ever_stopped;
+    for (int reading = 0; reading < 200 && !used.empty(); ++reading) {
+        s.now += 20ms;
+        std::uint64_t in_use = 0;
+        for (auto it = used.begin(); it != used.end();) {
+            auto& [job, mib] = *it;
+            if (!stopped.contains(job)) {
+                int n = readings[job]++;
+                mib = n < 2 ? first.at(job)[n] : std::min(truth.at(job), mib + 43);
+                if (mib == truth.at(job) && ++at_peak[job] > hold.at(job)) {
+                    s.governor.job_exited(job, s.now);
+                    it = used.erase(it);
+                    continue;
+                }
+            }
+            s.use(job, mib, mib);
+            in_use += mib;
+            ++it;
+        }
+        REQUIRE(in_use <= total);  // past it, the kernel would have killed one
+        for (const auto& decision : s.decide(total - in_use))
+            if (decision.kind == DecisionKind::emergency_stop) {
+                stopped.insert(decision.job);
+                ever_stopped.insert(decision.job);
+            } else if (decision.kind == DecisionKind::emergency_resume) {
+                stopped.erase(decision.job);
+            }
+    }
+    CHECK(used.empty());                    // all three ended
+    CHECK(ever_stopped.contains(1));        // the giant, stopped at 62 MB
+    CHECK_FALSE(ever_stopped.contains(2));  // the largest of the three at that instant went on
+}
+
 TEST_CASE("room for one surprise: unknown jobs start beside a guess only while it could grow to its largest peer") {
     // The robustness benchmark's failure: in 896 MB, unknown jobs guessed at 153 MB from small
     // peers (largest 600) were admitted five at a time; one was a 691 MB giant that stayed at a

@@ -83,7 +83,7 @@ int main(int argc, char** argv) {
         ->envname("MEMGOV_HEADROOM");
     app.add_option("--emergency-floor", run.emergency_floor,
                    "Admission keeps this much free; below it, or when running jobs' remaining growth exceeds what "
-                   "is available, stop the youngest growing job until memory returns")
+                   "is available, stop the growing job that holds least until memory returns")
         ->envname("MEMGOV_EMERGENCY_FLOOR")
         ->capture_default_str();
     app.add_option("--cold-estimate", run.cold_estimate,

@@ -25,7 +25,7 @@ constexpr std::chrono::milliseconds nice_step{10'000};
 constexpr int lowest_nice = -20, highest_nice = 19;  // as nice(1) counts
 
 struct GovernorSettings {
-    // Below this much available memory the youngest running job is stopped (never killed).
+    // Below this much available memory the growing job holding least is stopped (never killed).
     std::uint64_t emergency_floor_bytes = 64ull << 20;
     // A job that does not fit may be passed by smaller ones only while it has waited less
     // than this; after it, it blocks the queue until it fits (no starvation).

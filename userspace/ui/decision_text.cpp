@@ -55,12 +55,12 @@ std::string decision_text(const Decision& decision, const DecisionFacts& facts) 
             if (decision.below_floor)
                 return fmt::format(
                     "EMERGENCY: only {} available (floor {}): stopped PID={} {} at {} "
-                    "(youngest growing job) until memory returns",
+                    "(the growing job holding least) until memory returns",
                     format_mb(facts.available_bytes), format_mb(facts.emergency_floor_bytes), decision.job, facts.key,
                     format_mb(decision.current_bytes));
             return fmt::format(
                 "EMERGENCY: running jobs still need {} more, {} available: stopped PID={} {} at {} "
-                "(youngest growing job) so the older ones can finish",
+                "(the growing job holding least) so the others can finish",
                 format_mb(
                     at_least_zero(static_cast<std::int64_t>(facts.available_bytes) - decision.effective_free_bytes)),
                 format_mb(facts.available_bytes), decision.job, facts.key, format_mb(decision.current_bytes));
