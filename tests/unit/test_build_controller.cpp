@@ -70,6 +70,25 @@ TEST_CASE("controller: an icecream worker's compile waits for its pipe to name i
     CHECK(build.store.profiles().size() == 1);
 }
 
+TEST_CASE("controller: running jobs guessed at the fallback count among peers at what they show, not the guess") {
+    // memstorm, cold: every job started on the fallback kept counting at it until it ended,
+    // so the next unknown jobs were guessed at the fallback too: two at a time for 7 s.
+    Build build(settings_for(4096, 512));
+    build.exec(100, "a.c");
+    build.exec(101, "b.c");
+    build.exec(102, "c.c");
+    for (pid_t job : {100, 101, 102}) REQUIRE(build.resumed(job));
+    build.use(100, 40);
+    build.use(101, 60);
+    build.use(102, 30);
+    build.run_for(20ms);
+    build.exit(102);  // learned at 30 MB
+    build.exec(103, "d.c");
+    // Peers: 30 (ended), 40 and 60 (running, their peaks so far), and the fallback as a
+    // prior, at most 4x the largest that ended (120): the 75th percentile is 60.
+    CHECK(build.log_lines.has("New job PID=103 /src/d.c (cc compile), predicted peak 60MB (cold: same tool and role)"));
+}
+
 TEST_CASE("controller: a job gone before its exec is handled is keyed in its parent's directory") {
     Build build(settings_for(4096, 512));
     build.cwd_of = [](pid_t pid) { return pid == 1 ? std::string("/src/lib") : std::string(); };

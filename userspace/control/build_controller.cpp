@@ -206,8 +206,14 @@ void BuildController::sample_jobs(bool with_reading) {
             auto it = jobs_.find(job);
             if (it == jobs_.end()) continue;
             JobInfo& info = it->second;
+            // Among its peers a running job counts at what it is expected to reach: its own
+            // profile's peak, or what it has shown (its peak so far, or a re-prediction once it
+            // outgrew its guess), never at a guess that came from those same peers. Counted at
+            // its guess, every job started on the fallback kept the next ones at the fallback
+            // until it ended (memstorm, cold: two jobs at a time for the first 7 s).
+            bool known = info.prediction.source == PredictionSource::profile || info.repredicted;
             predictor_.observe_running(info.key, info.tool, info.role,
-                                       std::max(usage->peak_bytes, info.prediction.bytes));
+                                       known ? std::max(usage->peak_bytes, info.prediction.bytes) : usage->peak_bytes);
             if (info.started_at) info.growth.observe(milliseconds_since(*info.started_at, now), usage->peak_bytes);
         } else {
             forget_vanished(job);
@@ -579,7 +585,10 @@ void BuildController::apply(const Decision& decision, Clock::time_point now) {
             break;
         case DecisionKind::repredict:
             ++totals_.repredictions;
-            if (it != jobs_.end()) it->second.prediction.bytes = decision.needed_bytes;
+            if (it != jobs_.end()) {
+                it->second.prediction.bytes = decision.needed_bytes;
+                it->second.repredicted = true;
+            }
             log_.verdict(Verdict::waiting, "{}", decision_text(decision, facts));
             break;
         case DecisionKind::emergency_resume:

@@ -111,6 +111,7 @@ private:
         std::string tool;
         JobKind role = JobKind::other;
         Prediction prediction;
+        bool repredicted = false;  // it outgrew its prediction: the governor's new figure
         std::optional<Clock::time_point> started_at;  // admitted (or never held)
         GrowthRecorder growth;
         bool ever_stopped = false;  // or suspended: its timing says nothing about the next run

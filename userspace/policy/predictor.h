@@ -42,10 +42,10 @@ public:
     // What is known for `key` (from the store, or a job that just ended); ends what
     // observe_running said of it.
     void learn(const std::string& key, const Profile& profile);
-    // A running job and what it is expected to reach: its prediction, or its peak so far
-    // when that is larger. Until it ends it counts among its peers at that size: heavy jobs
-    // end last, and their peers must not be predicted only from the light ones that
-    // happened to end first. The figure only ever rises.
+    // A running job and what it is expected to reach: its own profile's peak, or what it has
+    // shown (never a guess from these same peers). Until it ends it counts among its peers at
+    // that size: heavy jobs end last, and their peers must not be predicted only from the
+    // light ones that happened to end first. The figure only ever rises.
     void observe_running(const std::string& key, const std::string& tool, JobKind role, std::uint64_t expected_bytes);
     // A running job ended without a profile to learn (it vanished): it no longer counts.
     void forget_running(const std::string& key);
