@@ -616,6 +616,22 @@ TEST_CASE("emergency net: small jobs at their peak are not stopped beside a grow
     CHECK(Scenario::find(s.decide(800 - 216), DecisionKind::emergency_resume, 1));
 }
 
+namespace {
+
+// Jobs 1, 2 and 3, unknown, guessed alike from smaller peers, started together in `total_mib`
+// with the CLI's 64 MB kept free.
+Scenario three_guesses_started(std::uint64_t total_mib, std::uint64_t guess_mib, std::uint64_t ceiling_mib) {
+    GovernorSettings settings;
+    settings.kept_free_bytes = settings.emergency_floor_bytes;
+    Scenario s(settings);
+    for (pid_t job : {1, 2, 3})
+        s.governor.job_waiting(job, {guess_mib * MiB, std::nullopt, false, ceiling_mib * MiB}, s.now);
+    REQUIRE(Scenario::admitted(s.decide(total_mib)) == std::vector<pid_t>{1, 2, 3});
+    return s;
+}
+
+}  // namespace
+
 // The robustness benchmark, seed 3 at 1.3x (896 MB): after small jobs ended, a 697 MB and a
 // 678 MB job and a small one were guessed at 130 MB (largest peer or prior: 512) and started
 // together. Re-predicted by a margin each time they passed a guess, both giants were found
@@ -623,12 +639,8 @@ TEST_CASE("emergency net: small jobs at their peak are not stopped beside a grow
 // OOM-killed. Now the first guess broken counts the job at its largest peer at once, and
 // the younger jobs are stopped while small.
 TEST_CASE("emergency net: a job that breaks its guess counts as large as its largest peer, the younger stop small") {
-    GovernorSettings settings;
-    settings.kept_free_bytes = settings.emergency_floor_bytes;
-    Scenario s(settings);
     const std::uint64_t total = 896;
-    for (pid_t job : {1, 2, 3}) s.governor.job_waiting(job, {130 * MiB, std::nullopt, false, 512 * MiB}, s.now);
-    REQUIRE(Scenario::admitted(s.decide(total)) == std::vector<pid_t>{1, 2, 3});
+    Scenario s = three_guesses_started(total, 130, 512);
     std::map<pid_t, std::uint64_t> used{{1, 0}, {2, 0}, {3, 0}};
     const std::map<pid_t, std::uint64_t> truth{{1, 697}, {2, 678}, {3, 141}};
     const std::map<pid_t, std::uint64_t> per_reading{{1, 34}, {2, 34}, {3, 6}};  // 20 ms apart
@@ -663,12 +675,8 @@ TEST_CASE("emergency net: a job that breaks its guess counts as large as its lar
 // the youngest growing jobs stopped the two small ones, and the giant grew into the 209 MB
 // they held: OOM-killed in 2 of 3 runs. Stopped, the giant holds the least; the small ones end.
 TEST_CASE("emergency net: of jobs that break their guesses together, the one holding least is stopped first") {
-    GovernorSettings settings;
-    settings.kept_free_bytes = settings.emergency_floor_bytes;
-    Scenario s(settings);
     const std::uint64_t total = 896;
-    for (pid_t job : {1, 2, 3}) s.governor.job_waiting(job, {129 * MiB, std::nullopt, false, 529 * MiB}, s.now);
-    REQUIRE(Scenario::admitted(s.decide(total)) == std::vector<pid_t>{1, 2, 3});
+    Scenario s = three_guesses_started(total, 129, 529);
     // Each job's use at its first readings (20 ms apart), then the giant grows 43 MB a reading;
     // a job ends this many readings after reaching its peak (the giant's hold, 213 ms).
     std::map<pid_t, std::vector<std::uint64_t>> first{{1, {21, 62}}, {2, {50, 144}}, {3, {30, 65}}};
