@@ -129,6 +129,7 @@ TEST_CASE("controller: a job held at exec gets no grant while another waits") {
 
 TEST_CASE("controller: below the floor the smaller growing job is stopped, and resumed when memory returns") {
     Build build(settings_for(1024, 256));
+    auto started = build.now;
     build.exec(100, "a.c");
     build.exec(101, "b.c");
     CHECK(build.resumed(100));
@@ -143,14 +144,20 @@ TEST_CASE("controller: below the floor the smaller growing job is stopped, and r
     CHECK(build.log_lines.has("EMERGENCY"));
     CHECK(build.log_lines.has("stopped PID=101 /src/b.c at 480MB"));
 
+    auto stopped_at = build.now;
+    build.run_for(60ms);
     build.exit(100);
     build.run_for(20ms);
     CHECK(build.tracker.stopped.empty());
     CHECK(build.tracker.resumed_jobs == std::vector<pid_t>{101});
     CHECK(build.log_lines.has("Memory is back"));
+    auto stopped_for = build.now - stopped_at;
+    build.run_for(40ms);
     build.exit(101);
-    // A stopped job's run time says nothing of its curve: its peak is learned without one.
-    for (const auto& [key, profile] : build.store.profiles()) CHECK(profile.curve.has_value() == (key == "/src/a.c"));
+    // Its curve leaves out the time it was stopped: it neither grew nor got on meanwhile.
+    const Profile& stopped = build.store.profiles().at("/src/b.c");
+    REQUIRE(stopped.curve.has_value());
+    CHECK(std::chrono::milliseconds(stopped.curve->duration_ms) == build.now - started - stopped_for);
 }
 
 TEST_CASE("controller: after Ctrl-Z and fg the running jobs' curves are not learned") {

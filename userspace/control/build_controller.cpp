@@ -214,7 +214,7 @@ void BuildController::sample_jobs(bool with_reading) {
             bool known = info.prediction.source == PredictionSource::profile || info.repredicted;
             predictor_.observe_running(info.key, info.tool, info.role,
                                        known ? std::max(usage->peak_bytes, info.prediction.bytes) : usage->peak_bytes);
-            if (info.started_at) info.growth.observe(milliseconds_since(*info.started_at, now), usage->peak_bytes);
+            if (info.started_at) info.growth.observe(run_age_ms(info, now), usage->peak_bytes);
         } else {
             forget_vanished(job);
         }
@@ -350,7 +350,12 @@ void BuildController::finish() {
 void BuildController::build_was_suspended() {
     governor_.jobs_interrupted();
     for (pid_t job : governor_.running_jobs())
-        if (auto it = jobs_.find(job); it != jobs_.end()) it->second.ever_stopped = true;
+        if (auto it = jobs_.find(job); it != jobs_.end()) it->second.suspended = true;
+}
+
+std::uint32_t BuildController::run_age_ms(const JobInfo& info, Clock::time_point now) {
+    Clock::duration stopped = info.time_stopped + (info.stopped_at ? now - *info.stopped_at : Clock::duration{});
+    return milliseconds_since(*info.started_at + stopped, now);
 }
 
 // Relative paths in argv name files in the process's working directory. A job the kernel
@@ -480,8 +485,8 @@ void BuildController::on(const ExitEvent& event) {
     bool complete = WIFEXITED(event.wait_status) && WEXITSTATUS(event.wait_status) == 0 && !info.oom_killed;
     std::uint64_t old_peak = store_.profiles().contains(info.key) ? store_.profiles().at(info.key).peak_bytes : 0;
     Observation seen{.tool = info.tool, .role = info.role, .peak_bytes = event.job_peak_bytes, .complete = complete};
-    if (info.started_at && !info.ever_stopped)
-        seen.curve = info.growth.finish(milliseconds_since(*info.started_at, now), event.job_peak_bytes);
+    if (info.started_at && !info.suspended)
+        seen.curve = info.growth.finish(run_age_ms(info, now), event.job_peak_bytes);
     if (info.source != JobInfo::Source::named) {
         // Its pipe never showed what it compiled (its compiler read it first): its key, how it
         // compiles, is every such job's, and would teach them one peak.
@@ -580,7 +585,7 @@ void BuildController::apply(const Decision& decision, Clock::time_point now) {
         case DecisionKind::emergency_stop:
             ++totals_.emergency_stops;
             tracker_.stop_job(decision.job);
-            if (it != jobs_.end()) it->second.ever_stopped = true;
+            if (it != jobs_.end()) it->second.stopped_at = now;
             log_.write(LogCategory::memory, "{}", decision_text(decision, facts));
             break;
         case DecisionKind::repredict:
@@ -593,6 +598,10 @@ void BuildController::apply(const Decision& decision, Clock::time_point now) {
             break;
         case DecisionKind::emergency_resume:
             tracker_.resume_job(decision.job);
+            if (it != jobs_.end() && it->second.stopped_at) {
+                it->second.time_stopped += now - *it->second.stopped_at;
+                it->second.stopped_at.reset();
+            }
             log_.write(LogCategory::memory, "{}", decision_text(decision, facts));
             break;
     }

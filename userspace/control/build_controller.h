@@ -111,11 +111,16 @@ private:
         std::string tool;
         JobKind role = JobKind::other;
         Prediction prediction;
-        bool repredicted = false;  // it outgrew its prediction: the governor's new figure
+        bool repredicted = false;                     // it outgrew its prediction: the governor's new figure
         std::optional<Clock::time_point> started_at;  // admitted (or never held)
+        // Its age along its curve leaves out the time the net kept it stopped: stopped, a job
+        // neither grows nor gets on. Without this, every job stopped on a cold run had no
+        // curve on the next run, and reserved its whole peak from its first instant.
+        std::optional<Clock::time_point> stopped_at;
+        Clock::duration time_stopped{};
         GrowthRecorder growth;
-        bool ever_stopped = false;  // or suspended: its timing says nothing about the next run
-        bool oom_killed = false;    // one of its processes was
+        bool suspended = false;   // the whole build was (Ctrl-Z): its timing says nothing of the next run
+        bool oom_killed = false;  // one of its processes was
         // JobKey::pending: its source is awaited (read from its pipe every tick while it
         // waits), or known never to come (its pipe held no line marker); either way its key
         // names no file, and nothing is learned from it.
@@ -139,6 +144,8 @@ private:
     void read_memory();
     void decide();
     void apply(const Decision& decision, Clock::time_point now);
+    // A running job's age in ms, less the time the net kept it stopped.
+    static std::uint32_t run_age_ms(const JobInfo& info, Clock::time_point now);
     std::chrono::milliseconds reading_interval() const;
     // Ends the kernel's grant; returns how many execs it started that we have not heard of.
     std::uint64_t take_back_grant();
