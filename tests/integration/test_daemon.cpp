@@ -583,7 +583,7 @@ TEST_CASE("daemon: a containerised client's emergency stops and resumes reach it
     TestCgroup cgroup(800 * MiB);  // two fit, three do not
     std::uint64_t before = cgroup.oom_kills();
     std::string stats = home.path() + "/stats.json";
-    // Guessed at 100 MB each, all three start; the youngest is stopped as they grow.
+    // Guessed at 100 MB each, all three start; one is stopped as they grow.
     std::string out, err;
     int status = run(
         cgroup.wrap(in_container(daemon, work, home,

@@ -259,7 +259,7 @@ TEST_CASE("a job that exits while waiting at the gate is forgotten and the build
     CHECK(outcome.exit_status == 0);  // make ignores the small job's failure ("-")
 }
 
-TEST_CASE("the cgroup limit lowered mid-build: memgov stops the youngest job instead of an OOM kill") {
+TEST_CASE("the cgroup limit lowered mid-build: memgov stops growing jobs instead of an OOM kill") {
     ScratchDir build;
     ScratchDir profiles;
     std::string makefile = "all: a b c\n";

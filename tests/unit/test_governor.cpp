@@ -237,7 +237,7 @@ TEST_CASE("stall: when nothing running changes for the timeout, the oldest waiti
     CHECK(admit->forced);
 }
 
-TEST_CASE("emergency: below the floor the youngest running job stops, it resumes when memory returns") {
+TEST_CASE("emergency: below the floor the youngest of equal jobs stops, it resumes when memory returns") {
     GovernorSettings settings;
     settings.emergency_floor_bytes = 100 * MiB;
     Scenario s(settings);
@@ -267,7 +267,7 @@ TEST_CASE("emergency: below the floor the youngest running job stops, it resumes
     CHECK(Scenario::admitted(later) == std::vector<pid_t>{4});  // once none is stopped
 }
 
-TEST_CASE("emergency: a job that cannot be stopped (another user's) is passed over for the next youngest") {
+TEST_CASE("emergency: a job that cannot be stopped (another user's) is passed over for another") {
     GovernorSettings settings;
     settings.emergency_floor_bytes = 100 * MiB;
     Scenario s(settings);
@@ -519,11 +519,12 @@ TEST_CASE("emergency net: a giant outgrowing its guess stops the younger job whi
 }
 
 TEST_CASE(
-    "emergency net: the youngest growing job is stopped, not a younger one that no longer grows, never the oldest") {
+    "emergency net: the growing job holding least is stopped, not a younger one that no longer grows, never the "
+    "oldest") {
     Scenario s;
     s.wait(1, 400);  // A: oldest, growing
     s.wait(2, 100);  // B: at its peak, not growing
-    s.wait(3, 300);  // C: youngest growing
+    s.wait(3, 300);  // C: youngest growing, holding least of the growing ones
     s.wait(4, 50);   // D: youngest, done growing
     REQUIRE(Scenario::admitted(s.decide(1000)).size() == 4);
     s.use(1, 150, 150);
