@@ -135,29 +135,32 @@ TEST_CASE("controller: below the floor the smaller growing job is stopped, and r
     CHECK(build.resumed(100));
     CHECK(build.resumed(101));  // the gate's fast path: 2 x 256 + 64 fit in 1024
     for (std::uint64_t mib = 100; mib <= 480; mib += 95) {
-        build.use(100, mib + 20);
-        build.use(101, mib);
+        build.use(100, mib);  // the older job holds less: it is the one stopped
+        build.use(101, mib + 20);
         build.run_for(20ms);
     }
-    CHECK(build.tracker.stopped == std::set<pid_t>{101});
+    CHECK(build.tracker.stopped == std::set<pid_t>{100});
     CHECK(build.controller.totals().emergency_stops == 1);
     CHECK(build.log_lines.has("EMERGENCY"));
-    CHECK(build.log_lines.has("stopped PID=101 /src/b.c at 480MB"));
+    CHECK(build.log_lines.has("stopped PID=100 /src/a.c at 480MB"));
 
     auto stopped_at = build.now;
     build.run_for(60ms);
-    build.exit(100);
+    build.exit(101);
     build.run_for(20ms);
     CHECK(build.tracker.stopped.empty());
-    CHECK(build.tracker.resumed_jobs == std::vector<pid_t>{101});
+    CHECK(build.tracker.resumed_jobs == std::vector<pid_t>{100});
     CHECK(build.log_lines.has("Memory is back"));
     auto stopped_for = build.now - stopped_at;
+    build.use(100, 600);  // it grows on once resumed
     build.run_for(40ms);
-    build.exit(101);
-    // Its curve leaves out the time it was stopped: it neither grew nor got on meanwhile.
-    const Profile& stopped = build.store.profiles().at("/src/b.c");
+    build.exit(100);
+    // Its curve leaves out the time it was stopped: it neither grew nor got on meanwhile, so
+    // its last rise comes right after the instant it was stopped at, not 80 ms later.
+    const Profile& stopped = build.store.profiles().at("/src/a.c");
     REQUIRE(stopped.curve.has_value());
     CHECK(std::chrono::milliseconds(stopped.curve->duration_ms) == build.now - started - stopped_for);
+    CHECK(std::chrono::milliseconds(stopped.curve->reach_ms.back()) == stopped_at - started);
 }
 
 TEST_CASE("controller: after Ctrl-Z and fg the running jobs' curves are not learned") {
@@ -289,7 +292,7 @@ TEST_CASE("decision text: each kind of decision in the log's words") {
     floor_stop.current_bytes = 120 * MiB;
     CHECK(decision_text(floor_stop, facts) ==
           "EMERGENCY: only 300MB available (floor 64MB): stopped PID=7 /src/a.c "
-          "at 120MB (the growing job holding least) until memory returns");
+          "at 120MB (of the running jobs, growing ones first, the one holding least) until memory returns");
     Decision plan_stop{DecisionKind::emergency_stop, 7, 400 * MiB, -100 * static_cast<std::int64_t>(MiB), 0};
     plan_stop.current_bytes = 120 * MiB;
     CHECK(decision_text(plan_stop, facts) ==

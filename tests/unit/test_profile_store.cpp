@@ -232,7 +232,9 @@ TEST_CASE("a store directory owned by someone else, or writable by anyone, is re
     CHECK(open_to_all.take_warnings().at(0).find("world-writable") != std::string::npos);
 }
 
-TEST_CASE("a growth curve round-trips, an unfinished run keeps the last complete run's curve") {
+TEST_CASE(
+    "a growth curve round-trips, an unfinished run or one without a curve (suspended) keeps the last complete run's "
+    "curve") {
     TempDir dir;
     GrowthCurve curve;
     curve.duration_ms = 1500;
@@ -244,6 +246,7 @@ TEST_CASE("a growth curve round-trips, an unfinished run keeps the last complete
         GrowthCurve other = curve;
         other.duration_ms = 9000;
         store.record("/curved", {.tool = "cc1plus", .peak_bytes = 300, .complete = false, .curve = other}, 2);
+        store.record("/curved", {.tool = "cc1plus", .peak_bytes = 700}, 3);  // complete, its build suspended
         REQUIRE(store.save());
     }
     ProfileStore again(dir.path());

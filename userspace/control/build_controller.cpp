@@ -306,6 +306,8 @@ void BuildController::interrupt(int signo) {
     tracker_.take_back_grant();
     for (pid_t job : governor_.release_all(environment_.now())) {
         tracker_.resume_job(job);
+        // Released to handle a signal: whatever it does next says nothing of its next run.
+        if (auto it = jobs_.find(job); it != jobs_.end()) it->second.suspended = true;
         if (trace_) trace_->job_admitted(job, environment_.now(), {{"released", strsignal(signo)}});
         if (trace_) trace_->job_resumed(job, environment_.now(), {{"released", strsignal(signo)}});
         log_.write(LogCategory::signal, "PID={} released so it can handle {}", job, strsignal(signo));

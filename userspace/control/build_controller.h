@@ -119,7 +119,9 @@ private:
         std::optional<Clock::time_point> stopped_at;
         Clock::duration time_stopped{};
         GrowthRecorder growth;
-        bool suspended = false;   // the whole build was (Ctrl-Z): its timing says nothing of the next run
+        // The whole build was suspended (Ctrl-Z), or the job was released to handle a signal:
+        // its timing says nothing of its next run.
+        bool suspended = false;
         bool oom_killed = false;  // one of its processes was
         // JobKey::pending: its source is awaited (read from its pipe every tick while it
         // waits), or known never to come (its pipe held no line marker); either way its key

@@ -43,7 +43,8 @@ public:
     // observe_running said of it.
     void learn(const std::string& key, const Profile& profile);
     // A running job and what it is expected to reach: its own profile's peak, or what it has
-    // shown (never a guess from these same peers). Until it ends it counts among its peers at
+    // shown (its peak so far, or its re-prediction once it outgrew its guess; never the guess
+    // itself, which came from these same peers). Until it ends it counts among its peers at
     // that size: heavy jobs end last, and their peers must not be predicted only from the
     // light ones that happened to end first. The figure only ever rises.
     void observe_running(const std::string& key, const std::string& tool, JobKind role, std::uint64_t expected_bytes);

@@ -249,7 +249,8 @@ void ProfileStore::load() {
 void ProfileStore::record(const std::string& key, const Observation& seen, std::int64_t now) {
     Profile& profile = profiles_[key];
     profile.peak_bytes = seen.complete ? seen.peak_bytes : std::max(profile.peak_bytes, seen.peak_bytes);
-    if (seen.complete) profile.curve = seen.curve;
+    // A complete run without a curve (its build was suspended) keeps the one learned before.
+    if (seen.complete && seen.curve) profile.curve = seen.curve;
     profile.samples += 1;
     profile.last_seen = now;
     profile.tool = seen.tool;

@@ -55,7 +55,7 @@ std::string decision_text(const Decision& decision, const DecisionFacts& facts) 
             if (decision.below_floor)
                 return fmt::format(
                     "EMERGENCY: only {} available (floor {}): stopped PID={} {} at {} "
-                    "(the growing job holding least) until memory returns",
+                    "(of the running jobs, growing ones first, the one holding least) until memory returns",
                     format_mb(facts.available_bytes), format_mb(facts.emergency_floor_bytes), decision.job, facts.key,
                     format_mb(decision.current_bytes));
             return fmt::format(
