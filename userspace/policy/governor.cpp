@@ -123,8 +123,9 @@ void Governor::job_exited(pid_t job, Clock::time_point now) {
     if (auto it = running_.find(job); it != running_.end()) {
         progressed_ = true;
         const Job& ended = it->second;
-        // Short jobs say little: a 2 ms job taking 8 ms would make every job "4x late".
-        if (ended.curve && !ended.ever_stopped && ended.curve->duration_ms >= settings_.min_calibration_ms) {
+        // Short jobs say little: a 2 ms job taking 8 ms would make every job "4x late". A job
+        // that was stopped or interrupted lost its curve then: its run time calibrates nothing.
+        if (ended.curve && ended.curve->duration_ms >= settings_.min_calibration_ms) {
             run_time_ratios_.push_back(std::chrono::duration<double, std::milli>(now - ended.admitted_at).count() /
                                        ended.curve->duration_ms);
             if (run_time_ratios_.size() > settings_.calibration_jobs) run_time_ratios_.pop_front();
@@ -226,7 +227,6 @@ std::optional<double> Governor::earliest_start(const Job& job, const Outlook& ru
 
 void Governor::jobs_interrupted() {
     for (auto& [pid, job] : running_) {
-        job.ever_stopped = true;
         job.curve.reset();  // its whole peak counts until it ends
     }
 }
@@ -376,7 +376,6 @@ void Governor::stop(pid_t pid, std::uint64_t available_bytes, std::int64_t need,
                     std::vector<Decision>& decisions) {
     Job& job = running_.at(pid);
     job.emergency_stopped = true;
-    job.ever_stopped = true;
     job.curve.reset();  // stopped, it runs late: from now on its whole remaining growth counts
     Decision decision{DecisionKind::emergency_stop, pid, job.reserved_bytes,
                       static_cast<std::int64_t>(available_bytes) - need, imminent_bytes()};

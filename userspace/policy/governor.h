@@ -260,7 +260,6 @@ private:
         bool refused_once = false;
         bool emergency_stopped = false;
         bool stoppable = true;
-        bool ever_stopped = false;  // its run time says nothing of its curve's accuracy
     };
 
     // The running jobs' expected use beyond their current use, over the time ahead; with
