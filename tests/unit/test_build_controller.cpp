@@ -84,9 +84,18 @@ TEST_CASE("controller: running jobs guessed at the fallback count among peers at
     build.run_for(20ms);
     build.exit(102);  // learned at 30 MB
     build.exec(103, "d.c");
-    // Peers: 30 (ended), 40 and 60 (running, their peaks so far), and the fallback as a
-    // prior, at most 4x the largest that ended (120): the 75th percentile is 60.
-    CHECK(build.log_lines.has("New job PID=103 /src/d.c (cc compile), predicted peak 60MB (cold: same tool and role)"));
+    // Peers: 30 (ended) and the fallback as a prior, at most 4x the largest that ended (120),
+    // and the running 40 and 60 (their peaks so far), each counted at no less than what the
+    // ended ones say (their 75th percentile, 120): the 75th percentile is 120, not 512.
+    CHECK(
+        build.log_lines.has("New job PID=103 /src/d.c (cc compile), predicted peak 120MB (cold: same tool and role)"));
+    // Once they show more than that, they count at what they show.
+    build.use(100, 400);
+    build.use(101, 300);
+    build.run_for(20ms);
+    build.exec(104, "e.c");
+    CHECK(
+        build.log_lines.has("New job PID=104 /src/e.c (cc compile), predicted peak 300MB (cold: same tool and role)"));
 }
 
 TEST_CASE("controller: a job gone before its exec is handled is keyed in its parent's directory") {

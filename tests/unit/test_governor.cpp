@@ -670,6 +670,34 @@ TEST_CASE("emergency net: a job that breaks its guess counts as large as its lar
     CHECK(most_used <= total - 64);
 }
 
+// Memstorm, cold: jobs of 95-189 MB guessed at 189 (largest peer 600) ramp up linearly. The
+// steady projection (as long again as it has grown) passes the guess at half of it, and the
+// job was counted at 600 from mid-ramp to its end: four more jobs' worth of memory held back
+// for a job that never passed its guess. Now such a projection raises the guess by a margin;
+// a job that passes its guess, or will within reaction_time, still counts at 600 at once.
+TEST_CASE("a steady projection past a guess raises it by a margin, a guess about to break counts at its largest peer") {
+    Scenario s;
+    for (pid_t job : {1, 2}) s.governor.job_waiting(job, {189 * MiB, std::nullopt, false, 600 * MiB}, s.now);
+    REQUIRE(Scenario::admitted(s.decide(1400)).size() == 2);
+    std::uint64_t most_predicted = 0;
+    for (int reading = 1; reading <= 50; ++reading) {  // 1 s: job 1 to 140 MB, job 2 to 250 MB
+        s.now += 20ms;
+        s.use(1, reading * 140 / 50, reading * 140 / 50);
+        s.use(2, reading * 250 / 50, reading * 250 / 50);
+        for (const auto& decision : s.decide(1000)) {
+            if (decision.kind != DecisionKind::repredict) continue;
+            if (decision.job == 1) most_predicted = std::max(most_predicted, decision.needed_bytes);
+            if (decision.job == 2 && decision.needed_bytes == 600 * MiB) {
+                CHECK(decision.current_bytes >= 180 * MiB);  // within 40 ms of passing 189
+                CHECK(decision.current_bytes <= 189 * MiB);
+            }
+        }
+    }
+    CHECK(most_predicted > 189 * MiB);  // its steady growth did raise it
+    CHECK(most_predicted < 600 * MiB);
+    CHECK(s.governor.jobs()[1].reserved_bytes >= 600 * MiB);  // job 2 broke its guess
+}
+
 // The robustness benchmark, seed 5 at 1.3x (896 MB): a 693 MB giant and jobs of 141 and 62 MB,
 // all guessed at 129 MB (largest peer 529), started together. The small ones jumped to their
 // peaks at once while the giant was still at 62 MB; all three broke their guesses. Stopping

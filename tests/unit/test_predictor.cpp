@@ -61,11 +61,11 @@ TEST_CASE(
         predictor.learn("/src/light" + std::to_string(peak) + ".cpp", compile(peak));
     CHECK(predictor.predict("/src/heavy2.cpp", "g++", JobKind::compile).bytes == 360);
     // Two heavy files are running, expected (re-predicted) beyond every light one.
-    predictor.observe_running("/src/heavy0.cpp", "g++", JobKind::compile, 700);
-    predictor.observe_running("/src/heavy1.cpp", "g++", JobKind::compile, 650);
+    predictor.observe_running("/src/heavy0.cpp", "g++", JobKind::compile, 700, false);
+    predictor.observe_running("/src/heavy1.cpp", "g++", JobKind::compile, 650, false);
     CHECK(predictor.predict("/src/heavy2.cpp", "g++", JobKind::compile).bytes == 650);
     // What a running job is expected to reach only ever rises.
-    predictor.observe_running("/src/heavy1.cpp", "g++", JobKind::compile, 100);
+    predictor.observe_running("/src/heavy1.cpp", "g++", JobKind::compile, 100, false);
     CHECK(predictor.predict("/src/heavy2.cpp", "g++", JobKind::compile).bytes == 650);
     CHECK(predictor.largest() == 700);
     // Once it ends, its measured peak replaces what was expected of it.
@@ -78,16 +78,41 @@ TEST_CASE(
 TEST_CASE("the first job to end, a small one, does not set the prediction of the jobs started with it") {
     Predictor predictor(512);
     for (int i = 0; i < 4; ++i)  // started at the fallback, still running
-        predictor.observe_running("/src/f" + std::to_string(i) + ".cpp", "g++", JobKind::compile, 512);
+        predictor.observe_running("/src/f" + std::to_string(i) + ".cpp", "g++", JobKind::compile, 512, false);
     predictor.learn("/src/tiny.cpp", compile(30));
     CHECK(predictor.predict("/src/next.cpp", "g++", JobKind::compile).bytes == 512);
     for (int i = 0; i < 4; ++i) predictor.learn("/src/f" + std::to_string(i) + ".cpp", compile(100 + i));
     CHECK(predictor.predict("/src/next.cpp", "g++", JobKind::compile).bytes == 103);
 }
 
+TEST_CASE("young running jobs do not pull their peers' guess below what the ended ones say") {
+    Predictor predictor(512);
+    for (std::uint64_t peak : {300, 310, 320, 330})
+        predictor.learn("/src/ended" + std::to_string(peak) + ".cpp", compile(peak));
+    CHECK(predictor.predict("/src/next.cpp", "g++", JobKind::compile).bytes == 330);  // 4th of 5, the prior 5th
+    // Fifteen jobs just started (-j16), each at its first 5 MB: counted at that, they made
+    // the next guess 5 MB (the 15th of 20).
+    for (int i = 0; i < 15; ++i)
+        predictor.observe_running("/src/young" + std::to_string(i) + ".cpp", "g++", JobKind::compile, 5, false);
+    CHECK(predictor.predict("/src/next.cpp", "g++", JobKind::compile).bytes == 330);
+    // One that has shown more than that counts at what it has shown.
+    predictor.observe_running("/src/young0.cpp", "g++", JobKind::compile, 900, false);
+    CHECK(predictor.predict("/src/next.cpp", "g++", JobKind::compile).ceiling_bytes == 900);
+}
+
+TEST_CASE("a running job measured on an earlier run counts among its peers at its own peak, however small") {
+    Predictor predictor(512);
+    for (std::uint64_t peak : {300, 310, 320, 330})
+        predictor.learn("/src/ended" + std::to_string(peak) + ".cpp", compile(peak));
+    for (int i = 0; i < 3; ++i)
+        predictor.observe_running("/src/small" + std::to_string(i) + ".cpp", "g++", JobKind::compile, 40, true);
+    // 40, 40, 40, 300, 310, 320, 330 and the prior: the 6th of 8.
+    CHECK(predictor.predict("/src/next.cpp", "g++", JobKind::compile).bytes == 320);
+}
+
 TEST_CASE("with nothing of its role ended, a running one beyond the fallback raises it") {
     Predictor predictor(512);
-    predictor.observe_running("/src/a.cpp", "g++", JobKind::compile, 800);
+    predictor.observe_running("/src/a.cpp", "g++", JobKind::compile, 800, false);
     auto prediction = predictor.predict("/src/b.cpp", "g++", JobKind::compile);
     CHECK(prediction.source == PredictionSource::fallback);
     CHECK(prediction.bytes == 800);

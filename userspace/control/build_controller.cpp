@@ -211,9 +211,11 @@ void BuildController::sample_jobs(bool with_reading) {
             // outgrew its guess), never at a guess that came from those same peers. Counted at
             // its guess, every job started on the fallback kept the next ones at the fallback
             // until it ended (memstorm, cold: two jobs at a time for the first 7 s).
-            bool known = info.prediction.source == PredictionSource::profile || info.repredicted;
-            predictor_.observe_running(info.key, info.tool, info.role,
-                                       known ? std::max(usage->peak_bytes, info.prediction.bytes) : usage->peak_bytes);
+            bool measured = info.prediction.source == PredictionSource::profile;
+            predictor_.observe_running(
+                info.key, info.tool, info.role,
+                measured || info.repredicted ? std::max(usage->peak_bytes, info.prediction.bytes) : usage->peak_bytes,
+                measured);
             if (info.started_at) info.growth.observe(run_age_ms(info, now), usage->peak_bytes);
         } else {
             forget_vanished(job);

@@ -240,6 +240,7 @@ public:
 private:
     struct Job {
         std::uint64_t predicted_bytes = 0;  // predicted peak, raised by re-predictions
+        std::uint64_t guessed_bytes = 0;    // the prediction it started with (guesses: see repredict)
         std::uint64_t reserved_bytes = 0;   // the prediction, raised by what it really used
         std::uint64_t current_bytes = 0;
         std::optional<GrowthCurve> curve;

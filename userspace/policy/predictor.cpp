@@ -43,8 +43,8 @@ void Predictor::learn(const std::string& key, const Profile& profile) {
 }
 
 void Predictor::observe_running(const std::string& key, const std::string& tool, JobKind role,
-                                std::uint64_t expected_bytes) {
-    auto [it, added] = running_.try_emplace(key, Running{tool, role, expected_bytes});
+                                std::uint64_t expected_bytes, bool measured) {
+    auto [it, added] = running_.try_emplace(key, Running{tool, role, expected_bytes, measured});
     if (!added) it->second.expected_bytes = std::max(it->second.expected_bytes, expected_bytes);
 }
 
@@ -66,10 +66,13 @@ std::optional<std::pair<std::uint64_t, std::uint64_t>> Predictor::peers_quantile
     // And the fallback counts as one more peer, so that one or two jobs that ended do not
     // yet say what the others need; as no more than prior_factor times the largest that
     // ended, so that a group of small jobs (links, say) soon gets small predictions.
+    // A running job not measured before counts at no less than the ended jobs' quantile
+    // (see observe_running).
     std::vector<std::uint64_t> peers(finished->begin(), finished->end());
-    peers.push_back(std::min(fallback_bytes_, finished->back() * prior_factor));
+    insert_sorted(peers, std::min(fallback_bytes_, finished->back() * prior_factor));
+    std::uint64_t ended_say = sorted_percentile(peers, cold_quantile_);
     for (const auto& [key, job] : running_)
-        if (matching(job)) peers.push_back(job.expected_bytes);
+        if (matching(job)) peers.push_back(job.measured ? job.expected_bytes : std::max(job.expected_bytes, ended_say));
     std::sort(peers.begin(), peers.end());
     return std::pair{sorted_percentile(peers, cold_quantile_), peers.back()};
 }

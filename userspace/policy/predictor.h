@@ -42,12 +42,15 @@ public:
     // What is known for `key` (from the store, or a job that just ended); ends what
     // observe_running said of it.
     void learn(const std::string& key, const Profile& profile);
-    // A running job and what it is expected to reach: its own profile's peak, or what it has
-    // shown (its peak so far, or its re-prediction once it outgrew its guess; never the guess
-    // itself, which came from these same peers). Until it ends it counts among its peers at
-    // that size: heavy jobs end last, and their peers must not be predicted only from the
-    // light ones that happened to end first. The figure only ever rises.
-    void observe_running(const std::string& key, const std::string& tool, JobKind role, std::uint64_t expected_bytes);
+    // A running job and what it is expected to reach: its own profile's peak (`measured`), or
+    // what it has shown (its peak so far, or its re-prediction once it outgrew its guess;
+    // never the guess itself, which came from these same peers). Until it ends it counts
+    // among its peers at that size: heavy jobs end last, and their peers must not be
+    // predicted only from the light ones that happened to end first. A job not measured
+    // counts at no less than what the ended ones say, though: young, it has shown only its
+    // first MB, and several young jobs would pull every guess down. The figure only ever rises.
+    void observe_running(const std::string& key, const std::string& tool, JobKind role, std::uint64_t expected_bytes,
+                         bool measured);
     // A running job ended without a profile to learn (it vanished): it no longer counts.
     void forget_running(const std::string& key);
 
@@ -60,6 +63,7 @@ private:
         std::string tool;
         JobKind role;
         std::uint64_t expected_bytes;
+        bool measured;
     };
     // The cold quantile of `finished` (sorted) together with the running jobs `matching`, and
     // the largest of them; nullopt when none has finished.
