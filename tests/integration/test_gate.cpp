@@ -182,7 +182,7 @@ TEST_CASE("stop_job stops every process of the job, under the guard, teardown re
     REQUIRE(held.size() == 1);
     tracker->resume(runner.pid());
     std::this_thread::sleep_for(100ms);  // the children exist now
-    tracker->stop_job(runner.pid());
+    CHECK(tracker->stop_job(runner.pid()));
     std::this_thread::sleep_for(50ms);
     std::vector<pid_t> members;
     for (const auto& entry : std::filesystem::directory_iterator("/proc")) {

@@ -25,7 +25,11 @@ public:
     void track(pid_t) override {}
     int poll(std::chrono::milliseconds, const EventHandler&) override { return 0; }
     void resume(pid_t pid) override { resumed.push_back(pid); }
-    void stop_job(pid_t job) override { stopped.insert(job); }
+    bool stop_job(pid_t job) override {
+        if (unstoppable.contains(job)) return false;
+        stopped.insert(job);
+        return true;
+    }
     void resume_job(pid_t job) override {
         stopped.erase(job);
         resumed_jobs.push_back(job);
@@ -51,6 +55,7 @@ public:
     std::vector<pid_t> resumed;       // continued at exec (admitted)
     std::vector<pid_t> resumed_jobs;  // continued after a stop, or released
     std::set<pid_t> stopped;
+    std::set<pid_t> unstoppable;  // stop_job stops nothing of these (a full guard map, a daemon refusal)
     std::vector<int> signals;
     std::int64_t granted = 0;
     std::uint64_t spent = 0;  // execs ever started under a grant

@@ -172,6 +172,31 @@ TEST_CASE("controller: below the floor the smaller growing job is stopped, and r
     CHECK(std::chrono::milliseconds(stopped.curve->reach_ms.back()) == stopped_at - started);
 }
 
+TEST_CASE("controller: a stop the tracker cannot carry out leaves the job running, and the net stops another") {
+    Build build(settings_for(1024, 256));
+    build.tracker.unstoppable = {100};  // its guard entry could not be made: it runs on
+    build.exec(100, "a.c");
+    build.exec(101, "b.c");
+    for (std::uint64_t mib = 100; mib <= 480; mib += 95) {
+        build.use(100, mib);
+        build.use(101, mib + 20);
+        build.run_for(20ms);
+    }
+    CHECK(build.log_lines.has("could not stop PID=100 /src/a.c"));
+    CHECK(build.controller.totals().emergency_stops == 0);
+    // Counted as stopped, job 100 would have grown on unseen by the net; at the next reading
+    // the net stops job 101 instead.
+    build.run_for(20ms);
+    CHECK(build.tracker.stopped == std::set<pid_t>{101});
+    CHECK(build.controller.totals().emergency_stops == 1);
+    build.use(100, 520);
+    build.run_for(20ms);
+    CHECK(build.tracker.stopped == std::set<pid_t>{101});  // job 100 is passed over from now on
+    build.exit(100);
+    build.run_for(20ms);
+    CHECK(build.tracker.resumed_jobs == std::vector<pid_t>{101});
+}
+
 TEST_CASE("controller: after Ctrl-Z and fg the running jobs' curves are not learned") {
     Build build(settings_for(4096, 256));
     build.exec(100, "a.c");

@@ -587,8 +587,16 @@ void BuildController::apply(const Decision& decision, Clock::time_point now) {
         }
         case DecisionKind::keep_waiting: log_.verdict(Verdict::waiting, "{}", decision_text(decision, facts)); break;
         case DecisionKind::emergency_stop:
+            if (!tracker_.stop_job(decision.job)) {
+                // Counted as stopped, it would neither grow nor end in the plans while it runs on.
+                governor_.job_unstoppable(decision.job);
+                log_.write(LogCategory::memory,
+                           "EMERGENCY: could not stop PID={} {} (the guard map is full, the daemon refused, or it runs "
+                           "as another user): it runs on, and the net stops other jobs instead",
+                           decision.job, facts.key);
+                break;
+            }
             ++totals_.emergency_stops;
-            tracker_.stop_job(decision.job);
             if (it != jobs_.end()) it->second.stopped_at = now;
             log_.write(LogCategory::memory, "{}", decision_text(decision, facts));
             break;

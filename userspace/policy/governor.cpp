@@ -41,7 +41,10 @@ void Governor::job_running(pid_t job, Reservation expected, Clock::time_point no
 }
 
 void Governor::job_unstoppable(pid_t job) {
-    if (auto it = running_.find(job); it != running_.end()) it->second.stoppable = false;
+    if (auto it = running_.find(job); it != running_.end()) {
+        it->second.stoppable = false;
+        it->second.emergency_stopped = false;
+    }
 }
 
 void Governor::job_used(pid_t job, std::uint64_t current_bytes, std::uint64_t peak_bytes, Clock::time_point now) {

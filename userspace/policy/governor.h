@@ -193,7 +193,8 @@ public:
     // A job that was never held (gate off, or started under the grant) but runs.
     void job_running(pid_t job, Reservation expected, Clock::time_point now);
     // A running job that cannot be stopped (it runs as a user the build's owner may not
-    // signal): the net passes it over.
+    // signal, or a stop of it was not carried out): the net passes it over; if it was just
+    // stopped, it runs on (and the next decide finds what else to stop).
     void job_unstoppable(pid_t job);
     // Current use of a running job, from the tracker, read at `now` (its growth rate is
     // measured between two readings).

@@ -199,9 +199,15 @@ void BpfTracker::resume(pid_t pid) {
     bpf_map__delete_elem(skeleton_->maps.held, &key, sizeof(key), 0);
 }
 
-void BpfTracker::stop_job(pid_t job) {
-    for (pid_t pid : hold_job(job, getpid()))
-        if (kill(pid, SIGSTOP) != 0) release(pid);  // another user's now (a setuid step): out of the guard
+bool BpfTracker::stop_job(pid_t job) {
+    bool stopped = false;
+    for (pid_t pid : hold_job(job, getpid())) {
+        if (kill(pid, SIGSTOP) == 0)
+            stopped = true;
+        else
+            release(pid);  // another user's now (a setuid step): out of the guard
+    }
+    return stopped;
 }
 
 std::vector<pid_t> BpfTracker::hold_job(pid_t job, pid_t owner) {

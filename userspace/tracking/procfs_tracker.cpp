@@ -169,9 +169,14 @@ void ProcfsTracker::resume(pid_t pid) {
             if (process.job == pid && held_.erase(member)) kill(member, SIGCONT);
 }
 
-void ProcfsTracker::stop_job(pid_t job) {
+bool ProcfsTracker::stop_job(pid_t job) {
+    bool stopped = false;
     for (const auto& [pid, process] : processes_)
-        if (process.job == job && kill(pid, SIGSTOP) == 0) held_.insert(pid);
+        if (process.job == job && kill(pid, SIGSTOP) == 0) {
+            held_.insert(pid);
+            stopped = true;
+        }
+    return stopped;
 }
 
 void ProcfsTracker::resume_job(pid_t job) { resume(job); }

@@ -23,7 +23,7 @@ public:
     void track(pid_t pid) override;
     int poll(std::chrono::milliseconds timeout, const EventHandler& handler) override;
     void resume(pid_t pid) override;
-    void stop_job(pid_t job) override;
+    bool stop_job(pid_t job) override;
     void resume_job(pid_t job) override;
     void restop_held() override;
     void signal_all(int signo) override;

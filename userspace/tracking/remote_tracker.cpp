@@ -222,17 +222,21 @@ void RemoteTracker::resume(pid_t pid) {
     send({.op = DaemonRequest::Op::release, .ids = {pid}});
 }
 
-void RemoteTracker::stop_job(pid_t job) {
+bool RemoteTracker::stop_job(pid_t job) {
     auto reply = ask({.op = DaemonRequest::Op::hold, .job = job});
-    if (!reply || !reply->ok) return;  // not entered in the guard: not stopped
-    std::vector<pid_t> not_ours;       // another user's now (a setuid step): out of the guard
+    if (!reply || !reply->ok) return false;  // not entered in the guard: not stopped
+    std::vector<pid_t> not_ours;             // another user's now (a setuid step): out of the guard
+    bool stopped = false;
     for (pid_t pid : reply->pids) {
-        if (kill(pid, SIGSTOP) == 0)
+        if (kill(pid, SIGSTOP) == 0) {
             held_.insert(pid);
-        else
+            stopped = true;
+        } else {
             not_ours.push_back(pid);
+        }
     }
     if (!not_ours.empty()) send({.op = DaemonRequest::Op::release, .ids = not_ours});
+    return stopped;
 }
 
 void RemoteTracker::resume_job(pid_t job) {

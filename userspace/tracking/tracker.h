@@ -150,8 +150,10 @@ public:
     // Continues a process the gate stopped.
     virtual void resume(pid_t pid) = 0;
     // Stops every process of a job (the driver and its compiler proper, linker …) such
-    // that a crash of the controller still resumes them; resume_job undoes it.
-    virtual void stop_job(pid_t job) = 0;
+    // that a crash of the controller still resumes them; resume_job undoes it. False when
+    // none could be stopped (a full guard map, a daemon's refusal, another user's processes):
+    // the job runs on.
+    virtual bool stop_job(pid_t job) = 0;
     virtual void resume_job(pid_t job) = 0;
     // Stops again every process held now: after the whole process group was continued
     // (Ctrl-Z then fg), which also continued them.
