@@ -26,6 +26,7 @@ public:
     int poll(std::chrono::milliseconds, const EventHandler&) override { return 0; }
     void resume(pid_t pid) override { resumed.push_back(pid); }
     bool stop_job(pid_t job) override {
+        stop_attempts.push_back(job);
         if (unstoppable.contains(job)) return false;
         stopped.insert(job);
         return true;
@@ -55,6 +56,7 @@ public:
     std::vector<pid_t> resumed;       // continued at exec (admitted)
     std::vector<pid_t> resumed_jobs;  // continued after a stop, or released
     std::set<pid_t> stopped;
+    std::vector<pid_t> stop_attempts;
     std::set<pid_t> unstoppable;  // stop_job stops nothing of these (a full guard map, a daemon refusal)
     std::vector<int> signals;
     std::int64_t granted = 0;

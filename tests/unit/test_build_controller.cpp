@@ -86,7 +86,7 @@ TEST_CASE("controller: running jobs guessed at the fallback count among peers at
     build.exec(103, "d.c");
     // Peers: 30 (ended) and the fallback as a prior, at most 4x the largest that ended (120),
     // and the running 40 and 60 (their peaks so far), each counted at no less than what the
-    // ended ones say (their 75th percentile, 120): the 75th percentile is 120, not 512.
+    // ended ones and the prior say (their 75th percentile: the prior, 120): 120, not 512.
     CHECK(
         build.log_lines.has("New job PID=103 /src/d.c (cc compile), predicted peak 120MB (cold: same tool and role)"));
     // Once they show more than that, they count at what they show.
@@ -96,6 +96,30 @@ TEST_CASE("controller: running jobs guessed at the fallback count among peers at
     build.exec(104, "e.c");
     CHECK(
         build.log_lines.has("New job PID=104 /src/e.c (cc compile), predicted peak 300MB (cold: same tool and role)"));
+}
+
+TEST_CASE("controller: a running job measured before counts among its peers at its own peak, not the ended ones'") {
+    Build build(settings_for(4096, 512));
+    pid_t pid = 100;
+    auto run = [&](const std::string& source, std::uint64_t mib) {
+        build.exec(pid, source);
+        build.use(pid, mib);
+        build.run_for(20ms);
+        build.exit(pid++);
+    };
+    for (const char* small : {"a.c", "e.c", "f.c"}) run(small, 40);
+    run("b.c", 300);
+    run("c.c", 320);
+    for (const char* small : {"a.c", "e.c", "f.c"}) {  // again: known at 40 MB, running at 10
+        build.exec(pid, small);
+        build.use(pid++, 10);
+    }
+    build.run_for(20ms);
+    build.exec(pid, "d.c");
+    // Peers: 40, 40, 40, 300, 320 (ended), the prior (512), and the three running at their own
+    // 40: the 7th of 9. Counted at what the ended ones say (320), they would make it 320.
+    CHECK(build.log_lines.has(
+        fmt::format("New job PID={} /src/d.c (cc compile), predicted peak 300MB (cold: same tool and role)", pid)));
 }
 
 TEST_CASE("controller: a job gone before its exec is handled is keyed in its parent's directory") {
@@ -191,7 +215,7 @@ TEST_CASE("controller: a stop the tracker cannot carry out leaves the job runnin
     CHECK(build.controller.totals().emergency_stops == 1);
     build.use(100, 520);
     build.run_for(20ms);
-    CHECK(build.tracker.stopped == std::set<pid_t>{101});  // job 100 is passed over from now on
+    CHECK(build.tracker.stop_attempts == std::vector<pid_t>{100, 101});  // 100 is passed over from now on
     build.exit(100);
     build.run_for(20ms);
     CHECK(build.tracker.resumed_jobs == std::vector<pid_t>{101});

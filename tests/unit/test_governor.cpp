@@ -673,9 +673,10 @@ TEST_CASE("emergency net: a job that breaks its guess counts as large as its lar
 // Memstorm, cold: jobs of 95-189 MB guessed at 189 (largest peer 600) ramp up linearly. The
 // steady projection (as long again as it has grown) passes the guess at half of it, and the
 // job was counted at 600 from mid-ramp to its end: four more jobs' worth of memory held back
-// for a job that never passed its guess. Now such a projection raises the guess by a margin;
+// for a job that never passed its guess. Now such a projection raises it to the projection;
 // a job that passes its guess, or will within reaction_time, still counts at 600 at once.
-TEST_CASE("a steady projection past a guess raises it by a margin, a guess about to break counts at its largest peer") {
+TEST_CASE(
+    "a steady projection past a guess raises it to the projection, a guess about to break counts at its largest peer") {
     Scenario s;
     for (pid_t job : {1, 2}) s.governor.job_waiting(job, {189 * MiB, std::nullopt, false, 600 * MiB}, s.now);
     REQUIRE(Scenario::admitted(s.decide(1400)).size() == 2);
@@ -686,10 +687,14 @@ TEST_CASE("a steady projection past a guess raises it by a margin, a guess about
         s.use(2, reading * 250 / 50, reading * 250 / 50);
         for (const auto& decision : s.decide(1000)) {
             if (decision.kind != DecisionKind::repredict) continue;
-            if (decision.job == 1) most_predicted = std::max(most_predicted, decision.needed_bytes);
+            if (decision.job == 1) {
+                most_predicted = std::max(most_predicted, decision.needed_bytes);
+                CHECK(decision.broken_guess_bytes == 0);
+            }
             if (decision.job == 2 && decision.needed_bytes == 600 * MiB) {
                 CHECK(decision.current_bytes >= 180 * MiB);  // within 40 ms of passing 189
                 CHECK(decision.current_bytes <= 189 * MiB);
+                CHECK(decision.broken_guess_bytes == 189 * MiB);  // the log says why: "about to pass its guess"
             }
         }
     }

@@ -208,7 +208,8 @@ void BuildController::sample_jobs(bool with_reading) {
             JobInfo& info = it->second;
             // Among its peers a running job counts at what it is expected to reach: its own
             // profile's peak, or what it has shown (its peak so far, or a re-prediction once it
-            // outgrew its guess), never at a guess that came from those same peers. Counted at
+            // outgrew, or was projected to outgrow, its guess), never at a guess that came from
+            // those same peers. Counted at
             // its guess, every job started on the fallback kept the next ones at the fallback
             // until it ended (memstorm, cold: two jobs at a time for the first 7 s).
             bool measured = info.prediction.source == PredictionSource::profile;
@@ -561,13 +562,23 @@ void BuildController::on(const OomKillEvent& event) {
 }
 
 void BuildController::apply(const Decision& decision, Clock::time_point now) {
-    if (trace_) trace_decision(decision, now);
     auto it = jobs_.find(decision.job);
     DecisionFacts facts{.key = it == jobs_.end() ? std::to_string(decision.job) : it->second.key,
                         .available_bytes = availability_.bytes,
                         .emergency_floor_bytes = settings_.governor.emergency_floor_bytes,
                         .kept_free_bytes = settings_.governor.kept_free_bytes,
                         .stall_timeout = settings_.governor.stall_timeout};
+    if (decision.kind == DecisionKind::emergency_stop && !tracker_.stop_job(decision.job)) {
+        // Counted as stopped, it would neither grow nor end in the plans while it runs on.
+        governor_.stop_not_carried_out(decision.job);
+        if (trace_) trace_->job_note(decision.job, "stop not carried out", now, nullptr);
+        log_.write(LogCategory::memory,
+                   "EMERGENCY: could not stop PID={} {} (no process of it could be held and signalled): it runs on, "
+                   "and the net passes it over from now on",
+                   decision.job, facts.key);
+        return;
+    }
+    if (trace_) trace_decision(decision, now);
     switch (decision.kind) {
         case DecisionKind::admit: {
             auto continued = environment_.now();  // stamped before the signal, as in on(ExecEvent)
@@ -586,16 +597,7 @@ void BuildController::apply(const Decision& decision, Clock::time_point now) {
             break;
         }
         case DecisionKind::keep_waiting: log_.verdict(Verdict::waiting, "{}", decision_text(decision, facts)); break;
-        case DecisionKind::emergency_stop:
-            if (!tracker_.stop_job(decision.job)) {
-                // Counted as stopped, it would neither grow nor end in the plans while it runs on.
-                governor_.job_unstoppable(decision.job);
-                log_.write(LogCategory::memory,
-                           "EMERGENCY: could not stop PID={} {} (the guard map is full, the daemon refused, or it runs "
-                           "as another user): it runs on, and the net stops other jobs instead",
-                           decision.job, facts.key);
-                break;
-            }
+        case DecisionKind::emergency_stop:  // carried out (above)
             ++totals_.emergency_stops;
             if (it != jobs_.end()) it->second.stopped_at = now;
             log_.write(LogCategory::memory, "{}", decision_text(decision, facts));

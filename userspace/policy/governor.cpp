@@ -41,6 +41,10 @@ void Governor::job_running(pid_t job, Reservation expected, Clock::time_point no
 }
 
 void Governor::job_unstoppable(pid_t job) {
+    if (auto it = running_.find(job); it != running_.end()) it->second.stoppable = false;
+}
+
+void Governor::stop_not_carried_out(pid_t job) {
     if (auto it = running_.find(job); it != running_.end()) {
         it->second.stoppable = false;
         it->second.emergency_stopped = false;
@@ -124,6 +128,7 @@ void Governor::repredict(pid_t pid, Job& job, std::uint64_t peak_bytes) {
     job.peaked = false;
     Decision decision{DecisionKind::repredict, pid, job.predicted_bytes};
     decision.previous_bytes = previous;
+    if (broke_guess) decision.broken_guess_bytes = job.guessed_bytes;
     decision.current_bytes = job.current_bytes;
     decision.growth_bytes_per_second = static_cast<std::uint64_t>(job.growth_bytes_per_ms * 1000);
     repredictions_.push_back(decision);

@@ -123,8 +123,11 @@ struct Decision {
     // admit, keep_waiting: kept free besides the job's peak in case one guessed job (this one
     // or a running one) turns out as large as its largest peer (see surprise_room()).
     std::uint64_t surprise_bytes = 0;
-    // repredict: the prediction before, the job's use and growth rate at the reading.
+    // repredict: the prediction before, the job's use and growth rate at the reading; and the
+    // guess it started with when it passes it (or will within reaction_time): then it counts
+    // as large as its largest peer.
     std::uint64_t previous_bytes = 0;
+    std::uint64_t broken_guess_bytes = 0;
     std::uint64_t current_bytes = 0;
     std::uint64_t growth_bytes_per_second = 0;
 };
@@ -193,9 +196,11 @@ public:
     // A job that was never held (gate off, or started under the grant) but runs.
     void job_running(pid_t job, Reservation expected, Clock::time_point now);
     // A running job that cannot be stopped (it runs as a user the build's owner may not
-    // signal, or a stop of it was not carried out): the net passes it over; if it was just
-    // stopped, it runs on (and the next decide finds what else to stop).
+    // signal): the net passes it over.
     void job_unstoppable(pid_t job);
+    // An emergency_stop the tracker could not carry out: the job runs on, and the net passes
+    // it over from now on (the next decide finds what else to stop).
+    void stop_not_carried_out(pid_t job);
     // Current use of a running job, from the tracker, read at `now` (its growth rate is
     // measured between two readings).
     void job_used(pid_t job, std::uint64_t current_bytes, std::uint64_t peak_bytes, Clock::time_point now);

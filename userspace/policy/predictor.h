@@ -43,12 +43,14 @@ public:
     // observe_running said of it.
     void learn(const std::string& key, const Profile& profile);
     // A running job and what it is expected to reach: its own profile's peak (`measured`), or
-    // what it has shown (its peak so far, or its re-prediction once it outgrew its guess;
-    // never the guess itself, which came from these same peers). Until it ends it counts
-    // among its peers at that size: heavy jobs end last, and their peers must not be
-    // predicted only from the light ones that happened to end first. A job not measured
-    // counts at no less than what the ended ones say, though: young, it has shown only its
-    // first MB, and several young jobs would pull every guess down. The figure only ever rises.
+    // what it has shown (its peak so far, or its re-prediction once it outgrew, or was
+    // projected to outgrow, its guess; never the guess itself, which came from these same
+    // peers). Until it ends it counts among its peers at that size: heavy jobs end last, and
+    // their peers must not be predicted only from the light ones that happened to end first.
+    // A job not measured counts at no less than what the ended ones and the prior say, though,
+    // whatever its age: young, it has shown only its first MB, and several young jobs would
+    // pull every guess down; what it really needs is known when it ends. The figure only ever
+    // rises.
     void observe_running(const std::string& key, const std::string& tool, JobKind role, std::uint64_t expected_bytes,
                          bool measured);
     // A running job ended without a profile to learn (it vanished): it no longer counts.

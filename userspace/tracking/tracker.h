@@ -152,7 +152,8 @@ public:
     // Stops every process of a job (the driver and its compiler proper, linker …) such
     // that a crash of the controller still resumes them; resume_job undoes it. False when
     // none could be stopped (a full guard map, a daemon's refusal, another user's processes):
-    // the job runs on.
+    // the job runs on. A process of it that could not be stopped while others were runs on
+    // too (another user's, after a setuid step); the job counts as stopped.
     virtual bool stop_job(pid_t job) = 0;
     virtual void resume_job(pid_t job) = 0;
     // Stops again every process held now: after the whole process group was continued

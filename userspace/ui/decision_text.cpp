@@ -68,6 +68,14 @@ std::string decision_text(const Decision& decision, const DecisionFacts& facts) 
             return fmt::format("Memory is back ({} free after imminent): resumed PID={} {}",
                                format_mb(at_least_zero(decision.effective_free_bytes)), decision.job, facts.key);
         case DecisionKind::repredict:
+            if (decision.broken_guess_bytes)
+                return fmt::format(
+                    "PID={} {}: at {} growing {}/s, {} its guess of {}: re-predicted at {} (as large as its largest "
+                    "peer)",
+                    decision.job, facts.key, format_mb(decision.current_bytes),
+                    format_mb(decision.growth_bytes_per_second),
+                    decision.current_bytes > decision.broken_guess_bytes ? "past" : "about to pass",
+                    format_mb(decision.broken_guess_bytes), format_mb(decision.needed_bytes));
             return fmt::format("PID={} {}: at {} growing {}/s, past its prediction of {}: re-predicted at {}",
                                decision.job, facts.key, format_mb(decision.current_bytes),
                                format_mb(decision.growth_bytes_per_second), format_mb(decision.previous_bytes),
