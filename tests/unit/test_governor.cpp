@@ -670,8 +670,8 @@ TEST_CASE("emergency net: a job that breaks its guess counts as large as its lar
     CHECK(most_used <= total - 64);
 }
 
-// Memstorm, cold: jobs of 95-189 MB guessed at 189 (largest peer 600) ramp up linearly. The
-// steady projection (as long again as it has grown) passes the guess at half of it, and the
+// Memstorm, cold: jobs of 100-200 MB guessed at about 200 (here 189, largest peer 600) ramp up
+// linearly. The steady projection (as long again as it has grown) passes the guess at half of it, and the
 // job was counted at 600 from mid-ramp to its end: four more jobs' worth of memory held back
 // for a job that never passed its guess. Now such a projection raises it to the projection;
 // a job that passes its guess, or will within reaction_time, still counts at 600 at once.

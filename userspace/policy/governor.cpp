@@ -110,8 +110,8 @@ void Governor::repredict(pid_t pid, Job& job, std::uint64_t peak_bytes) {
     // peers were both found out only at 280 MB each, in 896 MB, too late for either to
     // finish beside the other (robustness benchmark, seed 3 at 1.3x). Only a guess that is
     // broken, or will be within reaction_time, though, not one the steady projection passes:
-    // that passes a linear ramp's guess at half of it, and memstorm's jobs of 95-189 MB,
-    // guessed at 189 and never past it, were each counted at their largest peer, 600 MB,
+    // that passes a linear ramp's guess at half of it, and memstorm's jobs of 100-200 MB,
+    // guessed at about 200 and never past it, were each counted at their largest peer, 600 MB,
     // from mid-ramp to their end (cold: 3-5 jobs running where 10 fit).
     bool broke_guess =
         !job.measured && std::max(reached, projected) > job.guessed_bytes && job.predicted_bytes < job.ceiling_bytes;
