@@ -209,9 +209,9 @@ void BuildController::sample_jobs(bool with_reading) {
             // Among its peers a running job counts at what it is expected to reach: its own
             // profile's peak, or what it has shown (its peak so far, or a re-prediction once it
             // outgrew, or was projected to outgrow, its guess), never at a guess that came from
-            // those same peers. Counted at
-            // its guess, every job started on the fallback kept the next ones at the fallback
-            // until it ended (memstorm, cold: two jobs at a time for the first 7 s).
+            // those same peers. Counted at its guess, every job started on the fallback kept the
+            // next ones at the fallback until it ended (memstorm, cold: two jobs at a time for
+            // the first 7 s).
             bool measured = info.prediction.source == PredictionSource::profile;
             predictor_.observe_running(
                 info.key, info.tool, info.role,

@@ -66,8 +66,8 @@ std::optional<std::pair<std::uint64_t, std::uint64_t>> Predictor::peers_quantile
     // And the fallback counts as one more peer, so that one or two jobs that ended do not
     // yet say what the others need; as no more than prior_factor times the largest that
     // ended, so that a group of small jobs (links, say) soon gets small predictions.
-    // A running job not measured before counts at no less than the ended jobs' quantile
-    // (see observe_running).
+    // A running job not measured before counts at no less than the quantile of the ended
+    // jobs and the prior (see observe_running).
     std::vector<std::uint64_t> peers(finished->begin(), finished->end());
     insert_sorted(peers, std::min(fallback_bytes_, finished->back() * prior_factor));
     std::uint64_t ended_say = sorted_percentile(peers, cold_quantile_);
