@@ -73,7 +73,7 @@ void check_clean(const Outcome& outcome) {
 
 TEST_CASE("two builds at once in one cgroup: 0 OOM kills with the host ledger, cold and warm") {
     Pair pair;
-    for (const char* pass : {"cold", "warm"}) {
+    for (const std::string pass : {"cold", "warm"}) {
         CAPTURE(pass);
         std::uint64_t before = pair.cgroup.oom_kills();
         auto [one, other] = pair.run_both(true);

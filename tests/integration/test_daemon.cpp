@@ -217,7 +217,7 @@ void check_governed_through_daemon(const ClientArgv& client_argv) {
     REQUIRE_MESSAGE(cgroup.oom_kills() > before, "plain make was not OOM-killed: the test would prove nothing");
 
     std::string stats = home.path() + "/stats.json";
-    for (const char* pass : {"cold", "warm"}) {
+    for (const std::string pass : {"cold", "warm"}) {
         CAPTURE(pass);
         before = cgroup.oom_kills();
         std::string out, err;
@@ -260,11 +260,11 @@ TEST_CASE("daemon: two builds of users without privilege at once in one cgroup: 
         rules += fmt::format("j{}:\n\t{} --mb {} --ramp-ms 400 --hold-ms 300\n", i, memhog_bin(), sizes[i]);
     ScratchDir first(true), second(true);
     for (const auto* home : {&first, &second}) home->write("Makefile", "all: j0 j1 j2 j3\n" + rules + ".PHONY: all\n");
-    for (const char* pass : {"cold", "warm"}) {
+    for (const std::string pass : {"cold", "warm"}) {
         CAPTURE(pass);
         std::uint64_t before = cgroup.oom_kills();
         auto build = [&](const ScratchDir& home, std::string* err) {
-            return run(cgroup.wrap(as_nobody(daemon, home, {"--stats-json", home.path() + "/stats.json"},
+            return run(cgroup.wrap(as_nobody(daemon, home, {"--stats-json", home.path() + "/stats.json", "-v"},
                                              {"timeout", "120", "make", "-s", "-j4", "-C", home.path()})),
                        nullptr, err);
         };

@@ -145,7 +145,7 @@ TEST_CASE("a distcc worker: plain distccd is OOM-killed in its cgroup, memgov's 
     REQUIRE_MESSAGE(cgroup.oom_kills() > before, "plain distccd was not OOM-killed: the test would prove nothing");
 
     std::string profiles = work.path() + "/profiles";
-    for (const char* pass : {"cold", "warm"}) {
+    for (const std::string pass : {"cold", "warm"}) {
         CAPTURE(pass);
         port = free_port();
         std::uint64_t oom_before = cgroup.oom_kills();
@@ -341,7 +341,7 @@ TEST_CASE("an icecream worker: plain iceccd fails in its cgroup, memgov's worker
     }
 
     std::string profiles = work.path() + "/profiles";
-    for (const char* pass : {"cold", "warm"}) {
+    for (const std::string pass : {"cold", "warm"}) {
         CAPTURE(pass);
         std::uint64_t oom_before = cgroup.oom_kills();
         std::string stats = work.path() + fmt::format("/{}.json", pass);

@@ -116,7 +116,7 @@ TEST_CASE("real g++: two heavy translation units OOM plain make -j2 in 600 MiB, 
     CHECK(run(cgroup.wrap({"make", "-s", "-j2", "-C", build.path()})) != 0);
     REQUIRE_MESSAGE(cgroup.oom_kills() > before, "plain make was not OOM-killed: the test would prove nothing");
 
-    for (const char* pass : {"cold", "warm"}) {
+    for (const std::string pass : {"cold", "warm"}) {
         CAPTURE(pass);
         run({"make", "-s", "-C", build.path(), "clean"});
         std::uint64_t oom_before = cgroup.oom_kills();

@@ -122,6 +122,26 @@ TEST_CASE("controller: a running job measured before counts among its peers at i
         fmt::format("New job PID={} /src/d.c (cc compile), predicted peak 300MB (cold: same tool and role)", pid)));
 }
 
+TEST_CASE("controller: a running job guessed from its peers may need as much as one that ended larger") {
+    Build build(settings_for(1100, 512));
+    build.exec(100, "b.c");
+    build.exec(101, "c.c");
+    REQUIRE(build.resumed(100));
+    REQUIRE(build.resumed(101));  // both at the 512 MB estimate
+    build.use(100, 600);
+    build.use(101, 50);
+    build.run_for(20ms);
+    build.exit(100);
+    CHECK(build.log_lines.has("PID=101 /src/c.c: running, guessed at 512MB: may need up to 600MB, as its peers show"));
+    build.use(101, 60);
+    build.run_for(20ms);
+    build.exec(102, "d.c");  // its guess: the same peers'
+    build.exit(102);
+    CHECK(std::count_if(build.log_lines.lines.begin(), build.log_lines.lines.end(), [](const std::string& line) {
+              return line.find("PID=101 /src/c.c: running") != std::string::npos;
+          }) == 1);  // said once, when it rose
+}
+
 TEST_CASE("controller: a job gone before its exec is handled is keyed in its parent's directory") {
     Build build(settings_for(4096, 512));
     build.cwd_of = [](pid_t pid) { return pid == 1 ? std::string("/src/lib") : std::string(); };

@@ -288,6 +288,15 @@ TEST_CASE("emergency: a stopped job resumes at once when nothing else runs") {
     CHECK(Scenario::find(s.decide(10), DecisionKind::emergency_resume, 2));
 }
 
+TEST_CASE("emergency: with nothing running on the host, stopped jobs resume though other builds' are stopped too") {
+    Scenario s = two_running_one_stopped();
+    s.governor.job_exited(1, s.now);
+    OtherBuilds stopped_elsewhere;
+    stopped_elsewhere.stopped = 2;  // whichever build takes the ledger's turn first resumes
+    s.governor.other_builds(stopped_elsewhere);
+    CHECK(Scenario::find(s.decide(10), DecisionKind::emergency_resume, 2));
+}
+
 TEST_CASE("a job that exits while waiting leaves no trace") {
     Scenario s;
     s.wait(1, 900);
@@ -841,6 +850,12 @@ TEST_CASE("other builds: a job starts whatever it needs only when nothing runs o
     granting.kept_bytes = granting.granted_bytes = 600 * MiB;
     s.governor.other_builds(granting);
     CHECK(Scenario::admitted(s.decide(1000)).empty());
+    // Nothing runs, but their net stopped a job that holds memory: that build resumes it (the
+    // host being idle) before anything new starts beside it, as inside one build.
+    OtherBuilds stopped_elsewhere;
+    stopped_elsewhere.stopped = 1;
+    s.governor.other_builds(stopped_elsewhere);
+    CHECK(Scenario::admitted(s.decide(1000)).empty());
     // Ours is the host's oldest, with nothing running and nothing granted. Room they keep in
     // case a stopped guess of theirs is as large as its peers is no job running: ours goes.
     OtherBuilds keeping;
@@ -906,6 +921,20 @@ TEST_CASE("other builds: a nicer build's jobs count as queued later among builds
     CHECK(Scenario::admitted(s.decide(500)) == std::vector<pid_t>{2});
 }
 
+TEST_CASE("other builds: no job of ours starts into what their stopped jobs need to finish") {
+    Scenario s;
+    OtherBuilds others = others_running(1);
+    others.stopped = 1;
+    others.stopped_need_bytes = 600 * MiB;
+    s.governor.other_builds(others);
+    CHECK(s.governor.startable_at_once(100 * MiB, 0, 0, 1000 * MiB) == 4);  // the kernel grant leaves it too
+    s.wait(1, 500);
+    CHECK(Scenario::admitted(s.decide(1000)).empty());  // 1000 - 600 < 500
+    others.stopped_need_bytes = 400 * MiB;
+    s.governor.other_builds(others);
+    CHECK(Scenario::admitted(s.decide(1000)) == std::vector<pid_t>{1});
+}
+
 TEST_CASE("other builds: the kernel grant gives no start while one of theirs waits, and leaves them theirs") {
     Scenario s;
     CHECK(s.governor.startable_at_once(100 * MiB, 0, 0, 1000 * MiB) == 10);
@@ -967,11 +996,21 @@ TEST_CASE("share: what this build shows the others") {
     s.decide(10);
     BuildShare share = s.governor.share(s.now);
     CHECK(share.running == 1);
-    CHECK(share.imminent_bytes == 300 * MiB);  // a stopped job takes nothing while stopped
-    CHECK(share.kept_bytes == 0);              // no guess with a larger ceiling runs
+    CHECK(share.imminent_bytes == 300 * MiB);      // a stopped job takes nothing while stopped
+    CHECK(share.stopped_need_bytes == 300 * MiB);  // but needs its growth to finish
+    CHECK(share.kept_bytes == 0);                  // no guess with a larger ceiling runs
     REQUIRE(share.oldest_waiting);
     CHECK(share.oldest_waiting->needed_bytes == 4000 * MiB);
     CHECK(share.oldest_waiting->queued_at == s.now);
+}
+
+TEST_CASE("share: a stopped guess needs as much as its peers now show to finish") {
+    Scenario s = two_running_one_stopped();  // job 2 guessed at 300, stopped at 0
+    CHECK(s.governor.share(s.now).stopped_need_bytes == 300 * MiB);
+    s.governor.job_may_reach(2, 700 * MiB);  // a peer ended at 700
+    CHECK(s.governor.share(s.now).stopped_need_bytes == 700 * MiB);
+    s.governor.job_may_reach(2, 400 * MiB);  // only rises
+    CHECK(s.governor.share(s.now).stopped_need_bytes == 700 * MiB);
 }
 
 TEST_CASE("jobs: running and stopped ones in admission order, then waiting ones oldest first") {

@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <nlohmann/json.hpp>
 
 #include <filesystem>
 #include <fstream>
@@ -19,6 +20,7 @@ LedgerEntry sample_entry() {
     entry.state.share = {.imminent_bytes = 700 * MiB,
                          .near_growth_bytes = 50 * MiB,
                          .kept_bytes = 200 * MiB,
+                         .stopped_need_bytes = 150 * MiB,
                          .running = 3,
                          .oldest_waiting = OtherBuilds::Waiting{Clock::time_point(5s), 800 * MiB}};
     entry.state.published_at = Clock::time_point(10s);
@@ -52,6 +54,7 @@ TEST_CASE("host ledger: an entry reads back as written, and anything else is ref
     CHECK(read->state.share.imminent_bytes == 700 * MiB);
     CHECK(read->state.share.near_growth_bytes == 50 * MiB);
     CHECK(read->state.share.kept_bytes == 200 * MiB);
+    CHECK(read->state.share.stopped_need_bytes == 150 * MiB);
     CHECK(read->state.share.running == 3);
     REQUIRE(read->state.share.oldest_waiting);
     CHECK(read->state.share.oldest_waiting->queued_at == Clock::time_point(5s));
@@ -76,6 +79,12 @@ TEST_CASE("host ledger: an entry reads back as written, and anything else is ref
     std::string text = serialize_ledger_entry(sample_entry());
     text.replace(text.find("\"imminent\":"), 11, "\"imminent\":-");
     CHECK_FALSE(parse_ledger_entry(text));  // negative sizes are no sizes
+    // An entry of a memgov from before stopped_need was published: none said.
+    auto older = nlohmann::json::parse(serialize_ledger_entry(sample_entry()));
+    older.erase("stopped_need");
+    auto read_older = parse_ledger_entry(older.dump());
+    REQUIRE(read_older);
+    CHECK(read_older->state.share.stopped_need_bytes == 0);
 }
 
 TEST_CASE("competing: builds in the bounding cgroup or below it, or all of them when bound by the machine") {
@@ -97,6 +106,8 @@ TEST_CASE("competing: builds in the bounding cgroup or below it, or all of them 
     CHECK(two.running == 6);
     CHECK(two.oldest_waiting.size() == 2);
     CHECK(two.granted_bytes == 200 * MiB);
+    CHECK(two.stopped == 2);
+    CHECK(two.stopped_need_bytes == 300 * MiB);
     // A memgov that has not published for ledger_entry_lifetime is stopped or hung: not counted.
     CHECK(competing({sample_entry()}, std::nullopt, Clock::time_point(10s) + ledger_entry_lifetime).running == 0);
 }
@@ -120,6 +131,8 @@ TEST_CASE("progress watch: an entry whose memory and running jobs stand still fo
     CHECK(later[0].state.share.near_growth_bytes == 50 * MiB);
     CHECK(later[1].state.share.running == 0);
     CHECK(later[1].state.share.near_growth_bytes == 0);
+    CHECK(later[1].state.stopped == 0);  // nor does it hold back the progress guarantee
+    CHECK(later[0].state.stopped == 1);
     CHECK(later[1].state.share.imminent_bytes == 700 * MiB);
     // A job of 2's starts or ends: it moves again.
     auto moved = watch.rest_idle({entry(1, 130, 3), entry(2, 500, 2)}, at(10'100), 10s);
@@ -146,6 +159,7 @@ TEST_CASE("vouched_for: a daemon's client's entry is held to what the daemon see
     CHECK(vouched.share.oldest_waiting->queued_at == Clock::time_point(8s));  // not before its exec
     CHECK(vouched.share.oldest_waiting->needed_bytes == 800 * MiB);
     CHECK(vouched.jobs_waited == claimed.jobs_waited);  // counters for metrics: its own
+    CHECK(vouched.stopped == 1);                        // it holds jobs: some may be stopped
 
     // Nothing running, nothing held: nothing about to be taken, nobody waiting.
     LedgerState idle = vouched_for(claimed, {.now = Clock::time_point(60s), .memory_bytes = 4096 * MiB});
@@ -153,14 +167,18 @@ TEST_CASE("vouched_for: a daemon's client's entry is held to what the daemon see
     CHECK(idle.share.imminent_bytes == 0);
     CHECK(idle.share.near_growth_bytes == 0);
     CHECK(idle.share.kept_bytes == 0);
+    CHECK(idle.stopped == 0);
+    CHECK(idle.share.stopped_need_bytes == 0);
     CHECK_FALSE(idle.share.oldest_waiting);
 
     // Figures beyond all there is are cut to it; a claimed waiting need too.
-    claimed.share.imminent_bytes = claimed.share.kept_bytes = claimed.share.near_growth_bytes = ~0ull;
+    claimed.share.imminent_bytes = claimed.share.kept_bytes = claimed.share.near_growth_bytes =
+        claimed.share.stopped_need_bytes = ~0ull;
     claimed.share.oldest_waiting->needed_bytes = ~0ull;
     LedgerState huge = vouched_for(claimed, seen);
     CHECK(huge.share.imminent_bytes == 4096 * MiB);
     CHECK(huge.share.kept_bytes == 4096 * MiB);
+    CHECK(huge.share.stopped_need_bytes == 4096 * MiB);
     CHECK(huge.share.near_growth_bytes == 4096 * MiB);
     CHECK(huge.share.oldest_waiting->needed_bytes == 4096 * MiB);
 

@@ -154,7 +154,8 @@ std::uint64_t BuildController::governed_available() {
         // the machine's memory: whichever leaves less decides.
         OtherBuilds everyone = competing(turn_entries_, std::nullopt, now);
         auto left = [](std::uint64_t bytes, const OtherBuilds& them) {
-            return static_cast<std::int64_t>(bytes) - static_cast<std::int64_t>(them.imminent_bytes + them.kept_bytes);
+            return static_cast<std::int64_t>(bytes) -
+                   static_cast<std::int64_t>(them.imminent_bytes + them.kept_bytes + them.stopped_need_bytes);
         };
         if (left(machine_available_, everyone) < left(available, others)) {
             others = std::move(everyone);
@@ -492,7 +493,8 @@ void BuildController::on(const ExitEvent& event) {
     Observation seen{.tool = info.tool, .role = info.role, .peak_bytes = event.job_peak_bytes, .complete = complete};
     if (info.started_at && !info.suspended)
         seen.curve = info.growth.finish(run_age_ms(info, now), event.job_peak_bytes);
-    if (info.source != JobInfo::Source::named) {
+    bool learned = info.source == JobInfo::Source::named;
+    if (!learned) {
         // Its pipe never showed what it compiled (its compiler read it first): its key, how it
         // compiles, is every such job's, and would teach them one peak.
         log_.write(LogCategory::memory, "PID={} job exited, peak {}: its source was never named, nothing learned",
@@ -500,7 +502,6 @@ void BuildController::on(const ExitEvent& event) {
     } else {
         store_.record(info.key, seen, environment_.wall_time());
         predictor_.learn(info.key, store_.profiles().at(info.key));
-        repredict_waiting();
         log_.write(LogCategory::memory, "PID={} job exited, final peak for {}: {} -> {}{}", event.pid, info.key,
                    format_mb(old_peak), format_mb(event.job_peak_bytes),
                    complete ? "" : " (did not finish: kept as a lower bound)");
@@ -510,11 +511,28 @@ void BuildController::on(const ExitEvent& event) {
                    format_mb(std::max(info.prediction.bytes, event.job_peak_bytes)), info.key, event.pid);
     governor_.job_exited(event.job, now);
     jobs_.erase(it);
+    if (learned) repredict_guesses();
 }
 
-// Waiting jobs guessed from their peers are guessed again from what the build now knows:
-// the first jobs wait at --cold-estimate only until a peer has ended.
-void BuildController::repredict_waiting() {
+// Jobs guessed from their peers are guessed again from what the build now knows: the first
+// jobs wait at --cold-estimate only until a peer has ended; a running one may now be as
+// large as its largest peer (which counts while it is stopped, and in the room kept for a
+// surprise). Two cold builds of two 600 MB jobs each in 1100 MiB: one's 600 MB job,
+// stopped at 307 MB with its guess at 512, showed the other build 205 MB to finish, not the
+// 296 its ended twin said; the other started a job into it, and that one was OOM-killed.
+void BuildController::repredict_guesses() {
+    for (pid_t pid : governor_.running_jobs()) {
+        auto it = jobs_.find(pid);
+        if (it == jobs_.end() || it->second.prediction.source == PredictionSource::profile) continue;
+        JobInfo& info = it->second;
+        Prediction now = predictor_.predict(info.key, info.tool, info.role);
+        std::uint64_t ceiling = std::max(now.bytes, now.ceiling_bytes);
+        if (ceiling <= info.prediction.ceiling_bytes) continue;
+        log_.write(LogCategory::predict, "PID={} {}: running, guessed at {}: may need up to {}, as its peers show ({})",
+                   pid, info.key, format_mb(info.prediction.bytes), format_mb(ceiling), describe(now.source));
+        info.prediction.ceiling_bytes = ceiling;
+        governor_.job_may_reach(pid, ceiling);
+    }
     for (pid_t pid : governor_.waiting_jobs()) {
         auto it = jobs_.find(pid);
         if (it == jobs_.end() || it->second.prediction.source == PredictionSource::profile) continue;

@@ -152,7 +152,7 @@ private:
     // Ends the kernel's grant; returns how many execs it started that we have not heard of.
     std::uint64_t take_back_grant();
     void regrant();
-    void repredict_waiting();
+    void repredict_guesses();
     void forget_vanished(pid_t job);
     void log_reserved(pid_t job, const std::string& key, std::uint64_t needed_bytes);
     void save_store_if_due(Clock::time_point now);

@@ -29,6 +29,11 @@ void Governor::job_expected(pid_t job, Reservation expected) {
     it->second = std::move(updated);
 }
 
+void Governor::job_may_reach(pid_t job, std::uint64_t ceiling_bytes) {
+    if (auto it = running_.find(job); it != running_.end() && !it->second.measured)
+        it->second.ceiling_bytes = std::max(it->second.ceiling_bytes, ceiling_bytes);
+}
+
 void Governor::defer_until(pid_t job, Clock::time_point until) {
     if (auto it = waiting_.find(job); it != waiting_.end()) it->second.deferred_until = until;
 }
@@ -267,6 +272,12 @@ std::uint64_t Governor::surprise_room(const Job* candidate) const {
     return room;
 }
 
+std::uint64_t Governor::need_to_finish(const Job& job) const {
+    if (job.measured) return still_to_take(job);
+    std::uint64_t expected = std::max(job.reserved_bytes, job.ceiling_bytes);
+    return expected > job.current_bytes ? expected - job.current_bytes : 0;
+}
+
 bool Governor::growing(const Job& job) const {
     if (job.readings < 2) return job.reserved_bytes > job.current_bytes;
     return job.growth_bytes_per_ms > 0 || job.steady_growth_bytes_per_ms > 0;
@@ -308,8 +319,12 @@ BuildShare Governor::share(Clock::time_point now) const {
     BuildShare share{.near_growth_bytes = static_cast<std::uint64_t>(std::max<std::int64_t>(remaining_need(now), 0)),
                      .kept_bytes = surprise_room(nullptr),
                      .running = active_count()};
-    for (const auto& [pid, job] : running_)
-        if (!job.emergency_stopped) share.imminent_bytes += still_to_take(job);
+    for (const auto& [pid, job] : running_) {
+        if (job.emergency_stopped)
+            share.stopped_need_bytes += need_to_finish(job);
+        else
+            share.imminent_bytes += still_to_take(job);
+    }
     if (!queue_.empty()) {
         const Job& oldest = waiting_.at(queue_.front());
         share.oldest_waiting = OtherBuilds::Waiting{queued_among_builds(oldest), oldest.reserved_bytes};
@@ -349,7 +364,7 @@ std::uint64_t Governor::startable_at_once(std::uint64_t job_bytes, std::uint64_t
     if (!queue_.empty() || job_bytes == 0 || any_emergency_stopped() || !others_.oldest_waiting.empty()) return 0;
     // Each start counts as job_bytes, so it is its own surprise; the running jobs' may come.
     std::uint64_t taken = imminent_bytes() + surprise_room(nullptr) + margin_bytes + unannounced * job_bytes +
-                          others_.imminent_bytes + others_.kept_bytes;
+                          others_.imminent_bytes + others_.kept_bytes + others_.stopped_need_bytes;
     std::uint64_t count = available_bytes > taken ? (available_bytes - taken) / job_bytes : 0;
     if (settings_.max_running) {
         std::uint64_t slots = running_.size() + unannounced < settings_.max_running
@@ -457,21 +472,16 @@ void Governor::emergency(std::uint64_t available_bytes, Clock::time_point now, s
     // growth, may be as large as its largest peer: it continues when that would fit. With
     // nothing running, the job with the least growth ahead continues whatever it needs
     // (progress guarantee): it ends soonest and frees what it holds for the others.
-    auto ahead = [this](const Job& job) {
-        if (job.measured) return still_to_take(job);
-        std::uint64_t expected = std::max(job.reserved_bytes, job.ceiling_bytes);
-        return expected > job.current_bytes ? expected - job.current_bytes : 0;
-    };
     std::optional<pid_t> resumed;
     for (pid_t pid : admission_order_) {
         const Job& job = running_.at(pid);
         if (!job.emergency_stopped) continue;
         if (host_idle()) {
-            if (!resumed || ahead(job) < ahead(running_.at(*resumed))) resumed = pid;
+            if (!resumed || need_to_finish(job) < need_to_finish(running_.at(*resumed))) resumed = pid;
             continue;
         }
         Job as_large_as_its_peers = job;
-        as_large_as_its_peers.reserved_bytes = job.current_bytes + ahead(job);
+        as_large_as_its_peers.reserved_bytes = job.current_bytes + need_to_finish(job);
         // A resume is an admission: it leaves other builds what they are about to take and keep.
         auto resumable = static_cast<std::int64_t>(available_bytes) -
                          static_cast<std::int64_t>(others_.imminent_bytes + others_.kept_bytes);
@@ -485,7 +495,7 @@ void Governor::emergency(std::uint64_t available_bytes, Clock::time_point now, s
     job.read_at.reset();  // its growth rates restart from its next reading
     job.readings = 0;
     job.growth_bytes_per_ms = job.steady_growth_bytes_per_ms = 0;
-    decisions.push_back({DecisionKind::emergency_resume, *resumed, ahead(job),
+    decisions.push_back({DecisionKind::emergency_resume, *resumed, need_to_finish(job),
                          available - static_cast<std::int64_t>(settings_.kept_free_bytes) - need,
                          static_cast<std::uint64_t>(std::max<std::int64_t>(need, 0))});
 }
@@ -504,9 +514,13 @@ Decision Governor::admit(pid_t pid, std::int64_t effective_free, Clock::time_poi
 void Governor::admit_waiting(std::uint64_t available_bytes, Clock::time_point now, std::vector<Decision>& decisions) {
     if (any_emergency_stopped()) return;  // stopped jobs continue before new ones start
 
-    // What other builds are about to take and keep is not ours to hand out.
-    auto available_to_all = static_cast<std::int64_t>(available_bytes) -
-                            static_cast<std::int64_t>(others_.imminent_bytes + others_.kept_bytes);
+    // What other builds are about to take and keep, and what their stopped jobs need to
+    // finish, is not ours to hand out. (Two cold builds in one cgroup: one's job started in
+    // the memory the other's stopped job needed, which could then only stop again, and the
+    // new job, the host's last running one, was OOM-killed.)
+    auto available_to_all =
+        static_cast<std::int64_t>(available_bytes) -
+        static_cast<std::int64_t>(others_.imminent_bytes + others_.kept_bytes + others_.stopped_need_bytes);
     std::optional<pid_t> blocked;  // the first job in `order` that does not fit
     std::vector<pid_t> order(queue_.begin(), queue_.end());
     if (settings_.max_running && !order.empty()) {
@@ -544,9 +558,12 @@ void Governor::admit_waiting(std::uint64_t available_bytes, Clock::time_point no
         // 1.3x the largest job OOM-killed without this room, 0 of 24 with it).
         std::int64_t effective_free = available - static_cast<std::int64_t>(imminent_bytes());
         auto surprise = static_cast<std::int64_t>(surprise_room(&job));
-        if (host_idle() && !older_waiting_elsewhere(job)) {
+        if (host_idle() && others_.stopped == 0 && !older_waiting_elsewhere(job)) {
             // Progress guarantee: with nothing running on the host, the oldest job starts
-            // whatever it needs.
+            // whatever it needs; but a job another build's net stopped continues first (that
+            // build resumes it, the host being idle), as one of ours would: started beside it
+            // in the memory it holds, the new job ran into the limit (a daemon test, two cold
+            // builds of two 600 MB jobs each in 1100 MiB: OOM-killed in 2 of 40 runs).
             Decision decision = admit(pid, effective_free, now);
             decision.forced = needed > effective_free;
             decisions.push_back(decision);

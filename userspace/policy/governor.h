@@ -143,7 +143,11 @@ struct OtherBuilds {
     std::uint64_t kept_bytes = 0;
     // Of it, the grants': jobs may start that those builds have not heard of yet.
     std::uint64_t granted_bytes = 0;
+    // What their stopped jobs need to finish: no job of ours starts into it, as no job of
+    // theirs would (a stop does not give memory back; the stopped job must still finish).
+    std::uint64_t stopped_need_bytes = 0;
     std::size_t running = 0;  // their jobs running (not stopped)
+    std::size_t stopped = 0;  // their jobs stopped by their nets
     struct Waiting {
         Clock::time_point queued_at;  // CLOCK_MONOTONIC, the same in every process
         std::uint64_t needed_bytes = 0;
@@ -176,7 +180,8 @@ const char* state_name(JobView::State state);
 struct BuildShare {
     std::uint64_t imminent_bytes = 0;  // of its jobs that are not stopped: those grow
     std::uint64_t near_growth_bytes = 0;
-    std::uint64_t kept_bytes = 0;  // its room for one surprise (the controller adds its grant)
+    std::uint64_t kept_bytes = 0;          // its room for one surprise (the controller adds its grant)
+    std::uint64_t stopped_need_bytes = 0;  // what its stopped jobs need to finish
     std::size_t running = 0;
     std::optional<OtherBuilds::Waiting> oldest_waiting;
 };
@@ -193,6 +198,9 @@ public:
     // identity may still come: a compile whose source is on its way to its pipe); it blocks
     // no other job meanwhile. `until` in the past lifts it.
     void defer_until(pid_t job, Clock::time_point until);
+    // A running (or stopped) job guessed from its peers may turn out as large as this: a peer
+    // ended larger than any before. Its ceiling only rises.
+    void job_may_reach(pid_t job, std::uint64_t ceiling_bytes);
     // A job that was never held (gate off, or started under the grant) but runs.
     void job_running(pid_t job, Reservation expected, Clock::time_point now);
     // A running job that cannot be stopped (it runs as a user the build's owner may not
@@ -303,6 +311,9 @@ private:
     // Room kept for one surprise: the largest of the running jobs' and `candidate`'s. One is
     // enough: a surprise found out is re-predicted, and its reservation then covers it.
     std::uint64_t surprise_room(const Job* candidate) const;
+    // What a stopped job still needs to finish: its remaining growth; a guessed job, stopped
+    // for its growth, may be as large as its largest peer.
+    std::uint64_t need_to_finish(const Job& job) const;
     std::size_t active_count() const;  // running and not emergency-stopped
     void repredict(pid_t pid, Job& job, std::uint64_t peak_bytes);
     // The emergency net: stops running jobs when memory is below the floor, or when their

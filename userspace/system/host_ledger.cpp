@@ -104,6 +104,7 @@ std::string serialize_ledger_entry(const LedgerEntry& entry) {
                         {"imminent", state.share.imminent_bytes},
                         {"near_growth", state.share.near_growth_bytes},
                         {"kept", state.share.kept_bytes},
+                        {"stopped_need", state.share.stopped_need_bytes},
                         {"grant", state.grant_bytes},
                         {"running", state.share.running},
                         {"waiting", state.waiting},
@@ -141,6 +142,7 @@ std::vector<LedgerEntry> ProgressWatch::rest_idle(std::vector<LedgerEntry> entri
         if (now - now_seen.changed_at >= patience) {
             share.running = 0;
             share.near_growth_bytes = 0;
+            entry.state.stopped = 0;
         }
     }
     seen_ = std::move(seen);  // entries gone are forgotten
@@ -159,7 +161,10 @@ LedgerState vouched_for(LedgerState claimed, const ObservedBuild& seen) {
     at_most_memory(share.imminent_bytes);
     at_most_memory(share.near_growth_bytes);
     at_most_memory(share.kept_bytes);
+    at_most_memory(share.stopped_need_bytes);
     if (!seen.oldest_held_since) {
+        state.stopped = 0;
+        share.stopped_need_bytes = 0;
         share.oldest_waiting.reset();
     } else if (share.oldest_waiting) {
         share.oldest_waiting->queued_at =
@@ -193,6 +198,8 @@ std::optional<LedgerEntry> parse_ledger_entry(const std::string& text) {
         state.share.imminent_bytes = count("imminent");
         state.share.near_growth_bytes = count("near_growth");
         state.share.kept_bytes = count("kept");
+        // An entry of a memgov from before stopped_need: none said.
+        if (json.contains("stopped_need")) state.share.stopped_need_bytes = count("stopped_need");
         state.share.running = count("running");
         state.grant_bytes = count("grant");
         state.waiting = count("waiting");
@@ -240,8 +247,10 @@ OtherBuilds competing(const std::vector<LedgerEntry>& others, const std::optiona
         competitors.imminent_bytes += share.imminent_bytes;
         competitors.near_growth_bytes += share.near_growth_bytes;
         competitors.kept_bytes += share.kept_bytes + other.state.grant_bytes;
+        competitors.stopped_need_bytes += share.stopped_need_bytes;
         competitors.granted_bytes += other.state.grant_bytes;
         competitors.running += share.running;
+        competitors.stopped += other.state.stopped;
         if (share.oldest_waiting) competitors.oldest_waiting.push_back(*share.oldest_waiting);
     }
     return competitors;

@@ -83,18 +83,19 @@ struct ObservedBuild {
 
 // The entry as the daemon vouches for it: dated on arrival; its RSS the daemon's reading; no
 // more jobs running than it has; with none running, nothing about to be taken or kept for a
-// surprise; no grant (a daemon's clients have none); a waiting job only if one is held, not
-// queued before it was exec'd (less a head start its --nice gives it); each figure at most the host's memory. What
-// cannot be checked (how much a running job will still take) stays the client's word, within those bounds.
+// surprise; no grant (a daemon's clients have none); a waiting or stopped job only if one is
+// held, not queued before it was exec'd (less a head start its --nice gives it); each figure
+// at most the host's memory. What cannot be checked (how much a running job will still take)
+// stays the client's word, within those bounds.
 LedgerState vouched_for(LedgerState claimed, const ObservedBuild& seen);
 
 // Which of the other builds make progress. An entry whose build's memory and running jobs have
 // not changed for `patience` (the stall timeout) is resting: its running jobs are counted as
-// none and its near growth as nothing, so that the stall rule and the net apply as if only
-// we ran (Governor::decide), while what it is about to take and keep still counts. A client
-// that claims jobs that do nothing (or a build whose jobs wait on each other) then delays
-// another build by one stall timeout a start, never for ever; each entry on its own, so a
-// busy build does not hide a resting one.
+// none, its near growth as nothing and its stopped jobs as none, so that the stall rule, the
+// net and the progress guarantee apply as if only we ran (Governor::decide), while what it is
+// about to take and keep still counts. A client that claims jobs that do nothing (or a build
+// whose jobs wait on each other) then delays another build by one stall timeout a start,
+// never for ever; each entry on its own, so a busy build does not hide a resting one.
 class ProgressWatch {
 public:
     std::vector<LedgerEntry> rest_idle(std::vector<LedgerEntry> entries, Clock::time_point now,
