@@ -65,6 +65,11 @@ void Governor::job_used(pid_t job, std::uint64_t current_bytes, std::uint64_t pe
         double elapsed_ms = std::chrono::duration<double, std::milli>(now - since).count();
         return current_bytes > since_bytes ? static_cast<double>(current_bytes - since_bytes) / elapsed_ms : 0;
     };
+    // Within half a step of its peak: a run's peak moves by a few pages from the last one.
+    if (running.curve && !running.curve_peak_at &&
+        static_cast<double>(current_bytes) * GrowthCurve::steps >=
+            static_cast<double>(running.reserved_bytes) * (GrowthCurve::steps - 0.5))
+        running.curve_peak_at = running.read_at.value_or(now);
     if (running.read_at && now > *running.read_at) {
         running.growth_bytes_per_ms = rate(*running.read_at, running.current_bytes);
         if (now - running.steady_from >= settings_.steady_window) {
@@ -186,7 +191,15 @@ double Governor::curve_age_ms(const Job& job, Clock::time_point now) const {
     // curve in wall time. Counted at its wall age, it would seem about to take at once all
     // it was expected to have taken by now, and to end on the old schedule; so a job that
     // has not reached a step yet is taken to be no further along than that step. (A job
-    // ahead of its curve keeps its wall age: its end is not assumed to come sooner.)
+    // ahead of its curve keeps its wall age: its end is not assumed to come sooner.) At its
+    // peak, it is as far along as the curve's peak and the time since: a job that got there
+    // late ends late by as much, so its end does not jump nearer the moment it arrives
+    // (memstorm, warm: a job that ran 1.137x its curve, behind on its ramp, was counted as
+    // ending at once when it reached its peak; jobs started into its memory were stopped).
+    if (job.curve_peak_at) {
+        double since_peak = std::chrono::duration<double, std::milli>(now - *job.curve_peak_at).count();
+        return std::min(age, job.curve->reach_ms.back() + since_peak);
+    }
     auto reached = static_cast<std::size_t>(static_cast<double>(job.current_bytes) /
                                             static_cast<double>(job.reserved_bytes) * GrowthCurve::steps);
     if (reached >= GrowthCurve::steps) return age;

@@ -264,6 +264,9 @@ private:
         bool peaked = false;
         std::uint64_t ceiling_bytes = 0;  // see Reservation
         std::optional<Clock::time_point> read_at;
+        // When it reached its peak along its curve: the reading before the one that showed it
+        // there, as a curve dates its rises (GrowthRecorder).
+        std::optional<Clock::time_point> curve_peak_at;
         double growth_bytes_per_ms = 0;   // between its last two readings
         Clock::time_point steady_from{};  // the reading the steady rate is measured from
         std::uint64_t steady_from_bytes = 0;
