@@ -492,7 +492,7 @@ void BuildController::on(const ExitEvent& event) {
     std::uint64_t old_peak = store_.profiles().contains(info.key) ? store_.profiles().at(info.key).peak_bytes : 0;
     Observation seen{.tool = info.tool, .role = info.role, .peak_bytes = event.job_peak_bytes, .complete = complete};
     if (info.started_at && !info.suspended)
-        seen.curve = info.growth.finish(run_age_ms(info, now), event.job_peak_bytes);
+        seen.curve = info.growth.finish(milliseconds_since(*info.started_at, now), event.job_peak_bytes);
     bool learned = info.source == JobInfo::Source::named;
     if (!learned) {
         // Its pipe never showed what it compiled (its compiler read it first): its key, how it

@@ -115,7 +115,11 @@ private:
         std::optional<Clock::time_point> started_at;  // admitted (or never held)
         // Its age along its curve leaves out the time the net kept it stopped: stopped, a job
         // neither grows nor gets on. Without this, every job stopped on a cold run had no
-        // curve on the next run, and reserved its whole peak from its first instant.
+        // curve on the next run, and reserved its whole peak from its first instant. Its
+        // curve's end, though, keeps that time: a job that waits on the clock (a sleep, a
+        // timeout, I/O) gets on while stopped, and ends no sooner than it did (memstorm, warm:
+        // a job stopped 430 ms in its hold on the cold run learned a 1002 ms curve, ran its
+        // 1430 ms, and the jobs started into its memory were stopped).
         std::optional<Clock::time_point> stopped_at;
         Clock::duration time_stopped{};
         GrowthRecorder growth;
