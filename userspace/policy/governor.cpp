@@ -576,7 +576,7 @@ void Governor::admit_waiting(std::uint64_t available_bytes, Clock::time_point no
             // whatever it needs; but a job another build's net stopped continues first (that
             // build resumes it, the host being idle), as one of ours would: started beside it
             // in the memory it holds, the new job ran into the limit (a daemon test, two cold
-            // builds of two 600 MB jobs each in 1100 MiB: OOM-killed in 2 of 40 runs).
+            // builds of two 600 MB jobs each in 1100 MiB: OOM-killed in 3 of 35 runs).
             Decision decision = admit(pid, effective_free, now);
             decision.forced = needed > effective_free;
             decisions.push_back(decision);
