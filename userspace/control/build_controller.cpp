@@ -154,8 +154,7 @@ std::uint64_t BuildController::governed_available() {
         // the machine's memory: whichever leaves less decides.
         OtherBuilds everyone = competing(turn_entries_, std::nullopt, now);
         auto left = [](std::uint64_t bytes, const OtherBuilds& them) {
-            return static_cast<std::int64_t>(bytes) -
-                   static_cast<std::int64_t>(them.imminent_bytes + them.kept_bytes + them.stopped_need_bytes);
+            return static_cast<std::int64_t>(bytes) - static_cast<std::int64_t>(them.held_for_them_bytes());
         };
         if (left(machine_available_, everyone) < left(available, others)) {
             others = std::move(everyone);

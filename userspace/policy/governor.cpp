@@ -377,7 +377,7 @@ std::uint64_t Governor::startable_at_once(std::uint64_t job_bytes, std::uint64_t
     if (!queue_.empty() || job_bytes == 0 || any_emergency_stopped() || !others_.oldest_waiting.empty()) return 0;
     // Each start counts as job_bytes, so it is its own surprise; the running jobs' may come.
     std::uint64_t taken = imminent_bytes() + surprise_room(nullptr) + margin_bytes + unannounced * job_bytes +
-                          others_.imminent_bytes + others_.kept_bytes + others_.stopped_need_bytes;
+                          others_.held_for_them_bytes();
     std::uint64_t count = available_bytes > taken ? (available_bytes - taken) / job_bytes : 0;
     if (settings_.max_running) {
         std::uint64_t slots = running_.size() + unannounced < settings_.max_running
@@ -495,7 +495,8 @@ void Governor::emergency(std::uint64_t available_bytes, Clock::time_point now, s
         }
         Job as_large_as_its_peers = job;
         as_large_as_its_peers.reserved_bytes = job.current_bytes + need_to_finish(job);
-        // A resume is an admission: it leaves other builds what they are about to take and keep.
+        // A resume is an admission: it leaves other builds what they are about to take and keep
+        // (not what their stopped jobs need: two builds' stopped jobs would wait for each other).
         auto resumable = static_cast<std::int64_t>(available_bytes) -
                          static_cast<std::int64_t>(others_.imminent_bytes + others_.kept_bytes);
         if (fits_from(as_large_as_its_peers, 0, outlook(now), resumable)) resumed = pid;
@@ -532,8 +533,7 @@ void Governor::admit_waiting(std::uint64_t available_bytes, Clock::time_point no
     // the memory the other's stopped job needed, which could then only stop again, and the
     // new job, the host's last running one, was OOM-killed.)
     auto available_to_all =
-        static_cast<std::int64_t>(available_bytes) -
-        static_cast<std::int64_t>(others_.imminent_bytes + others_.kept_bytes + others_.stopped_need_bytes);
+        static_cast<std::int64_t>(available_bytes) - static_cast<std::int64_t>(others_.held_for_them_bytes());
     std::optional<pid_t> blocked;  // the first job in `order` that does not fit
     std::vector<pid_t> order(queue_.begin(), queue_.end());
     if (settings_.max_running && !order.empty()) {

@@ -148,6 +148,9 @@ struct OtherBuilds {
     std::uint64_t stopped_need_bytes = 0;
     std::size_t running = 0;  // their jobs running (not stopped)
     std::size_t stopped = 0;  // their jobs stopped by their nets
+    // All that a new start of ours leaves them: what they are about to take, keep, and need
+    // to finish what they stopped.
+    std::uint64_t held_for_them_bytes() const { return imminent_bytes + kept_bytes + stopped_need_bytes; }
     struct Waiting {
         Clock::time_point queued_at;  // CLOCK_MONOTONIC, the same in every process
         std::uint64_t needed_bytes = 0;
